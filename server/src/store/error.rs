@@ -1,0 +1,108 @@
+//! Errors of the storage engine. Each variant carries the fields a caller
+//! needs to act on it; none of them knows about gRPC.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request itself is malformed (bad name, empty batch, duplicate ids…).
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+
+    /// An event or an append is larger than a configured limit.
+    #[error("{what} is {actual} bytes, over the limit of {limit} bytes ({setting})")]
+    TooLarge {
+        /// What was measured ("event data + metadata", "append").
+        what: &'static str,
+        /// The measured size.
+        actual: u64,
+        /// The configured limit.
+        limit: u64,
+        /// The configuration setting that holds the limit.
+        setting: &'static str,
+    },
+
+    /// The append holds more events than the configured limit.
+    #[error("append has {actual} events, over the limit of {limit} events (max-append-events)")]
+    TooManyEvents {
+        /// Number of events in the append.
+        actual: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// An event id of this append was already used by a different append.
+    #[error("event id {id} is already used by the event at position {position} and this append is not a retry of that one")]
+    DuplicateEventId {
+        /// The event id, hyphenated.
+        id: String,
+        /// Where the id is already stored.
+        position: u64,
+    },
+
+    /// The stream to read does not exist.
+    #[error("stream '{0}' not found")]
+    StreamNotFound(String),
+
+    /// A record failed its checksum or is malformed somewhere it cannot be a torn tail.
+    #[error("corrupt log: {file}: offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the bad record inside the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An earlier write or sync failed; the writer refuses appends until restart.
+    #[error("the writer stopped after an I/O failure ({0}); appends are refused until restart, reads still work")]
+    Poisoned(String),
+
+    /// The store is shutting down or closed.
+    #[error("the store is shutting down")]
+    ShuttingDown,
+
+    /// A file-system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The derived index (sled) failed.
+    #[error("index error: {0}")]
+    Index(#[from] sled::Error),
+
+    /// The data directory is in use by another process.
+    #[error("data directory {0} is locked by another process")]
+    Locked(PathBuf),
+}
+
+/// Result alias of the storage engine.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        StoreError::Corrupt {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

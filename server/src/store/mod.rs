@@ -1,0 +1,312 @@
+//! The storage engine: a segment log written by one thread with group
+//! commit, a derived sled index, reads and subscriptions. It owns the data
+//! directory and never knows about gRPC.
+//!
+//! Layout of a data directory:
+//! - `log/` — segment files, the source of truth (see `docs/FORMAT.md`);
+//! - `index/` — the sled index, derived, rebuilt from the log when missing;
+//! - `LOCK` — held while a process has the directory open.
+
+mod config;
+mod error;
+mod index;
+mod reader;
+mod record;
+mod recovery;
+mod segment;
+mod subscription;
+mod types;
+mod validate;
+mod writer;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use config::{Limits, StoreConfig, SyncMode};
+pub use error::{Result, StoreError};
+pub use reader::ReadBatches;
+pub use segment::FORMAT_VERSION;
+pub use subscription::Subscription;
+pub use types::*;
+
+pub use recovery::{verify, VerifyReport};
+
+use index::Index;
+use segment::SegmentSet;
+use writer::{CommittedBatch, WriteRequest};
+
+/// Callbacks the engine reports its work to (the server turns them into
+/// metrics). Every method has an empty default.
+pub trait Observer: Send + Sync + 'static {
+    /// A group-commit batch was made durable.
+    fn batch_committed(&self, _appends: usize, _events: usize, _bytes: usize, _sync: Duration) {}
+    /// The index now covers `position` events.
+    fn indexed(&self, _position: u64) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// State shared by the writer, the indexer, readers and subscriptions.
+pub(crate) struct Shared {
+    pub(crate) config: StoreConfig,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) segments: SegmentSet,
+    pub(crate) index: Index,
+    /// Number of durable events (the next position to be assigned).
+    pub(crate) committed: AtomicU64,
+    /// Number of positions the index covers, with a condvar for waiters.
+    indexed: Mutex<u64>,
+    indexed_cv: Condvar,
+    pub(crate) indexed_fast: AtomicU64,
+    pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
+    poisoned: Mutex<Option<String>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) observer: Arc<dyn Observer>,
+}
+
+impl Shared {
+    pub(crate) fn poison(&self, why: String) {
+        tracing::error!(reason = %why, "writer poisoned; appends are refused until restart");
+        let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+        p.get_or_insert(why);
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_indexed(&self, position: u64) {
+        let mut g = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
+        *g = position;
+        self.indexed_fast.store(position, Ordering::Release);
+        self.indexed_cv.notify_all();
+        self.observer.indexed(position);
+    }
+
+    /// Blocks until the index covers `position` events; returns what it covers.
+    pub(crate) fn wait_indexed(&self, position: u64) -> Result<u64> {
+        let mut g = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
+        while *g < position {
+            if let Some(why) = self.poisoned() {
+                return Err(StoreError::Poisoned(why));
+            }
+            let (ng, _) = self
+                .indexed_cv
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner());
+            g = ng;
+        }
+        Ok(*g)
+    }
+
+    /// Waits until everything committed so far is indexed; returns the
+    /// number of positions a read may look at.
+    pub(crate) fn readable_head(&self) -> Result<u64> {
+        self.wait_indexed(self.committed.load(Ordering::Acquire))
+    }
+}
+
+/// An open data directory. Cheap to share behind an `Arc`; `close` (or
+/// dropping the last handle) stops the writer after it finishes what it
+/// has accepted.
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens or creates the store, recovering the log and the index.
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        Self::open_with_observer(config, Arc::new(NoObserver))
+    }
+
+    /// Like [`Store::open`], reporting work to `observer`.
+    pub fn open_with_observer(config: StoreConfig, observer: Arc<dyn Observer>) -> Result<Store> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(&data).map_err(|e| StoreError::io(&data, e))?;
+        let lock = lock_dir(&data)?;
+        let log_dir = data.join("log");
+        std::fs::create_dir_all(&log_dir).map_err(|e| StoreError::io(&log_dir, e))?;
+        let index = Index::open(&data.join("index"))?;
+        let (live, _) = broadcast::channel(config.live_buffer.max(1));
+        let shared = Arc::new(Shared {
+            config,
+            log_dir,
+            segments: SegmentSet::default(),
+            index,
+            committed: AtomicU64::new(0),
+            indexed: Mutex::new(0),
+            indexed_cv: Condvar::new(),
+            indexed_fast: AtomicU64::new(0),
+            live,
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            observer,
+        });
+        let recovered = recovery::recover(&shared)?;
+        shared
+            .committed
+            .store(recovered.next_position, Ordering::Release);
+        shared.set_indexed(recovered.next_position);
+        tracing::info!(
+            head_position = recovered.next_position,
+            streams = recovered.heads.len(),
+            replayed = recovered.replayed,
+            "store recovered"
+        );
+        let (tx, threads) = writer::start(shared.clone(), recovered)?;
+        Ok(Store {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            _lock: lock,
+        })
+    }
+
+    /// Appends events atomically; waits until they are durable (per the
+    /// sync mode). A retry of an append already written returns the
+    /// original result and writes nothing.
+    pub async fn append(&self, req: AppendRequest) -> Result<AppendOutcome> {
+        validate::append(&req, &self.shared.config.limits)?;
+        if let Some(why) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(why));
+        }
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::ShuttingDown)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(WriteRequest { req, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Reads a stream in batches. Blocking: call from a blocking context.
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+    ) -> Result<ReadBatches> {
+        validate::stream_name(stream, false)?;
+        ReadBatches::stream(self.shared.clone(), stream, direction, from, max_count)
+    }
+
+    /// Reads `$all` in batches. Blocking: call from a blocking context.
+    pub fn read_all(
+        &self,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+        filter: Filter,
+    ) -> Result<ReadBatches> {
+        ReadBatches::all(self.shared.clone(), direction, from, max_count, filter)
+    }
+
+    /// Starts a subscription: catch-up from the log, then live.
+    pub fn subscribe(
+        &self,
+        target: SubscriptionTarget,
+        from: SubscribeFrom,
+    ) -> Result<Subscription> {
+        if let SubscriptionTarget::Stream(name) = &target {
+            validate::stream_name(name, false)?;
+        }
+        Subscription::new(self.shared.clone(), target, from)
+    }
+
+    /// Number of durable events: the position the next event will get.
+    pub fn head_position(&self) -> u64 {
+        self.shared.committed.load(Ordering::Acquire)
+    }
+
+    /// Counters for stats and metrics.
+    pub fn stats(&self) -> StoreStats {
+        let segments = self.shared.segments.all();
+        let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
+        StoreStats {
+            head_position: self.head_position(),
+            indexed_position: self.shared.indexed_fast.load(Ordering::Acquire),
+            streams: self.shared.index.stream_count() as u64,
+            log_bytes,
+            segments: segments.len() as u64,
+        }
+    }
+
+    /// Bytes used by the index on disk.
+    pub fn index_bytes(&self) -> u64 {
+        self.shared.index.size_on_disk()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.config.data_dir
+    }
+
+    /// Why the writer refuses appends, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned()
+    }
+
+    /// Stops accepting appends, lets the writer finish and sync what it
+    /// accepted, waits for the index, and flushes it. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Release);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.shared.index.flush()
+    }
+
+    /// Whether `close` has started.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing the store");
+        }
+    }
+}
+
+fn lock_dir(data: &Path) -> Result<File> {
+    let path = data.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(data.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+    }
+}

@@ -1,0 +1,443 @@
+//! Reads: a stream by revision or `$all` by position, forwards or
+//! backwards, in bounded batches. Forward `$all` reads scan segments
+//! sequentially through a fixed-size buffer; everything else goes through
+//! the index to a record's location. Reads never look at positions the
+//! index does not cover yet, and never hold a whole result in memory.
+
+use std::sync::Arc;
+
+use super::error::{Result, StoreError};
+use super::index::Location;
+use super::record::{self, DecodeError, EventRecord, FRAME_HEADER};
+use super::segment::{Segment, HEADER_LEN};
+use super::types::{Direction, Filter, ReadFrom, RecordedEvent};
+use super::Shared;
+
+/// Bytes read from a segment at a time by sequential scans.
+const SCAN_CHUNK: usize = 256 << 10;
+/// A batch closes once its events carry this many bytes of data.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Batches of a read, in order. Each `next` does blocking I/O.
+pub struct ReadBatches {
+    shared: Arc<Shared>,
+    kind: Kind,
+    remaining: u64,
+    done: bool,
+    names: NameCache,
+}
+
+enum Kind {
+    AllForward {
+        cursor: Option<LogCursor>,
+        next: u64,
+        end: u64,
+        filter: Filter,
+    },
+    AllBackward {
+        /// One past the next position to read.
+        next_end: u64,
+        filter: Filter,
+    },
+    Stream {
+        revisions: Box<dyn Iterator<Item = Result<(u64, u64)>> + Send>,
+        end: u64,
+        backwards: bool,
+    },
+    Empty,
+}
+
+impl ReadBatches {
+    pub(crate) fn all(
+        shared: Arc<Shared>,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+        filter: Filter,
+    ) -> Result<Self> {
+        let end = shared.readable_head()?;
+        let kind = match direction {
+            Direction::Forwards => {
+                let next = match from {
+                    ReadFrom::Start => 0,
+                    ReadFrom::End => end,
+                    ReadFrom::At(p) => p,
+                };
+                if next >= end {
+                    Kind::Empty
+                } else {
+                    Kind::AllForward {
+                        cursor: None,
+                        next,
+                        end,
+                        filter,
+                    }
+                }
+            }
+            Direction::Backwards => {
+                let next_end = match from {
+                    ReadFrom::Start => 1.min(end),
+                    ReadFrom::End => end,
+                    ReadFrom::At(p) => p.saturating_add(1).min(end),
+                };
+                Kind::AllBackward { next_end, filter }
+            }
+        };
+        Ok(Self::new(shared, kind, max_count))
+    }
+
+    pub(crate) fn stream(
+        shared: Arc<Shared>,
+        stream: &str,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+    ) -> Result<Self> {
+        let end = shared.readable_head()?;
+        let Some(head) = shared.index.stream(stream)? else {
+            return Err(StoreError::StreamNotFound(stream.to_owned()));
+        };
+        let backwards = direction == Direction::Backwards;
+        let range = match (direction, from) {
+            (Direction::Forwards, ReadFrom::Start) => Some((0, u64::MAX)),
+            (Direction::Forwards, ReadFrom::End) => None,
+            (Direction::Forwards, ReadFrom::At(r)) => Some((r, u64::MAX)),
+            (Direction::Backwards, ReadFrom::Start) => Some((0, 0)),
+            (Direction::Backwards, ReadFrom::End) => Some((0, u64::MAX)),
+            (Direction::Backwards, ReadFrom::At(r)) => Some((0, r)),
+        };
+        let kind = match range {
+            Some((lo, hi)) => Kind::Stream {
+                revisions: shared.index.revisions(head.id, lo, hi, backwards),
+                end,
+                backwards,
+            },
+            None => Kind::Empty,
+        };
+        let mut r = Self::new(shared, kind, max_count);
+        r.names.last = Some(Arc::from(stream));
+        Ok(r)
+    }
+
+    fn new(shared: Arc<Shared>, kind: Kind, max_count: u64) -> Self {
+        ReadBatches {
+            shared,
+            kind,
+            remaining: if max_count == 0 { u64::MAX } else { max_count },
+            done: false,
+            names: NameCache::default(),
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Vec<RecordedEvent>> {
+        let limit = self.shared.config.read_batch.max(1) as u64;
+        let limit = limit.min(self.remaining) as usize;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0usize;
+        let shared = &self.shared;
+        let names = &mut self.names;
+        let push = |e: RecordedEvent, out: &mut Vec<RecordedEvent>, bytes: &mut usize| {
+            *bytes += e.data.len() + e.metadata.len();
+            out.push(e);
+        };
+        match &mut self.kind {
+            Kind::Empty => {}
+            Kind::AllForward {
+                cursor,
+                next,
+                end,
+                filter,
+            } => {
+                // Filtered reads may scan many events per match; bound the
+                // scan per batch too so a batch comes back in bounded time.
+                let mut scanned = 0usize;
+                while out.len() < limit
+                    && bytes < BATCH_BYTES
+                    && *next < *end
+                    && scanned < limit * 64
+                {
+                    if cursor.is_none() {
+                        *cursor = Some(LogCursor::at(shared, *next)?);
+                    }
+                    let c = cursor.as_mut().ok_or(StoreError::ShuttingDown)?;
+                    let expected = *next;
+                    let ev = c.advance(shared, |rec| {
+                        if rec.position != expected {
+                            return Err(rec.position);
+                        }
+                        Ok(filter
+                            .matches(rec.stream, rec.event_type)
+                            .then(|| rec.to_event(names.get(rec.stream))))
+                    })?;
+                    match ev {
+                        Some(Ok(Some(e))) => push(e, &mut out, &mut bytes),
+                        Some(Ok(None)) => {}
+                        Some(Err(found)) => {
+                            return Err(StoreError::corrupt(
+                                &c.seg.path,
+                                c.offset,
+                                format!("expected position {expected}, found {found}"),
+                            ))
+                        }
+                        None => {
+                            return Err(StoreError::corrupt(
+                                &c.seg.path,
+                                c.offset,
+                                format!("the log ends before position {expected}"),
+                            ))
+                        }
+                    }
+                    *next += 1;
+                    scanned += 1;
+                }
+                if *next >= *end {
+                    self.done = true;
+                }
+            }
+            Kind::AllBackward { next_end, filter } => {
+                let mut scanned = 0usize;
+                while out.len() < limit
+                    && bytes < BATCH_BYTES
+                    && *next_end > 0
+                    && scanned < limit * 64
+                {
+                    let pos = *next_end - 1;
+                    let e = read_at_position(shared, pos, names)?;
+                    if filter.matches(&e.stream, &e.event_type) {
+                        push(e, &mut out, &mut bytes);
+                    }
+                    *next_end = pos;
+                    scanned += 1;
+                }
+                if *next_end == 0 {
+                    self.done = true;
+                }
+            }
+            Kind::Stream {
+                revisions,
+                end,
+                backwards,
+            } => {
+                while out.len() < limit && bytes < BATCH_BYTES {
+                    match revisions.next() {
+                        None => {
+                            self.done = true;
+                            break;
+                        }
+                        Some(r) => {
+                            let (_rev, pos) = r?;
+                            if pos >= *end {
+                                if *backwards {
+                                    continue;
+                                }
+                                self.done = true;
+                                break;
+                            }
+                            push(read_at_position(shared, pos, names)?, &mut out, &mut bytes);
+                        }
+                    }
+                }
+            }
+        }
+        self.remaining -= out.len() as u64;
+        if self.remaining == 0 || matches!(self.kind, Kind::Empty) {
+            self.done = true;
+        }
+        Ok(out)
+    }
+}
+
+impl ReadBatches {
+    /// The next batch of a forward `$all` read together with the position
+    /// it has scanned up to (exclusive) and whether it reached the end.
+    pub(crate) fn next_scanned(&mut self) -> Result<(Vec<RecordedEvent>, Option<u64>, bool)> {
+        let batch = if self.done {
+            Vec::new()
+        } else {
+            self.next_batch()?
+        };
+        let scanned = match &self.kind {
+            Kind::AllForward { next, .. } => Some(*next),
+            _ => None,
+        };
+        Ok((batch, scanned, self.done))
+    }
+}
+
+impl Iterator for ReadBatches {
+    type Item = Result<Vec<RecordedEvent>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            match self.next_batch() {
+                Ok(b) if b.is_empty() => continue,
+                Ok(b) => return Some(Ok(b)),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reuses one `Arc<str>` per stream name while consecutive events share it.
+#[derive(Default)]
+struct NameCache {
+    last: Option<Arc<str>>,
+}
+
+impl NameCache {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        match &self.last {
+            Some(n) if &**n == name => n.clone(),
+            _ => {
+                let n: Arc<str> = Arc::from(name);
+                self.last = Some(n.clone());
+                n
+            }
+        }
+    }
+}
+
+/// Reads the event at `position` through the index.
+fn read_at_position(
+    shared: &Shared,
+    position: u64,
+    names: &mut NameCache,
+) -> Result<RecordedEvent> {
+    let loc = shared.index.location(position)?.ok_or_else(|| {
+        StoreError::InvalidArgument(format!("position {position} is not in the index"))
+    })?;
+    let seg = segment_of(shared, loc)?;
+    read_event_at(&seg, loc.offset, position, names)
+}
+
+fn segment_of(shared: &Shared, loc: Location) -> Result<Arc<Segment>> {
+    shared.segments.get(loc.segment).ok_or_else(|| {
+        StoreError::corrupt(
+            shared.log_dir.join(super::segment::file_name(loc.segment)),
+            loc.offset,
+            "the index points into a segment that does not exist",
+        )
+    })
+}
+
+fn read_event_at(
+    seg: &Segment,
+    offset: u64,
+    position: u64,
+    names: &mut NameCache,
+) -> Result<RecordedEvent> {
+    let mut buf = vec![0u8; 4096];
+    let n = seg.read_at(&mut buf, offset)?;
+    buf.truncate(n);
+    let need = record::peek_len(&buf).map_or(0, |l| FRAME_HEADER + l.min(record::MAX_PAYLOAD));
+    if need > buf.len() {
+        buf.resize(need, 0);
+        let n = seg.read_at(&mut buf, offset)?;
+        buf.truncate(n);
+    }
+    let (rec, _) =
+        record::decode(&buf).map_err(|e| StoreError::corrupt(&seg.path, offset, e.to_string()))?;
+    if rec.position != position {
+        return Err(StoreError::corrupt(
+            &seg.path,
+            offset,
+            format!(
+                "the index says position {position}, the record holds {}",
+                rec.position
+            ),
+        ));
+    }
+    Ok(rec.to_event(names.get(rec.stream)))
+}
+
+/// A sequential reader over the log through a bounded buffer.
+pub(crate) struct LogCursor {
+    seg: Arc<Segment>,
+    /// File offset of `buf[at]`.
+    offset: u64,
+    buf: Vec<u8>,
+    at: usize,
+    eof: bool,
+}
+
+impl LogCursor {
+    /// A cursor at the record of `position` (which the index must cover).
+    pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
+        let loc = shared.index.location(position)?.ok_or_else(|| {
+            StoreError::InvalidArgument(format!("position {position} is not in the index"))
+        })?;
+        let seg = segment_of(shared, loc)?;
+        Ok(LogCursor {
+            seg,
+            offset: loc.offset,
+            buf: Vec::new(),
+            at: 0,
+            eof: false,
+        })
+    }
+
+    fn refill(&mut self, need: usize) -> Result<()> {
+        self.offset += self.at as u64;
+        let want = need.max(SCAN_CHUNK);
+        self.buf.resize(want, 0);
+        let n = self.seg.read_at(&mut self.buf, self.offset)?;
+        self.buf.truncate(n);
+        self.eof = n < want;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// Decodes the next record and hands it to `f`; `None` at the end of
+    /// the log.
+    pub(crate) fn advance<T>(
+        &mut self,
+        shared: &Shared,
+        f: impl FnOnce(&EventRecord<'_>) -> T,
+    ) -> Result<Option<T>> {
+        loop {
+            match record::decode(&self.buf[self.at..]) {
+                Ok((rec, used)) => {
+                    let t = f(&rec);
+                    self.at += used;
+                    return Ok(Some(t));
+                }
+                Err(DecodeError::Truncated { needed }) if !self.eof => self.refill(needed)?,
+                Err(DecodeError::Truncated { .. }) if self.at < self.buf.len() => {
+                    return Err(StoreError::corrupt(
+                        &self.seg.path,
+                        self.offset + self.at as u64,
+                        "record cut off by the end of the segment file",
+                    ))
+                }
+                Err(DecodeError::End) | Err(DecodeError::Truncated { .. }) => {
+                    if !self.next_segment(shared) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    return Err(StoreError::corrupt(
+                        &self.seg.path,
+                        self.offset + self.at as u64,
+                        e.to_string(),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn next_segment(&mut self, shared: &Shared) -> bool {
+        let Some(next) = shared.segments.next_after(self.seg.base) else {
+            return false;
+        };
+        self.seg = next;
+        self.offset = HEADER_LEN;
+        self.buf.clear();
+        self.at = 0;
+        self.eof = false;
+        true
+    }
+}

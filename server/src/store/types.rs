@@ -1,0 +1,221 @@
+//! The engine's domain types: what an append carries, what a read returns.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A client-chosen event id (a UUID) that makes retries idempotent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub [u8; 16]);
+
+impl EventId {
+    /// A fresh random (version 4) id.
+    pub fn random() -> Self {
+        EventId(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    /// The 16 raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        uuid::Uuid::from_bytes(self.0).hyphenated().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+/// An event as a client proposes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Idempotency id.
+    pub id: EventId,
+    /// Event type, 1..=255 bytes of UTF-8.
+    pub event_type: String,
+    /// Opaque payload.
+    pub data: Bytes,
+    /// Opaque metadata.
+    pub metadata: Bytes,
+    /// Optional media type of `data`, e.g. `application/json`.
+    pub content_type: Option<String>,
+}
+
+/// A stored event as reads and subscriptions return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// The stream the event belongs to.
+    pub stream: Arc<str>,
+    /// 0-based index inside its stream.
+    pub revision: u64,
+    /// 0-based index in the global log (`$all`).
+    pub position: u64,
+    /// The client's event id.
+    pub id: EventId,
+    /// Event type.
+    pub event_type: String,
+    /// Payload.
+    pub data: Bytes,
+    /// Metadata.
+    pub metadata: Bytes,
+    /// Media type of `data`, when the client gave one.
+    pub content_type: Option<String>,
+    /// When the writer committed the event, in microseconds since the Unix epoch.
+    pub recorded_at_micros: i64,
+}
+
+/// The optimistic-concurrency condition of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must hold at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this revision.
+    Exact(u64),
+}
+
+/// One append: events for one stream under one expected-version condition.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    /// Target stream.
+    pub stream: String,
+    /// Concurrency condition.
+    pub expected: ExpectedVersion,
+    /// 1..=N events, written atomically.
+    pub events: Vec<NewEvent>,
+}
+
+/// The answer to an append that was valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events are durable (or were already, for an idempotent retry).
+    Success {
+        /// Revision of the last written event.
+        next_expected_revision: u64,
+        /// Position of the last written event.
+        position: u64,
+    },
+    /// The expected version did not hold; nothing was written.
+    WrongExpectedVersion {
+        /// Revision of the stream's last event; `None` when the stream does not exist.
+        current_revision: Option<u64>,
+        /// What the request expected.
+        expected: ExpectedVersion,
+    },
+}
+
+/// Direction of a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Ascending revisions / positions.
+    #[default]
+    Forwards,
+    /// Descending revisions / positions.
+    Backwards,
+}
+
+/// Where a read starts. `At` is inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The first event (forwards) or, backwards, nothing before it.
+    Start,
+    /// The last event (backwards) or, forwards, nothing after it.
+    End,
+    /// A revision (stream reads) or position (`$all` reads), included.
+    At(u64),
+}
+
+/// Where a subscription starts. `After` is exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscribeFrom {
+    /// From the first event.
+    Start,
+    /// Only events committed after the subscription started.
+    End,
+    /// The event after this revision (stream) or position (`$all`).
+    After(u64),
+}
+
+/// A filter for `$all`: an event matches when, for every non-empty list,
+/// it matches one of its prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Stream-name prefixes.
+    pub stream_prefixes: Vec<String>,
+    /// Event-type prefixes.
+    pub event_type_prefixes: Vec<String>,
+}
+
+impl Filter {
+    /// True when the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
+    }
+
+    /// Whether an event of `stream` with `event_type` passes.
+    pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        let stream_ok = self.stream_prefixes.is_empty()
+            || self
+                .stream_prefixes
+                .iter()
+                .any(|p| stream.starts_with(p.as_str()));
+        let type_ok = self.event_type_prefixes.is_empty()
+            || self
+                .event_type_prefixes
+                .iter()
+                .any(|p| event_type.starts_with(p.as_str()));
+        stream_ok && type_ok
+    }
+}
+
+/// What a subscription reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscriptionTarget {
+    /// One stream (which may not exist yet).
+    Stream(String),
+    /// The global log, filtered.
+    All(Filter),
+}
+
+/// One message of a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscriptionMessage {
+    /// Events in order, never repeated, never skipped.
+    Events(Vec<RecordedEvent>),
+    /// Sent once, when the subscription first reaches the live head;
+    /// `position` is the global position it will look at next.
+    CaughtUp {
+        /// Next global position to be examined.
+        position: u64,
+    },
+    /// Progress of a filtered `$all` subscription: every position below
+    /// `position` has been examined.
+    Checkpoint {
+        /// Next global position to be examined.
+        position: u64,
+    },
+}
+
+/// Counters describing the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Number of durable events, which is also the next position.
+    pub head_position: u64,
+    /// Number of positions the index covers.
+    pub indexed_position: u64,
+    /// Number of streams.
+    pub streams: u64,
+    /// Bytes used by segment files.
+    pub log_bytes: u64,
+    /// Number of segment files.
+    pub segments: u64,
+}

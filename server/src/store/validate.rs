@@ -1,0 +1,158 @@
+//! Checks of requests before they reach the writer: a request that fails
+//! here changes nothing.
+
+use std::collections::HashSet;
+
+use super::config::Limits;
+use super::error::{Result, StoreError};
+use super::record::encoded_len;
+use super::types::AppendRequest;
+
+/// Longest stream name, event type or content type, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks a stream name; `for_append` also rejects reserved (`$`) names.
+pub fn stream_name(name: &str, for_append: bool) -> Result<()> {
+    if name.is_empty() {
+        return Err(StoreError::InvalidArgument("stream name is empty".into()));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(StoreError::InvalidArgument(format!(
+            "stream name is {} bytes, the maximum is {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::InvalidArgument(
+            "stream name contains a control character".into(),
+        ));
+    }
+    if for_append && name.starts_with('$') {
+        return Err(StoreError::InvalidArgument(format!(
+            "stream name '{name}' starts with '$', which is reserved for the server"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an append against the format and the limits.
+pub fn append(req: &AppendRequest, limits: &Limits) -> Result<()> {
+    stream_name(&req.stream, true)?;
+    if req.events.is_empty() {
+        return Err(StoreError::InvalidArgument("append has no events".into()));
+    }
+    if req.events.len() > limits.max_append_events {
+        return Err(StoreError::TooManyEvents {
+            actual: req.events.len(),
+            limit: limits.max_append_events,
+        });
+    }
+    let mut seen = HashSet::with_capacity(req.events.len());
+    let mut total: u64 = 0;
+    for (i, e) in req.events.iter().enumerate() {
+        if e.event_type.is_empty() {
+            return Err(StoreError::InvalidArgument(format!(
+                "event {i}: type is empty"
+            )));
+        }
+        if e.event_type.len() > MAX_NAME_BYTES {
+            return Err(StoreError::InvalidArgument(format!(
+                "event {i}: type is {} bytes, the maximum is {MAX_NAME_BYTES}",
+                e.event_type.len()
+            )));
+        }
+        let ct = e.content_type.as_deref().unwrap_or("");
+        if ct.len() > MAX_NAME_BYTES {
+            return Err(StoreError::InvalidArgument(format!(
+                "event {i}: content type is {} bytes, the maximum is {MAX_NAME_BYTES}",
+                ct.len()
+            )));
+        }
+        let body = (e.data.len() + e.metadata.len()) as u64;
+        if body > limits.max_event_bytes {
+            return Err(StoreError::TooLarge {
+                what: "event data + metadata",
+                actual: body,
+                limit: limits.max_event_bytes,
+                setting: "max-event-bytes",
+            });
+        }
+        if !seen.insert(e.id) {
+            return Err(StoreError::InvalidArgument(format!(
+                "event id {} appears twice in one append",
+                e.id
+            )));
+        }
+        total += encoded_len(
+            &req.stream,
+            &e.event_type,
+            ct,
+            e.metadata.len(),
+            e.data.len(),
+        ) as u64;
+    }
+    if total > limits.max_append_bytes {
+        return Err(StoreError::TooLarge {
+            what: "append",
+            actual: total,
+            limit: limits.max_append_bytes,
+            setting: "max-append-bytes",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::{EventId, ExpectedVersion, NewEvent};
+    use bytes::Bytes;
+
+    fn ev(id: u8, ty: &str, data: usize) -> NewEvent {
+        NewEvent {
+            id: EventId([id; 16]),
+            event_type: ty.into(),
+            data: Bytes::from(vec![0u8; data]),
+            metadata: Bytes::new(),
+            content_type: None,
+        }
+    }
+
+    fn req(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
+        AppendRequest {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            events,
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(stream_name("a", true).is_ok());
+        assert!(stream_name(&"x".repeat(255), true).is_ok());
+        assert!(stream_name(&"x".repeat(256), true).is_err());
+        assert!(stream_name("", true).is_err());
+        assert!(stream_name("a\nb", true).is_err());
+        assert!(stream_name("$all", true).is_err());
+        assert!(stream_name("$all", false).is_ok());
+    }
+
+    #[test]
+    fn appends() {
+        let l = Limits::default();
+        assert!(append(&req("s", vec![ev(1, "T", 10)]), &l).is_ok());
+        assert!(append(&req("s", vec![]), &l).is_err());
+        assert!(append(&req("s", vec![ev(1, "", 10)]), &l).is_err());
+        assert!(append(&req("s", vec![ev(1, "T", 1), ev(1, "T", 1)]), &l).is_err());
+        let big = append(&req("s", vec![ev(1, "T", (1 << 20) + 1)]), &l).unwrap_err();
+        assert!(big.to_string().contains("max-event-bytes"), "{big}");
+        let many: Vec<NewEvent> = (0..17u32)
+            .map(|i| NewEvent {
+                id: EventId([i as u8; 16]),
+                ..ev(0, "T", 1 << 20)
+            })
+            .collect();
+        let err = append(&req("s", many), &l).unwrap_err();
+        assert!(err.to_string().contains("max-append-bytes"), "{err}");
+    }
+}

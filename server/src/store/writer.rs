@@ -1,0 +1,499 @@
+//! The single writer: it owns the active segment and the in-memory stream
+//! heads, drains every waiting append into one group-commit batch, checks
+//! expected versions, assigns revisions and dense positions in commit
+//! order, writes the batch with one write and one `fdatasync`, and only
+//! then answers, publishes to subscribers and hands the batch to the
+//! indexer. Nothing else assigns positions or writes the log.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::SyncMode;
+use super::error::{Result, StoreError};
+use super::index::{IdEntry, IndexEntry, Location, StreamHead};
+use super::record::{self, EventRecord, FLAG_COMMIT};
+use super::recovery::Recovered;
+use super::segment::{self, Segment, HEADER_LEN};
+use super::types::{AppendOutcome, AppendRequest, EventId, ExpectedVersion, RecordedEvent};
+use super::Shared;
+
+/// Most bytes the writer gathers into one batch before it writes; a single
+/// larger append is written alone.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Committed batches waiting for the indexer before the writer waits too.
+const INDEX_QUEUE: usize = 64;
+
+/// An append on its way to the writer.
+pub(crate) struct WriteRequest {
+    pub(crate) req: AppendRequest,
+    pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+/// A durable batch as subscribers and the indexer see it.
+pub(crate) struct CommittedBatch {
+    /// Position of the first event (or the head, when the batch wrote nothing).
+    pub(crate) first_position: u64,
+    /// One past the last event's position.
+    pub(crate) end_position: u64,
+    /// The events, in position order.
+    pub(crate) events: Vec<RecordedEvent>,
+    entries: Vec<IndexEntry>,
+    heads: Vec<(Arc<str>, StreamHead)>,
+}
+
+/// Starts the writer and indexer threads.
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    rec: Recovered,
+) -> Result<(mpsc::Sender<WriteRequest>, Vec<JoinHandle<()>>)> {
+    let (tx, rx) = mpsc::channel(1024);
+    let (itx, irx) = sync_channel(INDEX_QUEUE);
+    let seg = match rec.write_segment {
+        Some(s) => s,
+        None => open_new_segment(&shared, rec.next_position, shared.config.segment_size)?,
+    };
+    let seg_size = seg.len()?;
+    let writer = Writer {
+        seg_size,
+        seg,
+        offset: rec.write_offset.max(HEADER_LEN),
+        heads: rec
+            .heads
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), v))
+            .collect(),
+        next_stream_id: rec.next_stream_id,
+        next_position: rec.next_position,
+        pending_ids: HashMap::new(),
+        pending_order: VecDeque::new(),
+        buf: Vec::with_capacity(1 << 20),
+        index_tx: itx,
+        shared: shared.clone(),
+    };
+    let w = std::thread::Builder::new()
+        .name("strata-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|e| StoreError::io("writer thread", e))?;
+    let s = shared;
+    let i = std::thread::Builder::new()
+        .name("strata-indexer".into())
+        .spawn(move || index_loop(s, irx))
+        .map_err(|e| StoreError::io("indexer thread", e))?;
+    Ok((tx, vec![w, i]))
+}
+
+fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment>> {
+    let file = segment::create(&shared.log_dir, base, size)?;
+    let seg = Arc::new(Segment {
+        base,
+        path: shared.log_dir.join(segment::file_name(base)),
+        file,
+    });
+    shared.segments.insert(seg.clone());
+    Ok(seg)
+}
+
+fn index_loop(shared: Arc<Shared>, rx: Receiver<Arc<CommittedBatch>>) {
+    while let Ok(batch) = rx.recv() {
+        let heads: Vec<(&str, StreamHead)> = batch.heads.iter().map(|(n, h)| (&**n, *h)).collect();
+        match shared
+            .index
+            .apply(&batch.entries, &heads, batch.end_position)
+        {
+            Ok(()) => shared.set_indexed(batch.end_position),
+            Err(e) => {
+                shared.poison(format!("index update failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    seg: Arc<Segment>,
+    seg_size: u64,
+    /// Where the next record goes in `seg`.
+    offset: u64,
+    heads: HashMap<Arc<str>, StreamHead>,
+    next_stream_id: u64,
+    next_position: u64,
+    /// Ids written but maybe not yet in the index, so idempotency checks
+    /// see them; pruned once the indexer has them.
+    pending_ids: HashMap<EventId, IdEntry>,
+    pending_order: VecDeque<(u64, EventId)>,
+    buf: Vec<u8>,
+    index_tx: SyncSender<Arc<CommittedBatch>>,
+}
+
+/// What one request of a batch turned into.
+type Reply = (
+    oneshot::Sender<Result<AppendOutcome>>,
+    Result<AppendOutcome>,
+);
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+        let mut requests = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = approx_size(&first.req);
+            requests.push(first);
+            while bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        bytes += approx_size(&r.req);
+                        requests.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut requests);
+        }
+        tracing::debug!("writer stopped: no more senders");
+    }
+
+    /// Turns the waiting requests into one durable batch and answers them.
+    fn commit(&mut self, requests: &mut Vec<WriteRequest>) {
+        if let Some(why) = self.shared.poisoned() {
+            for r in requests.drain(..) {
+                let _ = r.reply.send(Err(StoreError::Poisoned(why.clone())));
+            }
+            return;
+        }
+        self.prune_pending();
+        let started = Instant::now();
+        let batch_start = self.next_position;
+        let now = now_micros();
+        let mut replies: Vec<Reply> = Vec::with_capacity(requests.len());
+        let mut batch = CommittedBatch {
+            first_position: batch_start,
+            end_position: batch_start,
+            events: Vec::new(),
+            entries: Vec::new(),
+            heads: Vec::new(),
+        };
+        let mut appends = 0;
+        let mut bytes_written = 0;
+        let mut sync_time = std::time::Duration::ZERO;
+        let mut failure: Option<String> = None;
+        for WriteRequest { req, reply } in requests.drain(..) {
+            if failure.is_some() {
+                replies.push((
+                    reply,
+                    Err(StoreError::Poisoned(failure.clone().unwrap_or_default())),
+                ));
+                continue;
+            }
+            let outcome = match self.check(&req) {
+                Ok(Some(outcome)) => Ok(outcome),
+                Ok(None) => {
+                    match self.stage(&req, now, &mut batch, &mut sync_time, &mut bytes_written) {
+                        Ok(o) => {
+                            appends += 1;
+                            Ok(o)
+                        }
+                        Err(e) => {
+                            failure = Some(e.to_string());
+                            Err(e)
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            replies.push((reply, outcome));
+        }
+        if failure.is_none() {
+            match self.flush_and_sync() {
+                Ok((n, t)) => {
+                    bytes_written += n;
+                    sync_time += t;
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        if let Some(why) = failure {
+            self.shared.poison(why.clone());
+            for (reply, outcome) in replies {
+                // Nothing in this batch is acknowledged: it may not be on disk.
+                let result = match outcome {
+                    Ok(AppendOutcome::WrongExpectedVersion { .. }) => outcome,
+                    _ => Err(StoreError::Poisoned(why.clone())),
+                };
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        batch.end_position = self.next_position;
+        self.shared
+            .committed
+            .store(self.next_position, Ordering::Release);
+        let events = batch.events.len();
+        let batch = Arc::new(batch);
+        if events > 0 {
+            let _ = self.shared.live.send(batch.clone());
+            if self.index_tx.send(batch).is_err() {
+                self.shared.poison("the indexer stopped".into());
+            }
+        }
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
+        }
+        self.shared
+            .observer
+            .batch_committed(appends, events, bytes_written, sync_time);
+        tracing::trace!(
+            appends,
+            events,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+    }
+
+    /// Idempotency and expected-version checks. `Ok(Some(_))` answers the
+    /// request without writing; `Ok(None)` means: write it.
+    fn check(&self, req: &AppendRequest) -> Result<Option<AppendOutcome>> {
+        let head = self.heads.get(req.stream.as_str()).copied();
+        if let Some(outcome) = self.retry_outcome(req, head)? {
+            return Ok(Some(outcome));
+        }
+        let current = head.map(|h| h.last_revision);
+        let ok = match req.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(r) => current == Some(r),
+        };
+        if ok {
+            Ok(None)
+        } else {
+            Ok(Some(AppendOutcome::WrongExpectedVersion {
+                current_revision: current,
+                expected: req.expected,
+            }))
+        }
+    }
+
+    /// If every event of `req` is already stored, consecutively and in
+    /// order, in this stream, the original result; an error if some id is
+    /// stored but the append is not such a retry.
+    fn retry_outcome(
+        &self,
+        req: &AppendRequest,
+        head: Option<StreamHead>,
+    ) -> Result<Option<AppendOutcome>> {
+        let mut first: Option<IdEntry> = None;
+        for (i, e) in req.events.iter().enumerate() {
+            let found = self.lookup_id(&e.id)?;
+            match (i, found, first) {
+                (0, None, _) => {}
+                (0, Some(f), _) => first = Some(f),
+                (_, None, None) => {}
+                (_, Some(at), None) => {
+                    return Err(StoreError::DuplicateEventId {
+                        id: e.id.to_string(),
+                        position: at.position,
+                    })
+                }
+                (_, found, Some(f)) => {
+                    let i = i as u64;
+                    let consecutive = found.is_some_and(|at| {
+                        at.stream_id == f.stream_id
+                            && at.position == f.position + i
+                            && at.revision == f.revision + i
+                    });
+                    if !consecutive {
+                        return Err(StoreError::DuplicateEventId {
+                            id: req.events[0].id.to_string(),
+                            position: f.position,
+                        });
+                    }
+                }
+            }
+        }
+        let Some(f) = first else { return Ok(None) };
+        if head.map(|h| h.id) != Some(f.stream_id) {
+            return Err(StoreError::DuplicateEventId {
+                id: req.events[0].id.to_string(),
+                position: f.position,
+            });
+        }
+        let n = req.events.len() as u64 - 1;
+        Ok(Some(AppendOutcome::Success {
+            next_expected_revision: f.revision + n,
+            position: f.position + n,
+        }))
+    }
+
+    fn lookup_id(&self, id: &EventId) -> Result<Option<IdEntry>> {
+        if let Some(e) = self.pending_ids.get(id) {
+            return Ok(Some(*e));
+        }
+        self.shared.index.event_id(id)
+    }
+
+    /// Encodes the append into the batch buffer, rolling the segment first
+    /// if it does not fit; assigns revisions and positions.
+    fn stage(
+        &mut self,
+        req: &AppendRequest,
+        now: i64,
+        batch: &mut CommittedBatch,
+        sync_time: &mut std::time::Duration,
+        bytes_written: &mut usize,
+    ) -> Result<AppendOutcome> {
+        let size: u64 = req
+            .events
+            .iter()
+            .map(|e| {
+                record::encoded_len(
+                    &req.stream,
+                    &e.event_type,
+                    e.content_type.as_deref().unwrap_or(""),
+                    e.metadata.len(),
+                    e.data.len(),
+                ) as u64
+            })
+            .sum();
+        let end = self.offset + self.buf.len() as u64 + size;
+        if end > self.seg_size {
+            let (n, t) = self.flush_and_sync()?;
+            *bytes_written += n;
+            *sync_time += t;
+            if self.offset > HEADER_LEN || HEADER_LEN + size > self.seg_size {
+                self.roll(size)?;
+            }
+        }
+        let (stream, head) = match self.heads.get_key_value(req.stream.as_str()) {
+            Some((k, h)) => (k.clone(), Some(*h)),
+            None => (Arc::from(req.stream.as_str()), None),
+        };
+        let stream_id = match head {
+            Some(h) => h.id,
+            None => {
+                self.next_stream_id += 1;
+                self.next_stream_id - 1
+            }
+        };
+        let mut revision = head.map_or(0, |h| h.last_revision + 1);
+        let last = req.events.len() - 1;
+        for (i, e) in req.events.iter().enumerate() {
+            let position = self.next_position;
+            let offset = self.offset + self.buf.len() as u64;
+            let rec = EventRecord {
+                flags: if i == last { FLAG_COMMIT } else { 0 },
+                position,
+                revision,
+                recorded_at_micros: now,
+                id: e.id,
+                stream: &stream,
+                event_type: &e.event_type,
+                content_type: e.content_type.as_deref().unwrap_or(""),
+                metadata: &e.metadata,
+                data: &e.data,
+            };
+            record::encode_event(&mut self.buf, &rec);
+            let at = IdEntry {
+                position,
+                revision,
+                stream_id,
+            };
+            self.pending_ids.insert(e.id, at);
+            self.pending_order.push_back((position, e.id));
+            batch.entries.push(IndexEntry {
+                id: e.id,
+                at,
+                location: Location {
+                    segment: self.seg.base,
+                    offset,
+                },
+            });
+            batch.events.push(RecordedEvent {
+                stream: stream.clone(),
+                revision,
+                position,
+                id: e.id,
+                event_type: e.event_type.clone(),
+                data: e.data.clone(),
+                metadata: e.metadata.clone(),
+                content_type: e.content_type.clone(),
+                recorded_at_micros: now,
+            });
+            self.next_position += 1;
+            revision += 1;
+        }
+        let new_head = StreamHead {
+            id: stream_id,
+            last_revision: revision - 1,
+        };
+        self.heads.insert(stream.clone(), new_head);
+        batch.heads.push((stream, new_head));
+        Ok(AppendOutcome::Success {
+            next_expected_revision: new_head.last_revision,
+            position: self.next_position - 1,
+        })
+    }
+
+    /// Writes the buffer with one positional write and syncs it per the
+    /// sync mode. Returns bytes written and time spent syncing.
+    fn flush_and_sync(&mut self) -> Result<(usize, std::time::Duration)> {
+        if self.buf.is_empty() {
+            return Ok((0, std::time::Duration::ZERO));
+        }
+        let io = |e| StoreError::io(&self.seg.path, e);
+        self.seg
+            .file
+            .write_all_at(&self.buf, self.offset)
+            .map_err(io)?;
+        let t = Instant::now();
+        if self.shared.config.sync_mode == SyncMode::Always {
+            self.seg.file.sync_data().map_err(io)?;
+        }
+        let n = self.buf.len();
+        self.offset += n as u64;
+        self.buf.clear();
+        Ok((n, t.elapsed()))
+    }
+
+    /// Starts a new segment whose first record will be the next position.
+    fn roll(&mut self, need: u64) -> Result<()> {
+        let size = self.shared.config.segment_size.max(HEADER_LEN + need);
+        self.seg = open_new_segment(&self.shared, self.next_position, size)?;
+        self.seg_size = size;
+        self.offset = HEADER_LEN;
+        Ok(())
+    }
+
+    fn prune_pending(&mut self) {
+        let indexed = self.shared.indexed_fast.load(Ordering::Acquire);
+        while let Some(&(pos, id)) = self.pending_order.front() {
+            if pos >= indexed {
+                break;
+            }
+            self.pending_order.pop_front();
+            if self.pending_ids.get(&id).is_some_and(|e| e.position == pos) {
+                self.pending_ids.remove(&id);
+            }
+        }
+    }
+}
+
+fn approx_size(req: &AppendRequest) -> usize {
+    req.events
+        .iter()
+        .map(|e| e.data.len() + e.metadata.len() + 128)
+        .sum()
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
