@@ -1,4 +1,11 @@
 //! Strata: an event-store database server. This crate holds the storage
-//! engine ([`store`]), and the gRPC service and `strata` binary built on it.
+//! engine ([`store`]), the gRPC service on top of it ([`service`]), metrics,
+//! configuration and [`run`], which the `strata` binary and the tests call.
 
+pub mod config;
+pub mod metrics;
+pub mod server;
+pub mod service;
 pub mod store;
+
+pub use server::{run, RunError};

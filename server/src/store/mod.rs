@@ -37,6 +37,12 @@ pub use types::*;
 
 pub use recovery::{verify, VerifyReport};
 
+/// Checks a stream name for reading or subscribing (reserved `$` names
+/// are allowed there; appends reject them).
+pub fn validate_stream_name(name: &str) -> Result<()> {
+    validate::stream_name(name, false)
+}
+
 use index::Index;
 use segment::SegmentSet;
 use writer::{CommittedBatch, WriteRequest};

@@ -1,0 +1,132 @@
+//! Running the server: open the store, serve gRPC (Streams, health,
+//! reflection) and metrics until `shutdown` resolves, then shut down in
+//! order: health NOT_SERVING, stop accepting, end subscriptions, let
+//! in-flight calls finish, drain and sync the writer, flush the index.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use strata_proto::v1::streams_server::StreamsServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::config::ServeArgs;
+use crate::metrics::{self, Metrics};
+use crate::service::StreamsService;
+use crate::store::{Store, StoreError, FORMAT_VERSION};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened or closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Metrics could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be set up.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A background task panicked.
+    #[error("task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A listener's address could not be read.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves until `shutdown` resolves; returns after a clean shutdown.
+pub async fn run(
+    args: ServeArgs,
+    grpc: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    args.validate()?;
+    let metrics = Metrics::new()?;
+    let cfg = args.store_config();
+    let observer = metrics.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open_with_observer(cfg, observer)).await??,
+    );
+    metrics.set_head(store.head_position());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = args.grpc_message_limit();
+    let service = StreamsService::new(
+        store.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+        args.read_batch,
+    );
+    let streams = StreamsServer::new(service)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit + (4 << 20));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StreamsServer<StreamsService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics_task = tokio::spawn(metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+    tracing::info!(
+        data_dir = %store.data_dir().display(),
+        grpc = %grpc.local_addr()?,
+        metrics = %metrics_addr,
+        format_version = FORMAT_VERSION,
+        head_position = store.head_position(),
+        durability = ?args.durability,
+        "strata serving"
+    );
+
+    let signal = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new calls, ending subscriptions, draining appends");
+            health
+                .set_not_serving::<StreamsServer<StreamsService>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(streams)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), signal)
+        .await;
+    let closing = store.clone();
+    let closed = tokio::task::spawn_blocking(move || closing.close()).await?;
+    metrics_task.abort();
+    served?;
+    closed?;
+    tracing::info!(
+        head_position = store.head_position(),
+        "strata stopped cleanly"
+    );
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! `Append`: validate, hand to the writer, answer after the group commit.
+
+use std::time::Instant;
+
+use strata_proto::v1;
+use tonic::Status;
+
+use super::{convert, status::status_from_store, StreamsService};
+use crate::store::AppendOutcome;
+
+pub(super) async fn handle(
+    svc: &StreamsService,
+    req: v1::AppendRequest,
+) -> Result<v1::AppendResponse, Status> {
+    let started = Instant::now();
+    let result = match convert::append_request(req) {
+        Ok(req) => svc.store.append(req).await.map_err(status_from_store),
+        Err(status) => Err(status),
+    };
+    let outcome = match &result {
+        Ok(AppendOutcome::Success { .. }) => "success",
+        Ok(AppendOutcome::WrongExpectedVersion { .. }) => "wrong_expected_version",
+        Err(_) => "error",
+    };
+    svc.metrics
+        .append_results
+        .with_label_values(&[outcome])
+        .inc();
+    svc.metrics
+        .append_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(convert::outcome_to_wire)
+}

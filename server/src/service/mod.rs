@@ -1,0 +1,116 @@
+//! The `strata.v1.Streams` gRPC service: one file per RPC, conversions in
+//! `convert`, the error mapping in `status`. Nothing here touches the disk
+//! directly; blocking engine calls run on the blocking pool.
+
+mod append;
+pub mod convert;
+mod read;
+mod stats;
+pub mod status;
+mod subscribe;
+
+use std::sync::Arc;
+
+use strata_proto::v1;
+use strata_proto::v1::streams_server::Streams;
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Largest bytes of event data one streamed response carries (a single
+/// larger event still goes alone).
+const RESPONSE_BYTES: usize = 1 << 20;
+
+/// The Streams service over a store.
+#[derive(Clone)]
+pub struct StreamsService {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    read_batch: usize,
+}
+
+impl StreamsService {
+    /// A service over `store`; subscriptions end when `shutdown` turns true.
+    pub fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        read_batch: usize,
+    ) -> Self {
+        StreamsService {
+            store,
+            metrics,
+            shutdown,
+            read_batch: read_batch.max(1),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Streams for StreamsService {
+    async fn append(
+        &self,
+        request: Request<v1::AppendRequest>,
+    ) -> Result<Response<v1::AppendResponse>, Status> {
+        append::handle(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ReadStream = ReceiverStream<Result<v1::ReadResponse, Status>>;
+
+    async fn read(
+        &self,
+        request: Request<v1::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        read::handle(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type SubscribeStream = ReceiverStream<Result<v1::SubscribeResponse, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        subscribe::handle(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<v1::StatsRequest>,
+    ) -> Result<Response<v1::StatsResponse>, Status> {
+        stats::handle(self).await.map(Response::new)
+    }
+}
+
+/// Splits events into wire batches of at most `max_events` events and
+/// about `RESPONSE_BYTES` bytes.
+fn wire_batches(
+    events: &[crate::store::RecordedEvent],
+    max_events: usize,
+) -> Vec<Vec<v1::RecordedEvent>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for e in events {
+        let size = e.data.len() + e.metadata.len();
+        if !cur.is_empty() && (cur.len() >= max_events || bytes + size > RESPONSE_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(convert::event_to_wire(e));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

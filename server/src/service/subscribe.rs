@@ -1,0 +1,88 @@
+//! `Subscribe`: a task per subscription pulls from the engine and pushes
+//! into a small bounded channel. A slow client only slows its own task
+//! (the engine then serves it from the log); it is never dropped. The
+//! task ends when the client goes away or the server shuts down.
+
+use strata_proto::v1;
+use strata_proto::v1::subscribe_response::Content;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{convert, status::status_from_store, wire_batches, StreamsService};
+use crate::store::SubscriptionMessage;
+
+pub(super) async fn handle(
+    svc: &StreamsService,
+    req: v1::SubscribeRequest,
+) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>, Status> {
+    let (target, from) = convert::subscribe_request(req)?;
+    if *svc.shutdown.borrow() {
+        return Err(Status::unavailable("the server is shutting down"));
+    }
+    let store = svc.store.clone();
+    let mut sub = tokio::task::spawn_blocking(move || store.subscribe(target, from))
+        .await
+        .map_err(|e| Status::internal(format!("subscribe task failed: {e}")))?
+        .map_err(status_from_store)?;
+    let (tx, rx) = mpsc::channel(4);
+    let metrics = svc.metrics.clone();
+    let mut shutdown = svc.shutdown.clone();
+    let batch = svc.read_batch;
+    tokio::spawn(async move {
+        metrics.active_subscriptions.inc();
+        loop {
+            let next = tokio::select! {
+                m = sub.next() => m,
+                _ = stopped(&mut shutdown) => {
+                    let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                    break;
+                }
+                _ = tx.closed() => break,
+            };
+            let msgs: Vec<Result<v1::SubscribeResponse, Status>> = match next {
+                Ok(Some(SubscriptionMessage::Events(events))) => wire_batches(&events, batch)
+                    .into_iter()
+                    .map(|events| Ok(content(Content::Events(v1::EventBatch { events }))))
+                    .collect(),
+                Ok(Some(SubscriptionMessage::CaughtUp { position })) => {
+                    vec![Ok(content(Content::CaughtUp(v1::CaughtUp { position })))]
+                }
+                Ok(Some(SubscriptionMessage::Checkpoint { position })) => {
+                    vec![Ok(content(Content::Checkpoint(v1::Checkpoint {
+                        position,
+                    })))]
+                }
+                Ok(None) => vec![Err(Status::unavailable("the server is shutting down"))],
+                Err(e) => vec![Err(status_from_store(e))],
+            };
+            let mut end = false;
+            for m in msgs {
+                end |= m.is_err();
+                // Waits while the client is slow; ends if it went away.
+                let sent = tokio::select! {
+                    r = tx.send(m) => r.is_ok(),
+                    _ = stopped(&mut shutdown) => false,
+                };
+                if !sent {
+                    end = true;
+                    break;
+                }
+            }
+            if end {
+                break;
+            }
+        }
+        metrics.active_subscriptions.dec();
+    });
+    Ok(ReceiverStream::new(rx))
+}
+
+fn content(c: Content) -> v1::SubscribeResponse {
+    v1::SubscribeResponse { content: Some(c) }
+}
+
+/// Resolves once the server starts shutting down.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
