@@ -36,7 +36,7 @@ fn fdatasync_rate(dir: &std::path::Path, secs: f64) -> std::io::Result<f64> {
     Ok(rate)
 }
 
-async fn appends(store: Arc<Store>, writers: usize, secs: f64) -> f64 {
+async fn appends(store: Arc<Store>, writers: usize, per_call: usize, secs: f64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let payload = Bytes::from(vec![b'x'; 256]);
@@ -45,19 +45,21 @@ async fn appends(store: Arc<Store>, writers: usize, secs: f64) -> f64 {
         let (store, stop, count, payload) =
             (store.clone(), stop.clone(), count.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = format!("bench-{writers}-{w}");
+            let stream = format!("bench-{writers}-{per_call}-{w}");
             let mut expected = ExpectedVersion::NoStream;
             while !stop.load(Ordering::Relaxed) {
                 let req = AppendRequest {
                     stream: stream.clone(),
                     expected,
-                    events: vec![NewEvent {
-                        id: EventId::random(),
-                        event_type: "Bench".into(),
-                        data: payload.clone(),
-                        metadata: Bytes::new(),
-                        content_type: None,
-                    }],
+                    events: (0..per_call)
+                        .map(|_| NewEvent {
+                            id: EventId::random(),
+                            event_type: "Bench".into(),
+                            data: payload.clone(),
+                            metadata: Bytes::new(),
+                            content_type: None,
+                        })
+                        .collect(),
                 };
                 match store.append(req).await {
                     Ok(strata_server::store::AppendOutcome::Success {
@@ -65,7 +67,7 @@ async fn appends(store: Arc<Store>, writers: usize, secs: f64) -> f64 {
                         ..
                     }) => {
                         expected = ExpectedVersion::Exact(next_expected_revision);
-                        count.fetch_add(1, Ordering::Relaxed);
+                        count.fetch_add(per_call as u64, Ordering::Relaxed);
                     }
                     other => panic!("append failed: {other:?}"),
                 }
@@ -95,10 +97,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sync_rate = fdatasync_rate(dir.path(), secs)?;
     println!("fdatasync (4 KiB overwrite, preallocated): {sync_rate:.0}/s");
     let store = Arc::new(Store::open(StoreConfig::new(dir.path().join("data")))?);
-    for writers in [1usize, 64] {
-        let rate = appends(store.clone(), writers, secs).await;
-        println!("durable appends, {writers:>2} appender(s), 256-byte events: {rate:.0} events/s");
+    for (writers, per_call) in [(1usize, 1usize), (64, 1), (16, 100)] {
+        let rate = appends(store.clone(), writers, per_call, secs).await;
+        println!(
+            "durable appends, {writers:>2} appender(s) x {per_call:>3} events/call, 256-byte events: {rate:.0} events/s"
+        );
     }
+    let head = store.head_position();
+    let t = Instant::now();
+    while store.stats().indexed_position < head {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "index caught up {:.2}s after the last append",
+        t.elapsed().as_secs_f64()
+    );
     store.close()?;
     Ok(())
 }

@@ -406,7 +406,9 @@ impl LogCursor {
                     return Ok(Some(t));
                 }
                 Err(DecodeError::Truncated { needed }) if !self.eof => self.refill(needed)?,
-                Err(DecodeError::Truncated { .. }) if self.at < self.buf.len() => {
+                Err(DecodeError::Truncated { .. })
+                    if !record::is_zero_fill(&self.buf[self.at..]) =>
+                {
                     return Err(StoreError::corrupt(
                         &self.seg.path,
                         self.offset + self.at as u64,

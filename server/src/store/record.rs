@@ -163,6 +163,14 @@ pub fn peek_len(bytes: &[u8]) -> Option<usize> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
+/// Whether `rest`, which runs to the end of a segment file, is nothing but
+/// the zero fill of a preallocated segment. A segment can end with fewer
+/// free bytes than a length field (1 to 3), which `decode` reports as
+/// `Truncated`; only at the end of the file may callers read that as the end.
+pub fn is_zero_fill(rest: &[u8]) -> bool {
+    rest.iter().all(|&b| b == 0)
+}
+
 /// Decodes the frame at the start of `bytes`; returns the record and the
 /// number of bytes the frame occupies.
 pub fn decode(bytes: &[u8]) -> Result<(EventRecord<'_>, usize), DecodeError> {

@@ -304,7 +304,7 @@ fn scan_segment(
                 }
             }
             Err(DecodeError::End) => break None,
-            Err(DecodeError::Truncated { .. }) if at == bytes.len() => break None,
+            Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break None,
             Err(e) => break Some((at, e.to_string())),
         }
     };
@@ -498,7 +498,7 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
                     at += used;
                 }
                 Err(DecodeError::End) => break,
-                Err(DecodeError::Truncated { .. }) if at == bytes.len() => break,
+                Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break,
                 Err(e) => {
                     report.problems.push(format!(
                         "{}: offset {}: {e}",

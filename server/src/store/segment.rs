@@ -107,6 +107,47 @@ pub fn create(dir: &Path, base: u64, size: u64) -> Result<File> {
     Ok(f)
 }
 
+/// Name of the zero-filled file kept ready for the next segment.
+pub const SPARE_NAME: &str = "spare.seg.tmp";
+
+/// Makes a zero-filled, synced file of `size` bytes at `<dir>/spare.seg.tmp`,
+/// ahead of need, so that rolling to a new segment costs one header write
+/// and a rename instead of filling a whole file on the write path.
+pub fn prepare_spare(dir: &Path, size: u64) -> Result<File> {
+    let path = dir.join(SPARE_NAME);
+    let io = |e| StoreError::io(&path, e);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).map_err(io)?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(io)?;
+    Ok(f)
+}
+
+/// Turns a prepared spare file into segment `base`: writes and syncs the
+/// header, renames it into place and syncs the directory.
+pub fn install_spare(dir: &Path, spare: File, base: u64) -> Result<File> {
+    let from = dir.join(SPARE_NAME);
+    let to = dir.join(file_name(base));
+    spare
+        .write_all_at(&encode_header(base), 0)
+        .and_then(|_| spare.sync_data())
+        .map_err(|e| StoreError::io(&from, e))?;
+    std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+    sync_dir(dir)?;
+    Ok(spare)
+}
+
 /// One open segment file, shared by the writer and readers.
 #[derive(Debug)]
 pub struct Segment {

@@ -74,6 +74,7 @@ pub(crate) fn start(
         pending_ids: HashMap::new(),
         pending_order: VecDeque::new(),
         buf: Vec::with_capacity(1 << 20),
+        spare: None,
         index_tx: itx,
         shared: shared.clone(),
     };
@@ -130,6 +131,8 @@ struct Writer {
     pending_ids: HashMap<EventId, IdEntry>,
     pending_order: VecDeque<(u64, EventId)>,
     buf: Vec<u8>,
+    /// The next segment's file, being zero-filled in the background.
+    spare: Option<JoinHandle<Result<std::fs::File>>>,
     index_tx: SyncSender<Arc<CommittedBatch>>,
 }
 
@@ -141,6 +144,7 @@ type Reply = (
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+        self.prepare_spare();
         let mut requests = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = approx_size(&first.req);
@@ -155,6 +159,9 @@ impl Writer {
                 }
             }
             self.commit(&mut requests);
+        }
+        if let Some(h) = self.spare.take() {
+            let _ = h.join();
         }
         tracing::debug!("writer stopped: no more senders");
     }
@@ -461,13 +468,48 @@ impl Writer {
         Ok((n, t.elapsed()))
     }
 
-    /// Starts a new segment whose first record will be the next position.
+    /// Starts a new segment whose first record will be the next position,
+    /// from the prepared spare file when it is large enough.
     fn roll(&mut self, need: u64) -> Result<()> {
-        let size = self.shared.config.segment_size.max(HEADER_LEN + need);
-        self.seg = open_new_segment(&self.shared, self.next_position, size)?;
+        let base = self.next_position;
+        let dir = &self.shared.log_dir;
+        let size = self.shared.config.segment_size;
+        let spare = match self.spare.take().map(|h| h.join()) {
+            Some(Ok(Ok(f))) => Some(f),
+            Some(Ok(Err(e))) => return Err(e),
+            Some(Err(_)) => {
+                return Err(StoreError::Poisoned("the segment preparer panicked".into()))
+            }
+            None => None,
+        };
+        let (file, size) = match spare {
+            Some(f) if HEADER_LEN + need <= size => (segment::install_spare(dir, f, base)?, size),
+            _ => {
+                let size = size.max(HEADER_LEN + need);
+                (segment::create(dir, base, size)?, size)
+            }
+        };
+        let seg = Arc::new(Segment {
+            base,
+            path: dir.join(segment::file_name(base)),
+            file,
+        });
+        self.shared.segments.insert(seg.clone());
+        self.seg = seg;
         self.seg_size = size;
         self.offset = HEADER_LEN;
+        self.prepare_spare();
         Ok(())
+    }
+
+    fn prepare_spare(&mut self) {
+        let dir = self.shared.log_dir.clone();
+        let size = self.shared.config.segment_size;
+        let spawned = std::thread::Builder::new()
+            .name("strata-prealloc".into())
+            .spawn(move || segment::prepare_spare(&dir, size));
+        // Without a spare the roll creates the file itself.
+        self.spare = spawned.ok();
     }
 
     fn prune_pending(&mut self) {
