@@ -204,7 +204,7 @@ mod tests {
         a.max_append_bytes = 10;
         assert!(a
             .validate()
-            .unwrap_err()
+            .expect_err("append limit below event limit")
             .to_string()
             .contains("--max-append-bytes"));
         let mut a = ServeArgs::for_tests("/tmp/x");

@@ -14,7 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::ServeArgs;
 use crate::metrics::{self, Metrics};
-use crate::service::StreamsService;
+use crate::service::{MessageLimit, StreamsService};
 use crate::store::{Store, StoreError, FORMAT_VERSION};
 
 /// Why the server could not run.
@@ -67,18 +67,23 @@ pub async fn run(
         stop_rx.clone(),
         args.read_batch,
     );
-    let streams = StreamsServer::new(service)
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit + (4 << 20));
+    let streams = MessageLimit(
+        StreamsServer::new(service)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit + (4 << 20)),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StreamsServer<StreamsService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
+    // Health is described too, so `grpcurl` can call it without proto files.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
     let metrics_addr = metrics_listener.local_addr()?;

@@ -283,7 +283,7 @@ mod tests {
             events: vec![event(Some(v1::Uuid::from_bytes([1; 16])))],
         });
         assert_eq!(
-            no_expected.unwrap_err().code(),
+            no_expected.expect_err("unset expected").code(),
             tonic::Code::InvalidArgument
         );
 
@@ -292,7 +292,10 @@ mod tests {
             expected: Some(v1::ExpectedVersion::any()),
             events: vec![event(None)],
         });
-        assert!(no_id.unwrap_err().message().contains("id is missing"));
+        assert!(no_id
+            .expect_err("missing id")
+            .message()
+            .contains("id is missing"));
 
         let bad_id = append_request(v1::AppendRequest {
             stream: "s".into(),
@@ -301,7 +304,10 @@ mod tests {
                 value: Some(v1::uuid::Value::Text("nope".into())),
             }))],
         });
-        assert_eq!(bad_id.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            bad_id.expect_err("bad id").code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     #[test]

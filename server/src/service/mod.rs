@@ -4,6 +4,7 @@
 
 mod append;
 pub mod convert;
+mod message_limit;
 mod read;
 mod stats;
 pub mod status;
@@ -19,6 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+
+pub use message_limit::MessageLimit;
 
 /// Largest bytes of event data one streamed response carries (a single
 /// larger event still goes alone).

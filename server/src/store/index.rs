@@ -4,6 +4,7 @@
 //! rebuilt from the log. It never reads or writes segment files.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::error::Result;
 use super::types::EventId;
@@ -62,13 +63,32 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens (or creates) the index in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .flush_every_ms(Some(1000))
-            .open()?;
+    /// Opens (or creates) the index in `dir`, waiting up to `lock_wait` for
+    /// sled's file lock.
+    ///
+    /// sled releases its lock only when its background threads let go of a
+    /// closed database, which can lag behind the drop of the last handle. A
+    /// caller that holds the data directory's `LOCK` knows that a conflict
+    /// is a store of this process still being torn down, and can wait for it
+    /// instead of failing the reopen.
+    pub fn open(dir: &Path, lock_wait: Duration) -> Result<Self> {
+        let deadline = Instant::now() + lock_wait;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(256 << 20)
+                .flush_every_ms(Some(1000))
+                .open();
+            match opened {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         Ok(Index {
             streams: db.open_tree("streams")?,
             revisions: db.open_tree("revisions")?,
@@ -257,7 +277,7 @@ mod tests {
     #[test]
     fn apply_and_look_up() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let idx = Index::open(dir.path()).expect("open");
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
         assert_eq!(idx.covered().expect("covered"), 0);
         let entries: Vec<IndexEntry> = (0..3)
             .map(|i| IndexEntry {

@@ -26,9 +26,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use config::{Limits, StoreConfig, SyncMode};
+pub use config::{FaultInjector, Limits, StoreConfig, SyncMode};
 pub use error::{Result, StoreError};
 pub use reader::ReadBatches;
 pub use segment::FORMAT_VERSION;
@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
     poisoned: Mutex<Option<String>>,
     pub(crate) closed: AtomicBool,
+    /// Turns true when `close` starts, waking subscriptions that wait for
+    /// live batches (the broadcast sender lives as long as they do).
+    pub(crate) closing: watch::Sender<bool>,
     pub(crate) observer: Arc<dyn Observer>,
 }
 
@@ -146,7 +149,9 @@ impl Store {
         let lock = lock_dir(&data)?;
         let log_dir = data.join("log");
         std::fs::create_dir_all(&log_dir).map_err(|e| StoreError::io(&log_dir, e))?;
-        let index = Index::open(&data.join("index"))?;
+        // We hold `LOCK`: a sled lock conflict is our own previous store
+        // still shutting down.
+        let index = Index::open(&data.join("index"), Duration::from_secs(5))?;
         let (live, _) = broadcast::channel(config.live_buffer.max(1));
         let shared = Arc::new(Shared {
             config,
@@ -160,6 +165,7 @@ impl Store {
             live,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
+            closing: watch::Sender::new(false),
             observer,
         });
         let recovered = recovery::recover(&shared)?;
@@ -275,6 +281,7 @@ impl Store {
     /// accepted, waits for the index, and flushes it. Idempotent.
     pub fn close(&self) -> Result<()> {
         self.shared.closed.store(true, Ordering::Release);
+        self.shared.closing.send_replace(true);
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads: Vec<_> = self
             .threads

@@ -335,7 +335,10 @@ fn read_event_at(
     buf.truncate(n);
     let need = record::peek_len(&buf).map_or(0, |l| FRAME_HEADER + l.min(record::MAX_PAYLOAD));
     if need > buf.len() {
-        buf.resize(need, 0);
+        // A damaged length must not make a read allocate more than the file
+        // holds; `decode` then reports the record as cut off.
+        let available = seg.len()?.saturating_sub(offset) as usize;
+        buf.resize(need.min(available), 0);
         let n = seg.read_at(&mut buf, offset)?;
         buf.truncate(n);
     }

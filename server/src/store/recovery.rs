@@ -240,7 +240,9 @@ fn read_record(seg: &Segment, offset: u64) -> Result<(u64, usize)> {
     let len = record::peek_len(&head)
         .unwrap_or(0)
         .min(record::MAX_PAYLOAD);
-    let mut buf = vec![0u8; FRAME_HEADER + len];
+    // Never more than the file holds, whatever a damaged length says.
+    let available = seg.len()?.saturating_sub(offset) as usize;
+    let mut buf = vec![0u8; (FRAME_HEADER + len).min(available)];
     let n = seg.read_at(&mut buf, offset)?;
     let (rec, used) = record::decode(&buf[..n])
         .map_err(|e| StoreError::corrupt(&seg.path, offset, e.to_string()))?;
@@ -310,6 +312,19 @@ fn scan_segment(
     };
     let tail_garbage = bad.is_some() || !open.is_empty();
     if !tail_garbage {
+        // A zero length ends the written data, unless a valid record follows:
+        // then the zeros are a hole in acknowledged data (a lost or zeroed
+        // write), and treating them as the end would drop what follows.
+        if let Some(o) = find_valid_record(&bytes, at + 1, scan.expected) {
+            return Err(StoreError::corrupt(
+                &seg.path,
+                from + at as u64,
+                format!(
+                    "zero record length inside the log; a valid record follows at offset {}",
+                    from + o as u64
+                ),
+            ));
+        }
         scan.end_offset = from + at as u64;
         return Ok(());
     }
@@ -346,6 +361,10 @@ fn scan_segment(
 /// Whether a frame that decodes, with a position at or after `min_pos`,
 /// starts anywhere at or after `from`.
 fn find_valid_record(bytes: &[u8], from: usize, min_pos: u64) -> Option<usize> {
+    // The usual case, the zero fill of a preallocated segment, in one pass.
+    if bytes.get(from..).is_none_or(record::is_zero_fill) {
+        return None;
+    }
     let mut o = from;
     while o + FRAME_HEADER + record::EVENT_HEADER <= bytes.len() {
         let p = &bytes[o..];
@@ -445,8 +464,22 @@ pub struct VerifyReport {
 
 /// Offline check of a data directory that no process has open: every
 /// record's CRC-32 and framing, position continuity, and the index against
-/// the log. Changes nothing.
+/// the log. Changes nothing. Fails with `Locked` while a store has it open.
 pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
+    // Hold the directory as a store does, so that a running store makes this
+    // fail at once; a directory that cannot take a lock file (read-only, or
+    // missing) is checked all the same.
+    let lock = match super::lock_dir(data_dir) {
+        Err(e @ StoreError::Locked(_)) => return Err(e),
+        other => other.ok(),
+    };
+    // With the lock held, a sled lock conflict is a store of this process
+    // still shutting down: wait for it as `Store::open` does.
+    let lock_wait = if lock.is_some() {
+        std::time::Duration::from_secs(5)
+    } else {
+        std::time::Duration::ZERO
+    };
     let log_dir: PathBuf = data_dir.join("log");
     let mut report = VerifyReport::default();
     let segments = match open_segments(&log_dir, false) {
@@ -497,7 +530,17 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
                     }
                     at += used;
                 }
-                Err(DecodeError::End) => break,
+                Err(DecodeError::End) => {
+                    if let Some(o) = find_valid_record(&bytes, at + 1, expected) {
+                        report.problems.push(format!(
+                            "{}: offset {}: zero record length, but a valid record follows at offset {}",
+                            seg.path.display(),
+                            HEADER_LEN + at as u64,
+                            HEADER_LEN + o as u64
+                        ));
+                    }
+                    break;
+                }
                 Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break,
                 Err(e) => {
                     report.problems.push(format!(
@@ -512,7 +555,7 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
     }
     let index_dir = data_dir.join("index");
     if index_dir.exists() {
-        let index = Index::open(&index_dir)?;
+        let index = Index::open(&index_dir, lock_wait)?;
         let covered = index.covered()?;
         if covered > expected {
             report.problems.push(format!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
 
 use super::error::{Result, StoreError};
 use super::reader::ReadBatches;
@@ -30,6 +31,8 @@ pub struct Subscription {
     shared: Arc<Shared>,
     target: SubscriptionTarget,
     live: broadcast::Receiver<Arc<CommittedBatch>>,
+    /// Becomes true when the store closes.
+    closing: watch::Receiver<bool>,
     /// Stream: next revision to deliver. `$all`: unused (see `global_next`).
     next_revision: u64,
     /// Next global position not yet examined.
@@ -56,6 +59,7 @@ impl Subscription {
         // Subscribe to live batches before anything is read, so nothing
         // committed from here on can be missed.
         let live = shared.live.subscribe();
+        let closing = shared.closing.subscribe();
         let head = shared.committed.load(Ordering::Acquire);
         let (next_revision, global_next) = match (&target, from) {
             (SubscriptionTarget::All(_), SubscribeFrom::Start) => (0, 0),
@@ -83,6 +87,7 @@ impl Subscription {
             shared,
             target,
             live,
+            closing,
             next_revision,
             global_next,
             mode: Mode::CatchUp,
@@ -147,17 +152,28 @@ impl Subscription {
 
     /// Waits for the next live batch. `false` when the store closed.
     async fn follow(&mut self) -> Result<bool> {
-        let received = if self.checkpoint.enabled {
-            let wait = self.shared.config.checkpoint_interval;
-            match tokio::time::timeout(wait, self.live.recv()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.tick_checkpoint(0, true);
-                    return Ok(true);
+        let wait = self
+            .checkpoint
+            .enabled
+            .then_some(self.shared.config.checkpoint_interval);
+        let live = &mut self.live;
+        let closing = &mut self.closing;
+        let received = tokio::select! {
+            r = async {
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, live.recv()).await.ok(),
+                    None => Some(live.recv().await),
                 }
+            } => r,
+            // The broadcast sender outlives a closed store while
+            // subscriptions hold it, so closing must wake them itself.
+            _ = async { closing.wait_for(|closed| *closed).await.map(|_| ()) } => {
+                return Ok(false)
             }
-        } else {
-            self.live.recv().await
+        };
+        let Some(received) = received else {
+            self.tick_checkpoint(0, true);
+            return Ok(true);
         };
         let batch = match received {
             Ok(b) => b,

@@ -144,7 +144,7 @@ mod tests {
         assert!(append(&req("s", vec![]), &l).is_err());
         assert!(append(&req("s", vec![ev(1, "", 10)]), &l).is_err());
         assert!(append(&req("s", vec![ev(1, "T", 1), ev(1, "T", 1)]), &l).is_err());
-        let big = append(&req("s", vec![ev(1, "T", (1 << 20) + 1)]), &l).unwrap_err();
+        let big = append(&req("s", vec![ev(1, "T", (1 << 20) + 1)]), &l).expect_err("too big");
         assert!(big.to_string().contains("max-event-bytes"), "{big}");
         let many: Vec<NewEvent> = (0..17u32)
             .map(|i| NewEvent {
@@ -152,7 +152,7 @@ mod tests {
                 ..ev(0, "T", 1 << 20)
             })
             .collect();
-        let err = append(&req("s", many), &l).unwrap_err();
+        let err = append(&req("s", many), &l).expect_err("too many bytes");
         assert!(err.to_string().contains("max-append-bytes"), "{err}");
     }
 }

@@ -454,12 +454,27 @@ impl Writer {
             return Ok((0, std::time::Duration::ZERO));
         }
         let io = |e| StoreError::io(&self.seg.path, e);
+        let faults = self.shared.config.faults.as_deref();
+        let allowed = match faults {
+            Some(f) => f
+                .before_write(self.buf.len())
+                .map_err(io)?
+                .min(self.buf.len()),
+            None => self.buf.len(),
+        };
         self.seg
             .file
-            .write_all_at(&self.buf, self.offset)
+            .write_all_at(&self.buf[..allowed], self.offset)
             .map_err(io)?;
+        if allowed < self.buf.len() {
+            // A short write, as on a full disk.
+            return Err(io(std::io::Error::from_raw_os_error(28)));
+        }
         let t = Instant::now();
         if self.shared.config.sync_mode == SyncMode::Always {
+            if let Some(f) = faults {
+                f.before_sync().map_err(io)?;
+            }
             self.seg.file.sync_data().map_err(io)?;
         }
         let n = self.buf.len();
