@@ -29,26 +29,53 @@ pub struct StreamHead {
     pub last_revision: u64,
 }
 
-/// What the index knows of an event id.
+/// Every how many events of one append the index records a location, so
+/// that finding any position scans at most this many records.
+pub const LOCATION_STRIDE: u64 = 64;
+
+/// What the index knows of an append, keyed by the id of its first event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdEntry {
-    /// Global position of the event.
+    /// Global position of the append's first event.
     pub position: u64,
-    /// Its revision.
+    /// Revision of its first event.
     pub revision: u64,
     /// Its stream's id.
     pub stream_id: u64,
+    /// Number of events in the append.
+    pub count: u32,
 }
 
-/// Everything the index stores about one event.
+/// A run of consecutive revisions of one stream stored at consecutive
+/// positions: one append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// The event's id and coordinates.
-    pub id: EventId,
-    /// Position, revision, stream.
+pub struct RevisionRun {
+    /// Revision of the run's first event.
+    pub first_revision: u64,
+    /// Position of the run's first event.
+    pub first_position: u64,
+    /// Number of events.
+    pub count: u32,
+}
+
+impl RevisionRun {
+    /// One past the run's last revision.
+    pub fn end_revision(&self) -> u64 {
+        self.first_revision + u64::from(self.count)
+    }
+}
+
+/// Everything the index stores about one append. An append's records are
+/// contiguous in one segment, which is what lets the index keep one
+/// entry per append instead of one per event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEntry {
+    /// Id of the first event (the idempotency key of the append).
+    pub first_id: EventId,
+    /// Position, revision, stream and size of the append.
     pub at: IdEntry,
-    /// Where its record is.
-    pub location: Location,
+    /// Locations of the first event and of every `LOCATION_STRIDE`-th after it.
+    pub locations: Vec<(u64, Location)>,
 }
 
 /// The sled database and its trees.
@@ -136,55 +163,80 @@ impl Index {
         self.streams.len()
     }
 
-    /// Location of the record at `position`.
-    pub fn location(&self, position: u64) -> Result<Option<Location>> {
-        Ok(self
-            .positions
-            .get(position.to_be_bytes())?
-            .map(|v| Location {
-                segment: be_u64(&v, 0),
-                offset: be_u64(&v, 8),
-            }))
+    /// The indexed location at or before `position`, with its position:
+    /// the records from there to `position` are contiguous in one segment.
+    pub fn locate(&self, position: u64) -> Result<Option<(u64, Location)>> {
+        let found = self.positions.range(..=position.to_be_bytes()).next_back();
+        Ok(match found {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Some((
+                    be_u64(&k, 0),
+                    Location {
+                        segment: be_u64(&v, 0),
+                        offset: be_u64(&v, 8),
+                    },
+                ))
+            }
+            None => None,
+        })
     }
 
-    /// What the index knows of an event id.
-    pub fn event_id(&self, id: &EventId) -> Result<Option<IdEntry>> {
+    /// The append whose first event has this id.
+    pub fn first_id(&self, id: &EventId) -> Result<Option<IdEntry>> {
         Ok(self.ids.get(id.0)?.map(|v| IdEntry {
             position: be_u64(&v, 0),
             revision: be_u64(&v, 8),
             stream_id: be_u64(&v, 16),
+            count: be_u64(&v, 24) as u32,
         }))
     }
 
-    /// Positions of a stream's events with revisions in `from..=to`, in
-    /// ascending or descending revision order, lazily.
-    pub fn revisions(
+    /// The revision runs of a stream that hold revisions in `from..=to`, in
+    /// ascending or descending order, lazily.
+    pub fn runs(
         &self,
         stream_id: u64,
         from: u64,
         to: u64,
         backwards: bool,
-    ) -> Box<dyn Iterator<Item = Result<(u64, u64)>> + Send> {
-        let range = self
-            .revisions
-            .range(rev_key(stream_id, from)..=rev_key(stream_id, to));
-        let map = |kv: sled::Result<(sled::IVec, sled::IVec)>| {
+    ) -> Result<Box<dyn Iterator<Item = Result<RevisionRun>> + Send>> {
+        if from > to {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<RevisionRun> {
             let (k, v) = kv?;
-            Ok((be_u64(&k, 8), be_u64(&v, 0)))
+            Ok(RevisionRun {
+                first_revision: be_u64(&k, 8),
+                first_position: be_u64(&v, 0),
+                count: be_u64(&v, 8) as u32,
+            })
         };
+        // The run holding `from` may start before it.
+        let floor = self
+            .revisions
+            .range(rev_key(stream_id, 0)..=rev_key(stream_id, from))
+            .next_back()
+            .map(decode)
+            .transpose()?
+            .filter(|r| r.end_revision() > from);
+        let rest_from = floor.map_or(from, |r| r.end_revision().max(from));
+        let rest = self
+            .revisions
+            .range(rev_key(stream_id, rest_from)..=rev_key(stream_id, to));
         if backwards {
-            Box::new(range.rev().map(map))
+            Ok(Box::new(rest.rev().map(decode).chain(floor.map(Ok))))
         } else {
-            Box::new(range.map(map))
+            Ok(Box::new(floor.map(Ok).into_iter().chain(rest.map(decode))))
         }
     }
 
-    /// Stores the entries of a committed batch and the new heads of the
-    /// streams it touched, then marks `covered` as indexed. Re-applying the
-    /// same entries is harmless, which recovery relies on.
+    /// Stores the entries of committed appends and the new heads of the
+    /// streams they touched, then marks `covered` as indexed. Re-applying
+    /// the same entries is harmless, which recovery relies on.
     pub fn apply(
         &self,
-        entries: &[IndexEntry],
+        appends: &[AppendEntry],
         heads: &[(&str, StreamHead)],
         covered: u64,
     ) -> Result<()> {
@@ -192,22 +244,27 @@ impl Index {
         for (name, head) in heads {
             streams.insert(
                 name.as_bytes(),
-                &cat(head.id, head.last_revision, None)[..16],
+                &cat(head.id, head.last_revision, 0, 0)[..16],
             );
         }
         let mut revisions = sled::Batch::default();
         let mut positions = sled::Batch::default();
         let mut ids = sled::Batch::default();
-        for e in entries {
-            let pos = e.at.position.to_be_bytes();
-            revisions.insert(&rev_key(e.at.stream_id, e.at.revision)[..], &pos[..]);
-            positions.insert(
-                &pos[..],
-                &cat(e.location.segment, e.location.offset, None)[..16],
+        for a in appends {
+            let at = a.at;
+            revisions.insert(
+                &rev_key(at.stream_id, at.revision)[..],
+                &cat(at.position, u64::from(at.count), 0, 0)[..16],
             );
+            for (pos, loc) in &a.locations {
+                positions.insert(
+                    &pos.to_be_bytes()[..],
+                    &cat(loc.segment, loc.offset, 0, 0)[..16],
+                );
+            }
             ids.insert(
-                &e.id.0[..],
-                &cat(e.at.position, e.at.revision, Some(e.at.stream_id))[..],
+                &a.first_id.0[..],
+                &cat(at.position, at.revision, at.stream_id, u64::from(at.count))[..],
             );
         }
         self.revisions.apply_batch(revisions)?;
@@ -252,13 +309,12 @@ fn rev_key(stream_id: u64, revision: u64) -> [u8; 16] {
     k
 }
 
-fn cat(a: u64, b: u64, c: Option<u64>) -> [u8; 24] {
-    let mut v = [0u8; 24];
+fn cat(a: u64, b: u64, c: u64, d: u64) -> [u8; 32] {
+    let mut v = [0u8; 32];
     v[..8].copy_from_slice(&a.to_be_bytes());
     v[8..16].copy_from_slice(&b.to_be_bytes());
-    if let Some(c) = c {
-        v[16..].copy_from_slice(&c.to_be_bytes());
-    }
+    v[16..24].copy_from_slice(&c.to_be_bytes());
+    v[24..].copy_from_slice(&d.to_be_bytes());
     v
 }
 
@@ -274,56 +330,65 @@ fn be_u64(v: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
+    fn append(first: u64, rev: u64, count: u32) -> AppendEntry {
+        AppendEntry {
+            first_id: EventId([first as u8; 16]),
+            at: IdEntry {
+                position: first,
+                revision: rev,
+                stream_id: 1,
+                count,
+            },
+            locations: vec![(
+                first,
+                Location {
+                    segment: 0,
+                    offset: 32 + first * 100,
+                },
+            )],
+        }
+    }
+
     #[test]
     fn apply_and_look_up() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
         assert_eq!(idx.covered().expect("covered"), 0);
-        let entries: Vec<IndexEntry> = (0..3)
-            .map(|i| IndexEntry {
-                id: EventId([i as u8; 16]),
-                at: IdEntry {
-                    position: i,
-                    revision: i,
-                    stream_id: 1,
-                },
-                location: Location {
-                    segment: 0,
-                    offset: 32 + i * 100,
-                },
-            })
-            .collect();
+        // stream 1: revisions 0..3 at positions 0..3, then 3..5 at positions 10..12
+        let appends = [append(0, 0, 3), append(10, 3, 2)];
         let head = StreamHead {
             id: 1,
-            last_revision: 2,
+            last_revision: 4,
         };
-        idx.apply(&entries, &[("s", head)], 3).expect("apply");
-        assert_eq!(idx.covered().expect("covered"), 3);
+        idx.apply(&appends, &[("s", head)], 12).expect("apply");
+        assert_eq!(idx.covered().expect("covered"), 12);
         assert_eq!(idx.stream("s").expect("get"), Some(head));
         assert_eq!(idx.stream("t").expect("get"), None);
+        assert_eq!(idx.locate(2).expect("loc").map(|(p, _)| p), Some(0));
         assert_eq!(
-            idx.location(1).expect("loc"),
-            Some(Location {
-                segment: 0,
-                offset: 132
-            })
+            idx.locate(11).expect("loc").map(|(p, l)| (p, l.offset)),
+            Some((10, 1032))
         );
         assert_eq!(
-            idx.event_id(&EventId([2; 16]))
+            idx.first_id(&EventId([10; 16]))
                 .expect("id")
-                .map(|e| e.position),
+                .map(|e| e.count),
             Some(2)
         );
-        let fwd: Vec<_> = idx
-            .revisions(1, 1, u64::MAX, false)
-            .map(|r| r.expect("rev"))
-            .collect();
-        assert_eq!(fwd, vec![(1, 1), (2, 2)]);
-        let back: Vec<_> = idx
-            .revisions(1, 0, 1, true)
-            .map(|r| r.expect("rev"))
-            .collect();
-        assert_eq!(back, vec![(1, 1), (0, 0)]);
+        assert_eq!(idx.first_id(&EventId([11; 16])).expect("id"), None);
+        let runs = |from, to, back| -> Vec<u64> {
+            idx.runs(1, from, to, back)
+                .expect("runs")
+                .map(|r| r.expect("run").first_revision)
+                .collect()
+        };
+        assert_eq!(runs(0, u64::MAX, false), vec![0, 3]);
+        assert_eq!(runs(1, u64::MAX, false), vec![0, 3]);
+        assert_eq!(runs(3, u64::MAX, false), vec![3]);
+        assert_eq!(runs(4, 4, false), vec![3]);
+        assert_eq!(runs(5, u64::MAX, false), Vec::<u64>::new());
+        assert_eq!(runs(0, 4, true), vec![3, 0]);
+        assert_eq!(runs(1, 2, true), vec![0]);
         idx.clear().expect("clear");
         assert_eq!(idx.covered().expect("covered"), 0);
         assert_eq!(idx.stream("s").expect("get"), None);

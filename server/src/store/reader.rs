@@ -7,16 +7,18 @@
 use std::sync::Arc;
 
 use super::error::{Result, StoreError};
-use super::index::Location;
-use super::record::{self, DecodeError, EventRecord, FRAME_HEADER};
+use super::index::{Location, RevisionRun};
+use super::record::{self, DecodeError, EventRecord};
 use super::segment::{Segment, HEADER_LEN};
-use super::types::{Direction, Filter, ReadFrom, RecordedEvent};
+use super::types::{Direction, EventId, Filter, ReadFrom, RecordedEvent};
 use super::Shared;
 
 /// Bytes read from a segment at a time by sequential scans.
 const SCAN_CHUNK: usize = 256 << 10;
 /// A batch closes once its events carry this many bytes of data.
 const BATCH_BYTES: usize = 1 << 20;
+/// Backward reads read this many events forwards at a time and reverse them.
+const BACKWARD_CHUNK: u64 = 128;
 
 /// Batches of a read, in order. Each `next` does blocking I/O.
 pub struct ReadBatches {
@@ -25,6 +27,9 @@ pub struct ReadBatches {
     remaining: u64,
     done: bool,
     names: NameCache,
+    /// Events read (backward chunks are read forwards, then reversed) but
+    /// not yet returned.
+    backlog: std::collections::VecDeque<RecordedEvent>,
 }
 
 enum Kind {
@@ -40,9 +45,16 @@ enum Kind {
         filter: Filter,
     },
     Stream {
-        revisions: Box<dyn Iterator<Item = Result<(u64, u64)>> + Send>,
+        runs: Box<dyn Iterator<Item = Result<RevisionRun>> + Send>,
+        /// Lowest and highest revision wanted.
+        from: u64,
+        to: u64,
+        /// Positions at or past this are not readable yet.
         end: u64,
         backwards: bool,
+        /// The run being read and the revisions of it still to read.
+        current: Option<(RevisionRun, u64, u64)>,
+        cursor: Option<LogCursor>,
     },
     Empty,
 }
@@ -107,10 +119,14 @@ impl ReadBatches {
             (Direction::Backwards, ReadFrom::At(r)) => Some((0, r)),
         };
         let kind = match range {
-            Some((lo, hi)) => Kind::Stream {
-                revisions: shared.index.revisions(head.id, lo, hi, backwards),
+            Some((from, to)) => Kind::Stream {
+                runs: shared.index.runs(head.id, from, to, backwards)?,
+                from,
+                to,
                 end,
                 backwards,
+                current: None,
+                cursor: None,
             },
             None => Kind::Empty,
         };
@@ -126,6 +142,7 @@ impl ReadBatches {
             remaining: if max_count == 0 { u64::MAX } else { max_count },
             done: false,
             names: NameCache::default(),
+            backlog: std::collections::VecDeque::new(),
         }
     }
 
@@ -140,6 +157,16 @@ impl ReadBatches {
             *bytes += e.data.len() + e.metadata.len();
             out.push(e);
         };
+        let backlog = &mut self.backlog;
+        let drain = |backlog: &mut std::collections::VecDeque<RecordedEvent>,
+                     out: &mut Vec<RecordedEvent>,
+                     bytes: &mut usize| {
+            while out.len() < limit && *bytes < BATCH_BYTES {
+                let Some(e) = backlog.pop_front() else { break };
+                push(e, out, bytes);
+            }
+        };
+        drain(backlog, &mut out, &mut bytes);
         match &mut self.kind {
             Kind::Empty => {}
             Kind::AllForward {
@@ -201,40 +228,73 @@ impl ReadBatches {
                     && *next_end > 0
                     && scanned < limit * 64
                 {
-                    let pos = *next_end - 1;
-                    let e = read_at_position(shared, pos, names)?;
-                    if filter.matches(&e.stream, &e.event_type) {
-                        push(e, &mut out, &mut bytes);
-                    }
-                    *next_end = pos;
-                    scanned += 1;
+                    let lo = next_end.saturating_sub(BACKWARD_CHUNK);
+                    let mut chunk = read_range(shared, lo, *next_end, names)?;
+                    scanned += chunk.len();
+                    *next_end = lo;
+                    chunk.reverse();
+                    backlog.extend(
+                        chunk
+                            .into_iter()
+                            .filter(|e| filter.matches(&e.stream, &e.event_type)),
+                    );
+                    drain(backlog, &mut out, &mut bytes);
                 }
                 if *next_end == 0 {
                     self.done = true;
                 }
             }
             Kind::Stream {
-                revisions,
+                runs,
+                from,
+                to,
                 end,
                 backwards,
+                current,
+                cursor,
             } => {
                 while out.len() < limit && bytes < BATCH_BYTES {
-                    match revisions.next() {
-                        None => {
-                            self.done = true;
-                            break;
-                        }
-                        Some(r) => {
-                            let (_rev, pos) = r?;
-                            if pos >= *end {
-                                if *backwards {
-                                    continue;
-                                }
+                    let Some((run, lo, hi)) = current.as_mut() else {
+                        match runs.next() {
+                            None => {
                                 self.done = true;
                                 break;
                             }
-                            push(read_at_position(shared, pos, names)?, &mut out, &mut bytes);
+                            Some(r) => {
+                                let run = r?;
+                                let lo = run.first_revision.max(*from);
+                                let hi = run.end_revision().min(to.saturating_add(1));
+                                *current = (lo < hi).then_some((run, lo, hi));
+                                *cursor = None;
+                                continue;
+                            }
                         }
+                    };
+                    let position_of = |rev: u64| run.first_position + (rev - run.first_revision);
+                    if !*backwards {
+                        if position_of(*lo) >= *end {
+                            self.done = true;
+                            break;
+                        }
+                        if cursor.is_none() {
+                            *cursor = Some(LogCursor::at(shared, position_of(*lo))?);
+                        }
+                        let c = cursor.as_mut().ok_or(StoreError::ShuttingDown)?;
+                        let e = c.next_event(shared, position_of(*lo), names)?;
+                        push(e, &mut out, &mut bytes);
+                        *lo += 1;
+                    } else {
+                        let chunk_lo = hi.saturating_sub(BACKWARD_CHUNK).max(*lo);
+                        let mut chunk =
+                            read_range(shared, position_of(chunk_lo), position_of(*hi), names)?;
+                        *hi = chunk_lo;
+                        chunk.reverse();
+                        backlog.extend(chunk.into_iter().filter(|e| e.position < *end));
+                        drain(backlog, &mut out, &mut bytes);
+                    }
+                    if lo >= hi {
+                        *current = None;
+                        *cursor = None;
                     }
                 }
             }
@@ -242,6 +302,8 @@ impl ReadBatches {
         self.remaining -= out.len() as u64;
         if self.remaining == 0 || matches!(self.kind, Kind::Empty) {
             self.done = true;
+        } else if !self.backlog.is_empty() {
+            self.done = false;
         }
         Ok(out)
     }
@@ -301,17 +363,32 @@ impl NameCache {
     }
 }
 
-/// Reads the event at `position` through the index.
-fn read_at_position(
+/// Reads the events at positions `lo..hi` (which the index covers), in order.
+fn read_range(
     shared: &Shared,
-    position: u64,
+    lo: u64,
+    hi: u64,
     names: &mut NameCache,
-) -> Result<RecordedEvent> {
-    let loc = shared.index.location(position)?.ok_or_else(|| {
-        StoreError::InvalidArgument(format!("position {position} is not in the index"))
-    })?;
-    let seg = segment_of(shared, loc)?;
-    read_event_at(&seg, loc.offset, position, names)
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::with_capacity((hi - lo) as usize);
+    if lo >= hi {
+        return Ok(out);
+    }
+    let mut cursor = LogCursor::at(shared, lo)?;
+    for p in lo..hi {
+        out.push(cursor.next_event(shared, p, names)?);
+    }
+    Ok(out)
+}
+
+/// The ids of the `count` events from `position` on (for idempotency checks).
+pub(crate) fn read_ids(shared: &Shared, position: u64, count: usize) -> Result<Vec<EventId>> {
+    let mut cursor = LogCursor::at(shared, position)?;
+    let mut ids = Vec::with_capacity(count);
+    for p in position..position + count as u64 {
+        ids.push(cursor.expect_record(shared, p, |r| r.id)?);
+    }
+    Ok(ids)
 }
 
 fn segment_of(shared: &Shared, loc: Location) -> Result<Arc<Segment>> {
@@ -322,39 +399,6 @@ fn segment_of(shared: &Shared, loc: Location) -> Result<Arc<Segment>> {
             "the index points into a segment that does not exist",
         )
     })
-}
-
-fn read_event_at(
-    seg: &Segment,
-    offset: u64,
-    position: u64,
-    names: &mut NameCache,
-) -> Result<RecordedEvent> {
-    let mut buf = vec![0u8; 4096];
-    let n = seg.read_at(&mut buf, offset)?;
-    buf.truncate(n);
-    let need = record::peek_len(&buf).map_or(0, |l| FRAME_HEADER + l.min(record::MAX_PAYLOAD));
-    if need > buf.len() {
-        // A damaged length must not make a read allocate more than the file
-        // holds; `decode` then reports the record as cut off.
-        let available = seg.len()?.saturating_sub(offset) as usize;
-        buf.resize(need.min(available), 0);
-        let n = seg.read_at(&mut buf, offset)?;
-        buf.truncate(n);
-    }
-    let (rec, _) =
-        record::decode(&buf).map_err(|e| StoreError::corrupt(&seg.path, offset, e.to_string()))?;
-    if rec.position != position {
-        return Err(StoreError::corrupt(
-            &seg.path,
-            offset,
-            format!(
-                "the index says position {position}, the record holds {}",
-                rec.position
-            ),
-        ));
-    }
-    Ok(rec.to_event(names.get(rec.stream)))
 }
 
 /// A sequential reader over the log through a bounded buffer.
@@ -368,19 +412,58 @@ pub(crate) struct LogCursor {
 }
 
 impl LogCursor {
-    /// A cursor at the record of `position` (which the index must cover).
+    /// A cursor at the record of `position` (which the index must cover):
+    /// from the nearest indexed location at or before it, skipping records.
     pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
-        let loc = shared.index.location(position)?.ok_or_else(|| {
+        let (indexed, loc) = shared.index.locate(position)?.ok_or_else(|| {
             StoreError::InvalidArgument(format!("position {position} is not in the index"))
         })?;
         let seg = segment_of(shared, loc)?;
-        Ok(LogCursor {
+        let mut c = LogCursor {
             seg,
             offset: loc.offset,
             buf: Vec::new(),
             at: 0,
             eof: false,
-        })
+        };
+        for p in indexed..position {
+            c.expect_record(shared, p, |_| ())?;
+        }
+        Ok(c)
+    }
+
+    /// Decodes the next record, which must have `position`, and hands it to `f`.
+    pub(crate) fn expect_record<T>(
+        &mut self,
+        shared: &Shared,
+        position: u64,
+        f: impl FnOnce(&EventRecord<'_>) -> T,
+    ) -> Result<T> {
+        match self.advance(shared, |r| {
+            (r.position == position).then(|| f(r)).ok_or(r.position)
+        })? {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(found)) => Err(StoreError::corrupt(
+                &self.seg.path,
+                self.offset + self.at as u64,
+                format!("expected position {position}, found {found}"),
+            )),
+            None => Err(StoreError::corrupt(
+                &self.seg.path,
+                self.offset + self.at as u64,
+                format!("the log ends before position {position}"),
+            )),
+        }
+    }
+
+    /// The next event, which must have `position`.
+    fn next_event(
+        &mut self,
+        shared: &Shared,
+        position: u64,
+        names: &mut NameCache,
+    ) -> Result<RecordedEvent> {
+        self.expect_record(shared, position, |r| r.to_event(names.get(r.stream)))
     }
 
     fn refill(&mut self, need: usize) -> Result<()> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{Result, StoreError};
-use super::index::{IdEntry, Index, IndexEntry, Location, StreamHead};
+use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
 use super::record::{self, DecodeError, EventRecord, FRAME_HEADER, KIND_EVENT};
 use super::segment::{self, Segment, HEADER_LEN};
 use super::Shared;
@@ -123,6 +123,8 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         heads,
         next_stream_id,
         entries: Vec::new(),
+        open: None,
+        pending_events: 0,
         touched: HashMap::new(),
         replayed: 0,
     };
@@ -218,19 +220,29 @@ fn resume_point(index: &Index, segments: &[Arc<Segment>]) -> Result<Option<Start
     if covered == 0 {
         return Ok(None);
     }
-    let Some(loc) = index.location(covered - 1)? else {
+    let Some((mut pos, loc)) = index.locate(covered - 1)? else {
         return Ok(None);
     };
     let Some(seg) = segments.iter().find(|s| s.base == loc.segment) else {
         return Ok(None);
     };
-    match read_record(seg, loc.offset) {
-        Ok((rec_pos, len)) if rec_pos == covered - 1 => Ok(Some(Start {
-            segment: seg.base,
-            offset: loc.offset + len as u64,
-            position: covered,
-        })),
-        _ => Ok(None),
+    // Walk from the nearest indexed record to the last covered one.
+    let mut offset = loc.offset;
+    loop {
+        match read_record(seg, offset) {
+            Ok((rec_pos, len)) if rec_pos == pos => {
+                offset += len as u64;
+                if pos == covered - 1 {
+                    return Ok(Some(Start {
+                        segment: seg.base,
+                        offset,
+                        position: covered,
+                    }));
+                }
+                pos += 1;
+            }
+            _ => return Ok(None),
+        }
     }
 }
 
@@ -394,12 +406,17 @@ struct Replay<'a> {
     index: &'a Index,
     heads: HashMap<String, StreamHead>,
     next_stream_id: u64,
-    entries: Vec<IndexEntry>,
+    entries: Vec<AppendEntry>,
+    /// The append being replayed, until its commit record.
+    open: Option<AppendEntry>,
+    pending_events: usize,
     touched: HashMap<String, StreamHead>,
     replayed: u64,
 }
 
 impl Replay<'_> {
+    /// Replays one record of a committed append; records arrive in log
+    /// order, each append complete and closed by its commit record.
     fn record(&mut self, rec: &EventRecord<'_>, location: Location) -> Result<()> {
         let head = match self.heads.get_mut(rec.stream) {
             Some(h) => {
@@ -416,19 +433,30 @@ impl Replay<'_> {
                 h
             }
         };
-        self.touched.insert(rec.stream.to_owned(), head);
-        self.entries.push(IndexEntry {
-            id: rec.id,
+        let open = self.open.get_or_insert_with(|| AppendEntry {
+            first_id: rec.id,
             at: IdEntry {
                 position: rec.position,
                 revision: rec.revision,
                 stream_id: head.id,
+                count: 0,
             },
-            location,
+            locations: Vec::new(),
         });
+        if (rec.position - open.at.position).is_multiple_of(LOCATION_STRIDE) {
+            open.locations.push((rec.position, location));
+        }
+        open.at.count += 1;
         self.replayed += 1;
-        if self.entries.len() >= REPLAY_CHUNK {
-            self.flush(rec.position + 1)?;
+        if rec.is_commit() {
+            self.touched.insert(rec.stream.to_owned(), head);
+            if let Some(done) = self.open.take() {
+                self.pending_events += done.at.count as usize;
+                self.entries.push(done);
+            }
+            if self.pending_events >= REPLAY_CHUNK {
+                self.flush(rec.position + 1)?;
+            }
         }
         Ok(())
     }
@@ -437,11 +465,15 @@ impl Replay<'_> {
         if self.entries.is_empty() && self.touched.is_empty() {
             return Ok(());
         }
-        let covered = self.entries.last().map_or(covered, |e| e.at.position + 1);
+        let covered = self
+            .entries
+            .last()
+            .map_or(covered, |e| e.at.position + u64::from(e.at.count));
         let heads: Vec<(&str, StreamHead)> =
             self.touched.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         self.index.apply(&self.entries, &heads, covered)?;
         self.entries.clear();
+        self.pending_events = 0;
         self.touched.clear();
         Ok(())
     }
@@ -491,6 +523,7 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
     };
     let mut expected = 0u64;
     let mut locations: Vec<(u64, Location)> = Vec::new();
+    let mut append_start = true;
     for seg in &segments {
         report.segments += 1;
         if seg.base != expected {
@@ -519,7 +552,8 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
                     expected = rec.position + 1;
                     report.records += 1;
                     report.bytes += used as u64;
-                    if locations.len() < 1_000_000 {
+                    // The index holds the location of every append's first record.
+                    if append_start && locations.len() < 1_000_000 {
                         locations.push((
                             rec.position,
                             Location {
@@ -528,6 +562,7 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
                             },
                         ));
                     }
+                    append_start = rec.is_commit();
                     at += used;
                 }
                 Err(DecodeError::End) => {
@@ -564,8 +599,8 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
         }
         for (pos, loc) in locations.iter().filter(|(p, _)| *p < covered) {
             report.index_checked += 1;
-            match index.location(*pos)? {
-                Some(l) if l == *loc => {}
+            match index.locate(*pos)? {
+                Some((p, l)) if p == *pos && l == *loc => {}
                 other => report.problems.push(format!(
                     "index: position {pos} maps to {other:?}, the log has it at {loc:?}"
                 )),

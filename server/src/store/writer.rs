@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::SyncMode;
 use super::error::{Result, StoreError};
-use super::index::{IdEntry, IndexEntry, Location, StreamHead};
+use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
 use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
@@ -44,7 +44,7 @@ pub(crate) struct CommittedBatch {
     pub(crate) end_position: u64,
     /// The events, in position order.
     pub(crate) events: Vec<RecordedEvent>,
-    entries: Vec<IndexEntry>,
+    entries: Vec<AppendEntry>,
     heads: Vec<(Arc<str>, StreamHead)>,
 }
 
@@ -71,7 +71,7 @@ pub(crate) fn start(
             .collect(),
         next_stream_id: rec.next_stream_id,
         next_position: rec.next_position,
-        pending_ids: HashMap::new(),
+        pending: HashMap::new(),
         pending_order: VecDeque::new(),
         buf: Vec::with_capacity(1 << 20),
         spare: None,
@@ -126,14 +126,20 @@ struct Writer {
     heads: HashMap<Arc<str>, StreamHead>,
     next_stream_id: u64,
     next_position: u64,
-    /// Ids written but maybe not yet in the index, so idempotency checks
-    /// see them; pruned once the indexer has them.
-    pending_ids: HashMap<EventId, IdEntry>,
+    /// Appends written but maybe not yet in the index, by first event id,
+    /// so idempotency checks see them; pruned once the indexer has them.
+    pending: HashMap<EventId, Pending>,
     pending_order: VecDeque<(u64, EventId)>,
     buf: Vec<u8>,
     /// The next segment's file, being zero-filled in the background.
     spare: Option<JoinHandle<Result<std::fs::File>>>,
     index_tx: SyncSender<Arc<CommittedBatch>>,
+}
+
+/// An append the index may not have yet.
+struct Pending {
+    at: IdEntry,
+    ids: Vec<EventId>,
 }
 
 /// What one request of a batch turned into.
@@ -287,62 +293,42 @@ impl Writer {
         }
     }
 
-    /// If every event of `req` is already stored, consecutively and in
-    /// order, in this stream, the original result; an error if some id is
-    /// stored but the append is not such a retry.
+    /// If `req` repeats a stored append (same ids, same order, same
+    /// stream), the original result; an error if its first id starts a
+    /// different append. Appends are keyed by their first event id.
     fn retry_outcome(
         &self,
         req: &AppendRequest,
         head: Option<StreamHead>,
     ) -> Result<Option<AppendOutcome>> {
-        let mut first: Option<IdEntry> = None;
-        for (i, e) in req.events.iter().enumerate() {
-            let found = self.lookup_id(&e.id)?;
-            match (i, found, first) {
-                (0, None, _) => {}
-                (0, Some(f), _) => first = Some(f),
-                (_, None, None) => {}
-                (_, Some(at), None) => {
-                    return Err(StoreError::DuplicateEventId {
-                        id: e.id.to_string(),
-                        position: at.position,
-                    })
-                }
-                (_, found, Some(f)) => {
-                    let i = i as u64;
-                    let consecutive = found.is_some_and(|at| {
-                        at.stream_id == f.stream_id
-                            && at.position == f.position + i
-                            && at.revision == f.revision + i
-                    });
-                    if !consecutive {
-                        return Err(StoreError::DuplicateEventId {
-                            id: req.events[0].id.to_string(),
-                            position: f.position,
-                        });
-                    }
-                }
-            }
-        }
-        let Some(f) = first else { return Ok(None) };
-        if head.map(|h| h.id) != Some(f.stream_id) {
+        let first = req.events[0].id;
+        let (at, stored_ids) = match self.pending.get(&first) {
+            Some(p) => (p.at, Some(p.ids.clone())),
+            None => match self.shared.index.first_id(&first)? {
+                Some(at) => (at, None),
+                None => return Ok(None),
+            },
+        };
+        let same_shape =
+            head.map(|h| h.id) == Some(at.stream_id) && at.count as usize == req.events.len();
+        let same_ids = same_shape && {
+            let ids = match stored_ids {
+                Some(ids) => ids,
+                None => super::reader::read_ids(&self.shared, at.position, at.count as usize)?,
+            };
+            ids.iter().zip(&req.events).all(|(a, e)| *a == e.id)
+        };
+        if !same_ids {
             return Err(StoreError::DuplicateEventId {
-                id: req.events[0].id.to_string(),
-                position: f.position,
+                id: first.to_string(),
+                position: at.position,
             });
         }
-        let n = req.events.len() as u64 - 1;
+        let last = u64::from(at.count) - 1;
         Ok(Some(AppendOutcome::Success {
-            next_expected_revision: f.revision + n,
-            position: f.position + n,
+            next_expected_revision: at.revision + last,
+            position: at.position + last,
         }))
-    }
-
-    fn lookup_id(&self, id: &EventId) -> Result<Option<IdEntry>> {
-        if let Some(e) = self.pending_ids.get(id) {
-            return Ok(Some(*e));
-        }
-        self.shared.index.event_id(id)
     }
 
     /// Encodes the append into the batch buffer, rolling the segment first
@@ -389,10 +375,22 @@ impl Writer {
             }
         };
         let mut revision = head.map_or(0, |h| h.last_revision + 1);
+        let first_position = self.next_position;
+        let first_revision = revision;
+        let mut locations = Vec::with_capacity(1 + req.events.len() / LOCATION_STRIDE as usize);
         let last = req.events.len() - 1;
         for (i, e) in req.events.iter().enumerate() {
             let position = self.next_position;
             let offset = self.offset + self.buf.len() as u64;
+            if (i as u64).is_multiple_of(LOCATION_STRIDE) {
+                locations.push((
+                    position,
+                    Location {
+                        segment: self.seg.base,
+                        offset,
+                    },
+                ));
+            }
             let rec = EventRecord {
                 flags: if i == last { FLAG_COMMIT } else { 0 },
                 position,
@@ -406,21 +404,6 @@ impl Writer {
                 data: &e.data,
             };
             record::encode_event(&mut self.buf, &rec);
-            let at = IdEntry {
-                position,
-                revision,
-                stream_id,
-            };
-            self.pending_ids.insert(e.id, at);
-            self.pending_order.push_back((position, e.id));
-            batch.entries.push(IndexEntry {
-                id: e.id,
-                at,
-                location: Location {
-                    segment: self.seg.base,
-                    offset,
-                },
-            });
             batch.events.push(RecordedEvent {
                 stream: stream.clone(),
                 revision,
@@ -435,6 +418,26 @@ impl Writer {
             self.next_position += 1;
             revision += 1;
         }
+        let at = IdEntry {
+            position: first_position,
+            revision: first_revision,
+            stream_id,
+            count: req.events.len() as u32,
+        };
+        let first_id = req.events[0].id;
+        self.pending.insert(
+            first_id,
+            Pending {
+                at,
+                ids: req.events.iter().map(|e| e.id).collect(),
+            },
+        );
+        self.pending_order.push_back((first_position, first_id));
+        batch.entries.push(AppendEntry {
+            first_id,
+            at,
+            locations,
+        });
         let new_head = StreamHead {
             id: stream_id,
             last_revision: revision - 1,
@@ -534,8 +537,8 @@ impl Writer {
                 break;
             }
             self.pending_order.pop_front();
-            if self.pending_ids.get(&id).is_some_and(|e| e.position == pos) {
-                self.pending_ids.remove(&id);
+            if self.pending.get(&id).is_some_and(|p| p.at.position == pos) {
+                self.pending.remove(&id);
             }
         }
     }
