@@ -36,7 +36,7 @@ fn fdatasync_rate(dir: &std::path::Path, secs: f64) -> std::io::Result<f64> {
     Ok(rate)
 }
 
-async fn appends(store: Arc<Store>, writers: usize, per_call: usize, secs: f64) -> f64 {
+async fn appends(store: Arc<Store>, run: usize, writers: usize, per_call: usize, secs: f64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let payload = Bytes::from(vec![b'x'; 256]);
@@ -45,7 +45,7 @@ async fn appends(store: Arc<Store>, writers: usize, per_call: usize, secs: f64) 
         let (store, stop, count, payload) =
             (store.clone(), stop.clone(), count.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = format!("bench-{writers}-{per_call}-{w}");
+            let stream = format!("bench-{run}-{w}");
             let mut expected = ExpectedVersion::NoStream;
             while !stop.load(Ordering::Relaxed) {
                 let req = AppendRequest {
@@ -96,9 +96,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir_in(&base)?;
     let sync_rate = fdatasync_rate(dir.path(), secs)?;
     println!("fdatasync (4 KiB overwrite, preallocated): {sync_rate:.0}/s");
-    let store = Arc::new(Store::open(StoreConfig::new(dir.path().join("data")))?);
-    for (writers, per_call) in [(1usize, 1usize), (64, 1), (16, 100)] {
-        let rate = appends(store.clone(), writers, per_call, secs).await;
+    let mut config = StoreConfig::new(dir.path().join("data"));
+    if std::env::var_os("ENGINE_BENCH_NO_SYNC").is_some() {
+        // Shows the engine's own overhead without the disk; never for real data.
+        config.sync_mode = strata_server::store::SyncMode::UnsafeNoSync;
+        println!("sync mode: unsafe-no-sync");
+    }
+    let store = Arc::new(Store::open(config)?);
+    for (run, (writers, per_call)) in [(1usize, 1usize), (1, 1), (64, 1), (16, 100)]
+        .into_iter()
+        .enumerate()
+    {
+        let rate = appends(store.clone(), run, writers, per_call, secs).await;
         println!(
             "durable appends, {writers:>2} appender(s) x {per_call:>3} events/call, 256-byte events: {rate:.0} events/s"
         );

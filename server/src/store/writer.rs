@@ -101,14 +101,39 @@ fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment
     Ok(seg)
 }
 
+/// Most committed batches the indexer merges into one index update.
+const INDEX_MERGE: usize = 256;
+
+/// Applies committed batches to the index in order, merging whatever is
+/// queued into one update: sled's cost is per update far more than per key.
 fn index_loop(shared: Arc<Shared>, rx: Receiver<Arc<CommittedBatch>>) {
-    while let Ok(batch) = rx.recv() {
-        let heads: Vec<(&str, StreamHead)> = batch.heads.iter().map(|(n, h)| (&**n, *h)).collect();
-        match shared
-            .index
-            .apply(&batch.entries, &heads, batch.end_position)
-        {
-            Ok(()) => shared.set_indexed(batch.end_position),
+    let mut batches = Vec::with_capacity(INDEX_MERGE);
+    while let Ok(first) = rx.recv() {
+        batches.push(first);
+        while batches.len() < INDEX_MERGE {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let end = batches.last().map_or(0, |b| b.end_position);
+        let entries: Vec<AppendEntry> = batches
+            .iter()
+            .flat_map(|b| b.entries.iter().cloned())
+            .collect();
+        // Later heads of a stream replace earlier ones.
+        let mut heads: HashMap<&str, StreamHead> = HashMap::new();
+        for b in &batches {
+            for (name, head) in &b.heads {
+                heads.insert(name, *head);
+            }
+        }
+        let heads: Vec<(&str, StreamHead)> = heads.into_iter().collect();
+        let applied = shared.index.apply(&entries, &heads, end);
+        drop(heads);
+        batches.clear();
+        match applied {
+            Ok(()) => shared.set_indexed(end),
             Err(e) => {
                 shared.poison(format!("index update failed: {e}"));
                 return;
