@@ -1,5 +1,9 @@
 //! The `strata` binary: parses the command line, sets up logging and calls
-//! into the library. `strata` alone (or `strata serve`) runs the server.
+//! into the library. `strata` alone (or `strata serve`) runs the server;
+//! `append`, `read`, `tail` and `stats` are a command-line client of a
+//! running server (`cli/`).
+
+mod cli;
 
 use std::process::ExitCode;
 
@@ -30,9 +34,26 @@ enum Command {
     /// continuity, and the index against the log. Exits non-zero on any problem.
     Verify {
         /// The data directory to check (the server must not be running on it).
-        #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
+        #[arg(
+            long,
+            visible_alias = "data",
+            env = "STRATA_DATA_DIR",
+            default_value = "./data"
+        )]
         data_dir: std::path::PathBuf,
     },
+    /// Append one event to a stream on a running server.
+    Append(cli::append::AppendArgs),
+    /// Print the stored events of a stream or of '$all', then exit.
+    Read(cli::read::ReadArgs),
+    /// Follow a stream or '$all' live, printing events as they are
+    /// committed, until interrupted.
+    Tail(cli::tail::TailArgs),
+    /// Ask a running server whether it is serving (exit 0) or not (exit 1).
+    Health(cli::health::HealthArgs),
+    /// Show a running server's counters: head position, streams, events,
+    /// disk use.
+    Stats(cli::stats::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +62,11 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Verify { data_dir }) => verify(&data_dir),
+        Some(Command::Append(args)) => cli::run("append", cli::append::run(args)),
+        Some(Command::Health(args)) => cli::run("health", cli::health::run(args)),
+        Some(Command::Read(args)) => cli::run("read", cli::read::run(args)),
+        Some(Command::Tail(args)) => cli::run("tail", cli::tail::run(args)),
+        Some(Command::Stats(args)) => cli::run("stats", cli::stats::run(args)),
     }
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use strata_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::config::ServeArgs;
@@ -116,13 +115,16 @@ pub async fn run(
             let _ = stop_tx.send(true);
         }
     };
+    // Nagle's algorithm would hold back the small frames of streamed
+    // responses for ~40 ms; the builder's tcp_nodelay does not reach
+    // sockets accepted from our own listener, so set it here.
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(streams)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), signal)
+        .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();
     let closed = tokio::task::spawn_blocking(move || closing.close()).await?;

@@ -1,0 +1,353 @@
+//! The client's error type, and the one place where a gRPC status becomes
+//! one of its variants ([`error_from_status`]).
+//!
+//! Callers match on variants, never on message text: a concurrency conflict
+//! is [`Error::WrongExpectedVersion`], a missing stream [`Error::NotFound`],
+//! and [`Error::is_transient`] says whether retrying can help.
+
+use tonic::{Code, Status};
+
+use crate::event::ExpectedVersion;
+
+/// Everything that can go wrong in a call to the server.
+///
+/// ```
+/// use strata_client::{Error, ExpectedVersion};
+///
+/// fn describe(e: &Error) -> String {
+///     match e {
+///         Error::WrongExpectedVersion { current, .. } => format!("conflict, stream at {current:?}"),
+///         Error::NotFound { .. } => "no such stream".to_owned(),
+///         e if e.is_transient() => format!("try again later: {e}"),
+///         e => format!("failed: {e}"),
+///     }
+/// }
+/// let conflict = Error::WrongExpectedVersion {
+///     stream: "account-1".into(),
+///     expected: ExpectedVersion::NoStream,
+///     current: Some(4),
+/// };
+/// assert_eq!(describe(&conflict), "conflict, stream at Some(4)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server URL could not be parsed.
+    #[error("invalid server URL {url:?}: {}", chain(source))]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was rejected.
+        #[source]
+        source: tonic::transport::Error,
+    },
+
+    /// [`Client::connect`](crate::Client::connect) could not reach the server.
+    #[error("cannot connect to {url}: {}", chain(source))]
+    Connect {
+        /// The URL connected to.
+        url: String,
+        /// The transport failure (refused, timed out, ...).
+        #[source]
+        source: tonic::transport::Error,
+    },
+
+    /// An append's expected version did not match the stream: nothing was
+    /// written. Decide again from the stream's current state and retry.
+    #[error("wrong expected version on stream '{stream}': expected {expected}, current revision {}", display_revision(.current))]
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream: String,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// Revision of the stream's last event now; `None` when the stream
+        /// does not exist.
+        current: Option<u64>,
+    },
+
+    /// The request was malformed or over a configured limit
+    /// (`INVALID_ARGUMENT`): bad stream name, reserved `$` name, empty
+    /// batch, duplicate id in one append, event too large, ...
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The stream to read does not exist (`NOT_FOUND`).
+    #[error("not found: {message}")]
+    NotFound {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// An event id of the append is already used by a different append
+    /// (`ALREADY_EXISTS`). A retry of the *same* append is not an error.
+    #[error("already exists: {message}")]
+    AlreadyExists {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// A message exceeded the server's gRPC message limit
+    /// (`RESOURCE_EXHAUSTED`) or the client's own
+    /// ([`ClientOptions::max_message_size`](crate::ClientOptions::max_message_size)).
+    #[error("message too large: {message}")]
+    MessageTooLarge {
+        /// gRPC's explanation.
+        message: String,
+    },
+
+    /// The server is shutting down, refusing writes, or cannot be reached
+    /// right now (`UNAVAILABLE`). Transient.
+    #[error("server unavailable: {message}")]
+    Unavailable {
+        /// The explanation.
+        message: String,
+    },
+
+    /// The call did not finish within its deadline (`DEADLINE_EXCEEDED`).
+    /// Transient; an append may or may not have been written, so retry it
+    /// with the same event ids (the server deduplicates).
+    #[error("deadline exceeded: {message}")]
+    DeadlineExceeded {
+        /// The explanation.
+        message: String,
+    },
+
+    /// The connection broke during the call (`UNKNOWN` or `CANCELLED` from
+    /// the transport). Transient.
+    #[error("connection lost ({code:?}): {message}")]
+    ConnectionLost {
+        /// The status code the transport reported.
+        code: Code,
+        /// The explanation.
+        message: String,
+    },
+
+    /// Any other failure reported by the server (`INTERNAL`, `DATA_LOSS`, ...).
+    #[error("server error ({code:?}): {message}")]
+    Server {
+        /// The gRPC status code.
+        code: Code,
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server's answer did not have the shape the contract promises.
+    #[error("unexpected response from the server: {message}")]
+    Protocol {
+        /// What was wrong with it.
+        message: String,
+    },
+
+    /// Event data could not be encoded to or decoded from JSON.
+    #[cfg(feature = "json")]
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Whether retrying the same call later can succeed: the server was
+    /// unavailable, the connection broke, or the deadline passed.
+    /// Subscriptions resume by themselves after exactly these errors.
+    ///
+    /// ```
+    /// use strata_client::Error;
+    ///
+    /// assert!(Error::Unavailable { message: "shutting down".into() }.is_transient());
+    /// assert!(!Error::InvalidArgument { message: "bad name".into() }.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::DeadlineExceeded { .. }
+                | Error::ConnectionLost { .. }
+                | Error::Connect { .. }
+        )
+    }
+
+    /// The stream's current revision when this is a
+    /// [`WrongExpectedVersion`](Error::WrongExpectedVersion) conflict:
+    /// `Some(None)` when the stream does not exist, `None` for every other
+    /// error.
+    ///
+    /// ```
+    /// use strata_client::{Error, ExpectedVersion};
+    ///
+    /// let e = Error::WrongExpectedVersion {
+    ///     stream: "s".into(),
+    ///     expected: ExpectedVersion::Exact(1),
+    ///     current: None,
+    /// };
+    /// assert_eq!(e.conflict(), Some(None));
+    /// assert_eq!(Error::NotFound { message: String::new() }.conflict(), None);
+    /// ```
+    pub fn conflict(&self) -> Option<Option<u64>> {
+        match self {
+            Error::WrongExpectedVersion { current, .. } => Some(*current),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a gRPC status from the server (or from the transport) to an
+/// [`Error`]. The only place where status codes are interpreted.
+pub(crate) fn error_from_status(status: Status) -> Error {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::InvalidArgument => Error::InvalidArgument { message },
+        Code::NotFound => Error::NotFound { message },
+        Code::AlreadyExists => Error::AlreadyExists { message },
+        // RESOURCE_EXHAUSTED is the server's answer to an over-limit
+        // request; tonic itself reports a message over this client's own
+        // limit (either way) as OUT_OF_RANGE.
+        Code::ResourceExhausted | Code::OutOfRange => Error::MessageTooLarge { message },
+        Code::Unavailable => Error::Unavailable { message },
+        Code::DeadlineExceeded => Error::DeadlineExceeded { message },
+        // The transport reports a broken connection as UNKNOWN (hyper) or
+        // CANCELLED (an HTTP/2 reset); this client never cancels a call it
+        // still waits for, so neither comes from the caller.
+        code @ (Code::Unknown | Code::Cancelled) => Error::ConnectionLost { code, message },
+        code => Error::Server { code, message },
+    }
+}
+
+/// An error and its causes, `: `-separated: tonic's transport errors say
+/// only "transport error" at the top.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    let mut last = text.clone();
+    while let Some(cause) = source {
+        // Layers often repeat their cause's message; say it once.
+        let message = cause.to_string();
+        if message != last {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        last = message;
+        source = cause.source();
+    }
+    text
+}
+
+fn display_revision(revision: &Option<u64>) -> String {
+    match revision {
+        Some(r) => r.to_string(),
+        None => "none (the stream does not exist)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_variants() {
+        type Check = fn(&Error) -> bool;
+        let cases: [(Status, Check, bool); 10] = [
+            (
+                Status::invalid_argument("x"),
+                |e| matches!(e, Error::InvalidArgument { message } if message == "x"),
+                false,
+            ),
+            (
+                Status::not_found("x"),
+                |e| matches!(e, Error::NotFound { .. }),
+                false,
+            ),
+            (
+                Status::already_exists("x"),
+                |e| matches!(e, Error::AlreadyExists { .. }),
+                false,
+            ),
+            (
+                Status::resource_exhausted("x"),
+                |e| matches!(e, Error::MessageTooLarge { .. }),
+                false,
+            ),
+            (
+                Status::out_of_range("x"),
+                |e| matches!(e, Error::MessageTooLarge { .. }),
+                false,
+            ),
+            (
+                Status::unavailable("x"),
+                |e| matches!(e, Error::Unavailable { .. }),
+                true,
+            ),
+            (
+                Status::deadline_exceeded("x"),
+                |e| matches!(e, Error::DeadlineExceeded { .. }),
+                true,
+            ),
+            (
+                Status::unknown("x"),
+                |e| {
+                    matches!(
+                        e,
+                        Error::ConnectionLost {
+                            code: Code::Unknown,
+                            ..
+                        }
+                    )
+                },
+                true,
+            ),
+            (
+                Status::cancelled("x"),
+                |e| {
+                    matches!(
+                        e,
+                        Error::ConnectionLost {
+                            code: Code::Cancelled,
+                            ..
+                        }
+                    )
+                },
+                true,
+            ),
+            (
+                Status::internal("x"),
+                |e| {
+                    matches!(
+                        e,
+                        Error::Server {
+                            code: Code::Internal,
+                            ..
+                        }
+                    )
+                },
+                false,
+            ),
+        ];
+        for (status, check, transient) in cases {
+            let code = status.code();
+            let e = error_from_status(status);
+            assert!(check(&e), "{code:?} -> {e:?}");
+            assert_eq!(e.is_transient(), transient, "{code:?}");
+            assert_eq!(e.conflict(), None);
+        }
+    }
+
+    #[test]
+    fn conflict_message_names_the_revision() {
+        let e = Error::WrongExpectedVersion {
+            stream: "s".into(),
+            expected: ExpectedVersion::Exact(3),
+            current: Some(5),
+        };
+        assert_eq!(
+            e.to_string(),
+            "wrong expected version on stream 's': expected exact(3), current revision 5"
+        );
+        let e = Error::WrongExpectedVersion {
+            stream: "s".into(),
+            expected: ExpectedVersion::StreamExists,
+            current: None,
+        };
+        assert!(e.to_string().ends_with("none (the stream does not exist)"));
+    }
+}
