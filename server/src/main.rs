@@ -117,29 +117,34 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once
-/// (acknowledged appends are already on disk, so nothing acknowledged is lost).
-async fn shutdown_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (so a signal during recovery
+/// is not fatal, only remembered) and returns a future that resolves on the
+/// first signal; a second one exits at once (acknowledged appends are
+/// already on disk, so nothing acknowledged is lost).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tokio::spawn(async move {
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        eprintln!("strata: second signal, exiting now");
-        std::process::exit(130);
-    });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            eprintln!("strata: second signal, exiting now");
+            std::process::exit(130);
+        });
+    }
 }
 
 fn verify(data_dir: &std::path::Path) -> ExitCode {

@@ -249,8 +249,13 @@ impl Store {
         self.shared.committed.load(Ordering::Acquire)
     }
 
-    /// Counters for stats and metrics.
+    /// Counters for stats and metrics, as of everything committed when the
+    /// call started (it waits briefly for the index to cover that).
+    /// Blocking: call from a blocking context.
     pub fn stats(&self) -> StoreStats {
+        // Stream counts come from the index; let it catch up first. A
+        // poisoned indexer still yields the counters it has.
+        let _ = self.shared.readable_head();
         let segments = self.shared.segments.all();
         let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
         StoreStats {
