@@ -1,1 +1,201 @@
-//! strata-bench.
+//! strata-bench: a load driver for Strata that starts the server itself (or
+//! targets a loopback `--url`), runs each workload for a fixed time, and
+//! reports throughput, latency percentiles and the server's CPU and peak
+//! memory as a table on stdout and JSON under `bench/results/`. With the
+//! `peers` feature it runs PostgreSQL and UmaDB on the same workloads in
+//! the same run and shows Strata's ratio to each.
+//!
+//! It is a benchmark, never part of the test suite's assertions about
+//! Strata's behaviour; `tests/smoke.rs` only checks that every workload
+//! still runs. It never sends traffic anywhere but the loopback interface.
+
+pub mod cli;
+pub mod clock;
+pub mod error;
+pub mod procstat;
+pub mod report;
+pub mod stats;
+pub mod target;
+pub mod workload;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cli::{Options, SystemKind, Workload};
+use error::{BenchError, Result};
+use report::Row;
+use target::strata::{BinaryLauncher, Launcher};
+use target::Running;
+use workload::{run_cell, Ctx};
+
+/// Runs the benchmark the options describe, spawning the `strata` binary.
+pub async fn run(options: Options) -> Result<Vec<Row>> {
+    options.validate()?;
+    let needs_binary = options.url.is_none() && options.systems.contains(&SystemKind::Strata);
+    let launcher = if needs_binary {
+        Some(BinaryLauncher::find(options.strata_bin.clone())?)
+    } else {
+        None
+    };
+    if let Some(l) = &launcher {
+        println!("strata binary: {}", l.bin().display());
+    }
+    run_with(options, launcher.as_ref().map(|l| l as &dyn Launcher)).await
+}
+
+/// Runs the benchmark with Strata started by `launcher` (in-process in the
+/// smoke test). Returns every row, ratios filled; prints the table and
+/// writes the JSON unless `--no-json`.
+pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Result<Vec<Row>> {
+    options.validate()?;
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let workloads = options.selected_workloads();
+    let base = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base)
+        .map_err(|e| BenchError::io("creating the work directory", &base, e))?;
+    let work = tempfile::Builder::new()
+        .prefix("strata-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| BenchError::io("creating a temporary directory", &base, e))?;
+    // PostgreSQL runs as the `postgres` user, which must reach its data dir.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    }
+    let ctx = Ctx {
+        run_id: format!("b{started}x{}", std::process::id()),
+        options,
+    };
+    let o = &ctx.options;
+    let mut rows: Vec<Row> = Vec::new();
+
+    if workloads.contains(&Workload::ProbeDisk) {
+        println!("probe-disk in {}", work.path().display());
+        match workload::probe_disk(work.path(), o.duration()).await {
+            Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
+            Err(e) => emit(&mut rows, failed("disk", Workload::ProbeDisk, 1, &e)),
+        }
+    }
+    let per_client: Vec<Workload> = workloads
+        .iter()
+        .copied()
+        .filter(|w| !matches!(w, Workload::ProbeDisk | Workload::Recovery))
+        .collect();
+    for &system in &o.systems {
+        if !per_client.is_empty() {
+            println!("{}: starting", system.name());
+            match start(system, &ctx, launcher, work.path()).await {
+                Ok(running) => run_system(&ctx, &running, &per_client, &mut rows).await,
+                Err(e) => emit(&mut rows, failed(system.name(), per_client[0], 0, &e)),
+            }
+        }
+        if system == SystemKind::Strata && workloads.contains(&Workload::Recovery) {
+            match launcher {
+                Some(l) => match workload::recovery(o, l, work.path()).await {
+                    Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
+                    Err(e) => emit(&mut rows, failed("strata", Workload::Recovery, 1, &e)),
+                },
+                None => println!("recovery: skipped (it restarts the server; not with --url)"),
+            }
+        }
+    }
+
+    report::fill_ratios(&mut rows);
+    println!();
+    print!("{}", report::table(&rows));
+    if !o.no_json {
+        let command: Vec<String> = std::env::args().collect();
+        let doc = report::RunReport {
+            started_unix: started,
+            command,
+            options: o,
+            rows: &rows,
+        };
+        let path = report::write_json(&o.results_dir, &doc)?;
+        println!("results: {}", path.display());
+    }
+    Ok(rows)
+}
+
+async fn start(
+    system: SystemKind,
+    ctx: &Ctx,
+    launcher: Option<&dyn Launcher>,
+    work: &Path,
+) -> Result<Running> {
+    let o = &ctx.options;
+    match system {
+        SystemKind::Strata => match (&o.url, launcher) {
+            (Some(url), _) => target::attach_strata(url, o).await,
+            (None, Some(l)) => target::start_strata(l, &work.join("strata"), o).await,
+            (None, None) => Err(BenchError::Config("no way to start strata".into())),
+        },
+        #[cfg(feature = "peers")]
+        SystemKind::Postgres => target::postgres::start(o, &work.join("postgres")).await,
+        #[cfg(feature = "peers")]
+        SystemKind::Umadb => target::umadb::start(o).await,
+        #[cfg(not(feature = "peers"))]
+        other => Err(BenchError::Config(format!(
+            "{} needs the `peers` feature",
+            other.name()
+        ))),
+    }
+}
+
+async fn run_system(ctx: &Ctx, running: &Running, workloads: &[Workload], rows: &mut Vec<Row>) {
+    let o = &ctx.options;
+    let system = running.kind.name();
+    let mut read_set = None;
+    for &w in workloads {
+        if w.needs_preload() && read_set.is_none() {
+            match workload::preload(running, &ctx.run_id, o).await {
+                Ok(set) => read_set = Some(set),
+                Err(e) => {
+                    emit(rows, failed(system, w, 0, &e));
+                    continue;
+                }
+            }
+        }
+        for &clients in &o.clients {
+            match run_cell(ctx, running, read_set.as_ref(), w, clients).await {
+                Ok(row) => emit(rows, row),
+                Err(e) => emit(rows, failed(system, w, clients, &e)),
+            }
+        }
+    }
+}
+
+fn failed(system: &str, workload: Workload, clients: usize, e: &BenchError) -> Row {
+    Row {
+        system: system.to_owned(),
+        workload: workload.name().to_owned(),
+        clients,
+        notes: format!("FAILED: {e}"),
+        ..Row::default()
+    }
+}
+
+/// Prints a one-line progress report and keeps the row.
+fn emit(rows: &mut Vec<Row>, row: Row) {
+    if row.notes.starts_with("FAILED") {
+        println!(
+            "  {} {} {}: {}",
+            row.system, row.workload, row.clients, row.notes
+        );
+    } else {
+        println!(
+            "  {} {} {}: {:.0} ops/s, {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms",
+            row.system,
+            row.workload,
+            row.clients,
+            row.ops_per_s,
+            row.events_per_s,
+            row.latency.p50_ms,
+            row.latency.p99_ms
+        );
+    }
+    rows.push(row);
+}

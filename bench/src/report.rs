@@ -1,0 +1,234 @@
+//! Result rows: the table on stdout, the Strata/peer ratios, the JSON file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{BenchError, Result};
+use crate::stats::Latency;
+
+/// One measured cell: a system, a workload, a client count.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Row {
+    /// "strata", "postgres", "umadb", or "disk" for probe-disk.
+    pub system: String,
+    /// Workload name (probe-disk and recovery rows name their variant).
+    pub workload: String,
+    /// Concurrent clients (writers, readers or subscribers).
+    pub clients: usize,
+    /// Completed operations (calls, reads, syncs) per second.
+    pub ops_per_s: f64,
+    /// Events per second (written, read or delivered).
+    pub events_per_s: f64,
+    /// Payload MiB per second (events × payload size; bytes for probe-disk).
+    pub mib_per_s: f64,
+    /// Latency of one operation (see the workload's notes for what that is).
+    pub latency: Latency,
+    /// Server CPU over the measured window, percent of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Server peak RSS over the measured window, MiB.
+    pub server_peak_rss_mib: Option<f64>,
+    /// The driver's own CPU over the window, percent of one core.
+    pub client_cpu_pct: Option<f64>,
+    /// Length of the measured window, seconds.
+    pub seconds: f64,
+    /// Strata's events/s divided by this row's (peer rows only).
+    pub strata_ratio: Option<f64>,
+    /// Workload-specific figures (conflicts, append latency, …).
+    pub extra: BTreeMap<String, f64>,
+    /// Free-text remarks (errors, caveats).
+    pub notes: String,
+}
+
+/// Fills `strata_ratio` of every peer row from the Strata row of the same
+/// workload and client count.
+pub fn fill_ratios(rows: &mut [Row]) {
+    let strata: BTreeMap<(String, usize), f64> = rows
+        .iter()
+        .filter(|r| r.system == "strata")
+        .map(|r| ((r.workload.clone(), r.clients), r.events_per_s))
+        .collect();
+    for r in rows.iter_mut() {
+        if r.system == "strata" || r.system == "disk" {
+            continue;
+        }
+        if let Some(s) = strata.get(&(r.workload.clone(), r.clients)) {
+            if r.events_per_s > 0.0 {
+                r.strata_ratio = Some(s / r.events_per_s);
+            }
+        }
+    }
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The header and one line per row, aligned.
+pub fn table(rows: &[Row]) -> String {
+    let header = [
+        "system",
+        "workload",
+        "clients",
+        "ops/s",
+        "events/s",
+        "MiB/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "srv CPU%",
+        "srv RSS MiB",
+        "cli CPU%",
+        "strata÷peer",
+        "notes",
+    ];
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let lat = &r.latency;
+        let has_lat = lat.samples > 0;
+        let l = |v: f64| if has_lat { ms(v) } else { "-".into() };
+        let mut notes = r.notes.clone();
+        for (k, v) in &r.extra {
+            if !notes.is_empty() {
+                notes.push_str(", ");
+            }
+            let _ = write!(
+                notes,
+                "{k}={}",
+                if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.3}")
+                }
+            );
+        }
+        lines.push(vec![
+            r.system.clone(),
+            r.workload.clone(),
+            r.clients.to_string(),
+            human(r.ops_per_s),
+            human(r.events_per_s),
+            format!("{:.1}", r.mib_per_s),
+            l(lat.p50_ms),
+            l(lat.p95_ms),
+            l(lat.p99_ms),
+            l(lat.max_ms),
+            opt(r.server_cpu_pct, 0),
+            opt(r.server_peak_rss_mib, 0),
+            opt(r.client_cpu_pct, 0),
+            r.strata_ratio
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}×")),
+            notes,
+        ]);
+    }
+    let cols = header.len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        for (c, cell) in line.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == cols - 1 {
+                out.push_str(cell);
+            } else if c <= 1 {
+                let _ = write!(out, "{cell}{}  ", " ".repeat(pad));
+            } else {
+                let _ = write!(out, "{}{cell}  ", " ".repeat(pad));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (cols - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The JSON document of a run.
+#[derive(Serialize)]
+pub struct RunReport<'a, O: Serialize> {
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix: u64,
+    /// The command line.
+    pub command: Vec<String>,
+    /// The parsed options.
+    pub options: &'a O,
+    /// Every row, ratios filled.
+    pub rows: &'a [Row],
+}
+
+/// Writes `report` to `<dir>/strata-bench-<started>.json`; returns the path.
+pub fn write_json<O: Serialize>(dir: &Path, report: &RunReport<'_, O>) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BenchError::io("creating the results directory", dir, e))?;
+    let path = dir.join(format!("strata-bench-{}.json", report.started_unix));
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(&path, text).map_err(|e| BenchError::io("writing results", &path, e))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, events: f64) -> Row {
+        Row {
+            system: system.into(),
+            workload: "append".into(),
+            clients: 16,
+            events_per_s: events,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn ratios_compare_like_with_like() {
+        let mut rows = vec![
+            row("strata", 30_000.0),
+            row("postgres", 10_000.0),
+            row("umadb", 0.0),
+        ];
+        rows[2].clients = 1;
+        fill_ratios(&mut rows);
+        assert_eq!(rows[0].strata_ratio, None);
+        assert_eq!(rows[1].strata_ratio, Some(3.0));
+        assert_eq!(rows[2].strata_ratio, None);
+        let t = table(&rows);
+        assert!(t.contains("3.00×"), "{t}");
+        assert_eq!(t.lines().count(), 5);
+    }
+}

@@ -1,0 +1,301 @@
+//! The systems under test behind one client type: Strata always, and
+//! PostgreSQL and UmaDB with the `peers` feature. Each system maps the same
+//! abstract operations (append with an expected version, read `$all`, read
+//! a stream, follow `$all`) onto its own API; `bench/README.md` says exactly
+//! how.
+
+pub mod strata;
+
+#[cfg(feature = "peers")]
+pub mod postgres;
+#[cfg(feature = "peers")]
+pub mod umadb;
+
+use std::path::Path;
+#[cfg(feature = "peers")]
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::{Options, SystemKind};
+use crate::error::Result;
+
+/// What a writer knows of a stream's state: the expected version of its next
+/// append. Strata and PostgreSQL use the revision, UmaDB the position of
+/// the stream's last event. `Expect::NEW` means "the stream does not exist".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Revision of the stream's last event.
+    pub revision: Option<u64>,
+    /// Global position of the stream's last event.
+    pub position: Option<u64>,
+}
+
+impl Expect {
+    /// The state of a stream that does not exist.
+    pub const NEW: Expect = Expect {
+        revision: None,
+        position: None,
+    };
+}
+
+/// Outcome of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendResult {
+    /// Written; the stream's new state.
+    Ok(Expect),
+    /// The expected version did not hold; the stream's current state.
+    Conflict(Expect),
+}
+
+/// Where a `$all` subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FollowFrom {
+    /// From the first event (catch-up, then live).
+    Start,
+    /// From the current head (live only).
+    Now,
+}
+
+/// A client of one system. Clones share the underlying connection.
+#[derive(Clone)]
+pub enum Client {
+    /// Strata over gRPC.
+    Strata(strata::StrataClient),
+    /// PostgreSQL over its wire protocol.
+    #[cfg(feature = "peers")]
+    Postgres(Arc<postgres::PgClient>),
+    /// UmaDB over gRPC.
+    #[cfg(feature = "peers")]
+    Umadb(Arc<umadb::UmaClient>),
+}
+
+impl Client {
+    /// Appends `events` events of `payload` bytes to `stream`, expecting `expect`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        match self {
+            Client::Strata(c) => c.append(stream, expect, events, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.append(stream, expect, events, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.append(stream, expect, events, payload).await,
+        }
+    }
+
+    /// Reads up to `count` events of `$all` starting at the `from`-th event
+    /// (0-based, whatever the system's own numbering); `progress` gets the
+    /// size of each batch as it arrives. Returns the events read.
+    pub async fn read_all(
+        &self,
+        from: u64,
+        count: u64,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<u64> {
+        match self {
+            Client::Strata(c) => c.read_all(from, count, progress).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.read_all(from, count, progress).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.read_all(from, count, progress).await,
+        }
+    }
+
+    /// Reads a whole stream; returns its events.
+    pub async fn read_stream(&self, stream: &str) -> Result<u64> {
+        match self {
+            Client::Strata(c) => c.read_stream(stream).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.read_stream(stream).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.read_stream(stream).await,
+        }
+    }
+
+    /// Number of events in `$all` (approximate for PostgreSQL: the last position).
+    pub async fn head(&self) -> Result<u64> {
+        match self {
+            Client::Strata(c) => c.head().await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.head().await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.head().await,
+        }
+    }
+
+    /// Follows `$all` until `deadline` or until `on_batch` returns false;
+    /// `on_batch` gets the send stamps of each delivered batch.
+    pub async fn follow_all(
+        &self,
+        from: FollowFrom,
+        deadline: Instant,
+        on_batch: &mut (dyn FnMut(&[u64]) -> bool + Send),
+    ) -> Result<()> {
+        match self {
+            Client::Strata(c) => c.follow_all(from, deadline, on_batch).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.follow_all(from, deadline, on_batch).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.follow_all(from, deadline, on_batch).await,
+        }
+    }
+}
+
+/// A started system: where it listens, which process to watch, how to stop it.
+pub struct Running {
+    /// Which system.
+    pub kind: SystemKind,
+    /// Its address (gRPC URL or PostgreSQL connection string).
+    pub url: String,
+    /// The root process of the server, for CPU and memory readings.
+    pub pid: Option<u32>,
+    clients_per_connection: usize,
+    #[cfg_attr(not(feature = "peers"), allow(dead_code))]
+    poll_interval: Duration,
+    /// Stops the server when dropped.
+    _guard: Box<dyn Send>,
+}
+
+impl Running {
+    /// Wraps a started server.
+    pub fn new(
+        kind: SystemKind,
+        url: String,
+        pid: Option<u32>,
+        clients_per_connection: usize,
+        poll_interval: Duration,
+        guard: Box<dyn Send>,
+    ) -> Self {
+        Running {
+            kind,
+            url,
+            pid,
+            clients_per_connection,
+            poll_interval,
+            _guard: guard,
+        }
+    }
+
+    /// `n` clients. Strata and UmaDB share one HTTP/2 connection among
+    /// `--clients-per-connection` clients; PostgreSQL gets one connection
+    /// (one server backend) per client, as its protocol requires.
+    pub async fn clients(&self, n: usize) -> Result<Vec<Client>> {
+        let per = match self.kind {
+            SystemKind::Postgres => 1,
+            _ => self.clients_per_connection,
+        };
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let c = self.connect().await?;
+            for _ in 0..per.min(n - out.len()) {
+                out.push(c.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        match self.kind {
+            SystemKind::Strata => Ok(Client::Strata(strata::connect(&self.url).await?)),
+            #[cfg(feature = "peers")]
+            SystemKind::Postgres => Ok(Client::Postgres(Arc::new(
+                postgres::PgClient::connect(&self.url, self.poll_interval).await?,
+            ))),
+            #[cfg(feature = "peers")]
+            SystemKind::Umadb => Ok(Client::Umadb(Arc::new(
+                umadb::UmaClient::connect(&self.url).await?,
+            ))),
+            #[cfg(not(feature = "peers"))]
+            other => Err(crate::error::BenchError::Config(format!(
+                "{} needs the `peers` feature",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// Starts Strata through `launcher` on `data_dir` and waits until it serves.
+pub async fn start_strata(
+    launcher: &dyn strata::Launcher,
+    data_dir: &Path,
+    options: &Options,
+) -> Result<Running> {
+    let mut server = launcher.launch(data_dir, options.durability)?;
+    let url = server.url().to_owned();
+    if let Err(e) = strata::wait_serving(&url, Duration::from_secs(120)).await {
+        let _ = server.stop();
+        return Err(e);
+    }
+    let pid = server.pid();
+    Ok(Running::new(
+        SystemKind::Strata,
+        url,
+        pid,
+        options.clients_per_connection,
+        Duration::ZERO,
+        Box::new(StopOnDrop(server)),
+    ))
+}
+
+/// Targets an already-running Strata (`--url`): nothing to stop, no pid.
+pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
+    strata::wait_serving(url, Duration::from_secs(10)).await?;
+    Ok(Running::new(
+        SystemKind::Strata,
+        url.to_owned(),
+        None,
+        options.clients_per_connection,
+        Duration::ZERO,
+        Box::new(()),
+    ))
+}
+
+struct StopOnDrop(Box<dyn strata::ServerProcess>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.stop() {
+            eprintln!("strata-bench: stopping strata: {e}");
+        }
+    }
+}
+
+/// Runs a peer script (`SCRIPT start DIR PORT`) and returns the address it
+/// prints on its last line.
+#[cfg(feature = "peers")]
+fn run_script(system: &'static str, script: &Path, dir: &Path, port: u16) -> Result<String> {
+    use crate::error::BenchError;
+    if !script.is_file() {
+        return Err(BenchError::Config(format!(
+            "{}: no such script (set --peers-dir)",
+            script.display()
+        )));
+    }
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg("start")
+        .arg(dir)
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| BenchError::io("running the peer script", script, e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    match (out.status.success(), last) {
+        (true, Some(url)) => Ok(url.trim().to_owned()),
+        _ => Err(BenchError::server(
+            system,
+            format!(
+                "{} start failed ({}): {}{}",
+                script.display(),
+                out.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )),
+    }
+}

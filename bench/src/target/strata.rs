@@ -1,0 +1,370 @@
+//! Strata as a system under test: a gRPC client over `strata_proto`, and
+//! launchers that start the `strata` binary on a data directory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_proto::v1::{
+    self, append_response, read_request, streams_client::StreamsClient, subscribe_request,
+    subscribe_response,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use super::{AppendResult, Expect, FollowFrom};
+use crate::cli::Durability;
+use crate::clock::{self, stamp_of};
+use crate::error::{BenchError, Result};
+
+const SYSTEM: &str = "strata";
+const EVENT_TYPE: &str = "BenchEvent";
+
+/// One client of Strata; clones share the HTTP/2 connection.
+#[derive(Clone)]
+pub struct StrataClient {
+    inner: StreamsClient<Channel>,
+}
+
+/// Opens one HTTP/2 connection to `url`.
+pub async fn connect(url: &str) -> Result<StrataClient> {
+    // The same window sizes UmaDB's client sets, so reads are not throttled by
+    // HTTP/2 flow control on either side of the comparison.
+    let channel = Endpoint::from_shared(url.to_owned())?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .connect()
+        .await?;
+    let inner = StreamsClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    Ok(StrataClient { inner })
+}
+
+impl StrataClient {
+    /// Appends `events` stamped payloads of `payload` bytes to `stream`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        let expected = match expect.revision {
+            Some(r) => v1::ExpectedVersion::exact(r),
+            None => v1::ExpectedVersion::no_stream(),
+        };
+        let events = (0..events)
+            .map(|_| v1::EventData {
+                id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
+                r#type: EVENT_TYPE.to_owned(),
+                data: clock::stamped_payload(payload),
+                metadata: Vec::new(),
+                content_type: None,
+            })
+            .collect();
+        let request = v1::AppendRequest {
+            stream: stream.to_owned(),
+            expected: Some(expected),
+            events,
+        };
+        let response = self.inner.clone().append(request).await?.into_inner();
+        match response.result {
+            Some(append_response::Result::Success(s)) => Ok(AppendResult::Ok(Expect {
+                revision: Some(s.next_expected_revision),
+                position: Some(s.position),
+            })),
+            Some(append_response::Result::WrongExpectedVersion(w)) => {
+                Ok(AppendResult::Conflict(Expect {
+                    revision: w.current_revision,
+                    position: None,
+                }))
+            }
+            None => Err(BenchError::server(SYSTEM, "append answered with no result")),
+        }
+    }
+
+    /// Reads up to `count` events of `$all` from `from`; reports each batch.
+    pub async fn read_all(
+        &self,
+        from: u64,
+        count: u64,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<u64> {
+        let request = v1::ReadRequest {
+            target: Some(read_request::Target::All(v1::AllTarget {})),
+            direction: v1::Direction::Forwards as i32,
+            from: Some(v1::ReadFrom::position(from)),
+            max_count: count,
+            filter: None,
+        };
+        self.read(request, progress).await
+    }
+
+    /// Reads a whole stream.
+    pub async fn read_stream(&self, stream: &str) -> Result<u64> {
+        let request = v1::ReadRequest {
+            target: Some(read_request::Target::Stream(stream.to_owned())),
+            direction: v1::Direction::Forwards as i32,
+            from: Some(v1::ReadFrom::start()),
+            max_count: 0,
+            filter: None,
+        };
+        self.read(request, &mut |_| {}).await
+    }
+
+    async fn read(
+        &self,
+        request: v1::ReadRequest,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<u64> {
+        let mut stream = self.inner.clone().read(request).await?.into_inner();
+        let mut total = 0u64;
+        while let Some(batch) = stream.message().await? {
+            total += batch.events.len() as u64;
+            progress(batch.events.len());
+        }
+        Ok(total)
+    }
+
+    /// Number of events in `$all`.
+    pub async fn head(&self) -> Result<u64> {
+        Ok(self
+            .inner
+            .clone()
+            .stats(v1::StatsRequest {})
+            .await?
+            .into_inner()
+            .head_position)
+    }
+
+    /// Follows `$all` until `deadline` or until `on_batch` returns false.
+    /// `on_batch` gets the send stamps of a delivered batch.
+    pub async fn follow_all(
+        &self,
+        from: FollowFrom,
+        deadline: Instant,
+        on_batch: &mut (dyn FnMut(&[u64]) -> bool + Send),
+    ) -> Result<()> {
+        let request = v1::SubscribeRequest {
+            target: Some(subscribe_request::Target::All(v1::AllTarget {})),
+            from: Some(match from {
+                FollowFrom::Start => v1::SubscribeFrom::start(),
+                FollowFrom::Now => v1::SubscribeFrom::end(),
+            }),
+            filter: None,
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let call = tokio::time::timeout_at(deadline, self.inner.clone().subscribe(request)).await;
+        let Ok(response) = call else { return Ok(()) };
+        let mut stream = response?.into_inner();
+        let mut stamps = Vec::new();
+        loop {
+            let Ok(message) = tokio::time::timeout_at(deadline, stream.message()).await else {
+                return Ok(());
+            };
+            let Some(message) = message? else {
+                return Ok(());
+            };
+            if let Some(subscribe_response::Content::Events(batch)) = message.content {
+                stamps.clear();
+                stamps.extend(batch.events.iter().map(|e| stamp_of(&e.data).unwrap_or(0)));
+                if !on_batch(&stamps) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Polls Stats until the server at `url` answers, for at most `timeout`.
+/// Returns when it first answered.
+pub async fn wait_serving(url: &str, timeout: Duration) -> Result<Instant> {
+    let give_up = Instant::now() + timeout;
+    loop {
+        if let Ok(client) = connect(url).await {
+            if client.head().await.is_ok() {
+                return Ok(Instant::now());
+            }
+        }
+        if Instant::now() >= give_up {
+            return Err(BenchError::server(
+                SYSTEM,
+                format!("{url} did not answer Stats within {timeout:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A running Strata server the driver controls.
+pub trait ServerProcess: Send {
+    /// Its gRPC URL (`http://127.0.0.1:PORT`).
+    fn url(&self) -> &str;
+    /// The process id whose CPU and memory are reported, if known.
+    fn pid(&self) -> Option<u32>;
+    /// Stops it gracefully and waits until it has exited.
+    fn stop(&mut self) -> Result<()>;
+}
+
+/// Starts Strata servers on a data directory.
+pub trait Launcher: Send + Sync {
+    /// Starts a server on `data_dir` (created if missing) on free loopback
+    /// ports. Returns once the process is started, not when it serves.
+    fn launch(&self, data_dir: &Path, durability: Durability) -> Result<Box<dyn ServerProcess>>;
+}
+
+/// Launches the `strata` binary.
+pub struct BinaryLauncher {
+    bin: PathBuf,
+}
+
+impl BinaryLauncher {
+    /// Uses `bin`, or finds `strata` next to the running executable (or in
+    /// `target/release`).
+    pub fn find(bin: Option<PathBuf>) -> Result<Self> {
+        if let Some(bin) = bin {
+            return if bin.is_file() {
+                Ok(BinaryLauncher { bin })
+            } else {
+                Err(BenchError::Config(format!(
+                    "--strata-bin {}: no such file",
+                    bin.display()
+                )))
+            };
+        }
+        let mut candidates = Vec::new();
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(dir) = exe.parent() {
+                candidates.push(dir.join("strata"));
+                // Test binaries live one level down, in deps/.
+                if let Some(up) = dir.parent() {
+                    candidates.push(up.join("strata"));
+                }
+            }
+        }
+        candidates.push(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/release/strata"
+        )));
+        candidates
+            .into_iter()
+            .find(|c| c.is_file())
+            .map(|bin| BinaryLauncher { bin })
+            .ok_or_else(|| {
+                BenchError::Config(
+                    "no strata binary found next to strata-bench nor in target/release; \
+                     run `cargo build --release -p strata-server` or pass --strata-bin"
+                        .into(),
+                )
+            })
+    }
+
+    /// The binary this launcher starts.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+}
+
+/// A free loopback port (bound then released; the race is harmless here).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::io("binding a loopback port", "127.0.0.1:0", e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BenchError::io("reading a bound port", "127.0.0.1:0", e))
+}
+
+impl Launcher for BinaryLauncher {
+    fn launch(&self, data_dir: &Path, durability: Durability) -> Result<Box<dyn ServerProcess>> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| BenchError::io("creating the data directory", data_dir, e))?;
+        let (grpc, metrics) = (free_port()?, free_port()?);
+        let log_path = data_dir.with_extension("log");
+        let log = File::create(&log_path)
+            .map_err(|e| BenchError::io("creating the server log", &log_path, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| BenchError::io("cloning the server log", &log_path, e))?;
+        let child = Command::new(&self.bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{grpc}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics}"))
+            .arg("--durability")
+            .arg(durability.flag())
+            .arg("--log")
+            .arg("warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| BenchError::io("starting strata", &self.bin, e))?;
+        Ok(Box::new(ChildServer {
+            child: Some(child),
+            url: format!("http://127.0.0.1:{grpc}"),
+            log: log_path,
+        }))
+    }
+}
+
+/// A `strata` child process; stopped (SIGTERM, then SIGKILL) when dropped.
+struct ChildServer {
+    child: Option<Child>,
+    url: String,
+    log: PathBuf,
+}
+
+impl ServerProcess for ChildServer {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SIGTERM by pid, through kill(1): this crate forbids `unsafe`.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(BenchError::server(
+                        SYSTEM,
+                        format!("exited with {status}; see {}", self.log.display()),
+                    ))
+                }
+                Ok(None) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(BenchError::server(
+                        SYSTEM,
+                        "did not stop within 30 s of SIGTERM; killed",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

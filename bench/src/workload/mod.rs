@@ -1,0 +1,294 @@
+//! The workloads and the harness they share: a measured window after a
+//! warm-up, per-worker tallies merged at the end, and server CPU / peak
+//! memory read over exactly the measured window.
+//!
+//! An operation counts when it started inside the window and completed
+//! before it closed; operations straddling either edge are discarded.
+//! Reads also count events batch by batch as they arrive inside the window,
+//! so a read longer than the window still contributes its throughput.
+
+mod append;
+mod catch_up;
+mod contended;
+mod preload;
+mod probe_disk;
+mod read_all;
+mod read_stream;
+mod recovery;
+mod subscribe;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use preload::{preload, ReadSet};
+pub use probe_disk::probe_disk;
+pub use recovery::recovery;
+
+use crate::cli::{Options, Workload};
+use crate::clock;
+use crate::error::Result;
+use crate::procstat;
+use crate::report::Row;
+use crate::stats::Latency;
+use crate::target::Running;
+
+/// What every cell of a run shares.
+pub struct Ctx {
+    /// The options.
+    pub options: Options,
+    /// A prefix unique to this run, so stream names never collide with an
+    /// earlier run's against the same server (`--url`).
+    pub run_id: String,
+}
+
+impl Ctx {
+    /// A prefix for the streams of one cell.
+    pub fn prefix(&self, workload: Workload, clients: usize) -> String {
+        format!("{}-{}-{clients}", self.run_id, workload.name())
+    }
+}
+
+/// The measured window of one cell.
+pub struct Window {
+    start: Instant,
+    deadline: Instant,
+    start_stamp: u64,
+    stopped: AtomicBool,
+    ended: Mutex<Option<Instant>>,
+    ops: AtomicU64,
+    max_ops: Option<u64>,
+}
+
+impl Window {
+    /// A window opening after `warmup` and lasting `duration` (or `max_ops`).
+    pub fn new(warmup: Duration, duration: Duration, max_ops: Option<u64>) -> Arc<Window> {
+        let now = Instant::now();
+        Arc::new(Window {
+            start: now + warmup,
+            deadline: now + warmup + duration,
+            start_stamp: clock::now_nanos() + warmup.as_nanos() as u64,
+            stopped: AtomicBool::new(false),
+            ended: Mutex::new(None),
+            ops: AtomicU64::new(0),
+            max_ops,
+        })
+    }
+
+    /// Whether workers should keep going.
+    pub fn running(&self) -> bool {
+        !self.stopped.load(Ordering::Acquire) && Instant::now() < self.deadline
+    }
+
+    /// Whether `at` is inside the (still open) window.
+    pub fn measuring(&self, at: Instant) -> bool {
+        at >= self.start && at < self.deadline && !self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Whether an operation from `began` to `done` counts; if it does, it is
+    /// counted toward `--max-ops`.
+    pub fn counts(&self, began: Instant, done: Instant) -> bool {
+        if began < self.start || !self.measuring(done) {
+            return false;
+        }
+        let n = self.ops.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.max_ops.is_some_and(|m| n >= m) {
+            self.stop(done);
+        }
+        true
+    }
+
+    fn stop(&self, at: Instant) {
+        if !self.stopped.swap(true, Ordering::AcqRel) {
+            *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        }
+    }
+
+    /// When the window opens.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// When the window closes at the latest.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether a payload stamped `stamp` was sent inside the window.
+    pub fn stamp_inside(&self, stamp: u64) -> bool {
+        let end_stamp = self.start_stamp + self.length().as_nanos() as u64;
+        stamp >= self.start_stamp && stamp < end_stamp
+    }
+
+    /// The window's length: up to the deadline, or to the `--max-ops`-th op.
+    pub fn length(&self) -> Duration {
+        let end = self
+            .ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(self.deadline);
+        end.saturating_duration_since(self.start)
+    }
+}
+
+/// What one worker did inside the window.
+#[derive(Default)]
+pub struct Tally {
+    /// Operations completed.
+    pub ops: u64,
+    /// Events written, read or delivered.
+    pub events: u64,
+    /// Operation latencies, nanoseconds.
+    pub latencies: Vec<u64>,
+    /// A second latency series (e.g. the writers' append latency in subscribe).
+    pub other_latencies: Vec<u64>,
+    /// Named counters (conflicts, retries, …).
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: Tally) {
+        self.ops += other.ops;
+        self.events += other.events;
+        self.latencies.extend(other.latencies);
+        self.other_latencies.extend(other.other_latencies);
+        for (k, v) in other.counters {
+            *self.counters.entry(k).or_default() += v;
+        }
+    }
+
+    /// Records a counted operation.
+    pub fn op(&mut self, events: u64, began: Instant, done: Instant) {
+        self.ops += 1;
+        self.events += events;
+        self.latencies
+            .push(done.duration_since(began).as_nanos() as u64);
+    }
+
+    /// Adds to a named counter.
+    pub fn bump(&mut self, name: &'static str, by: u64) {
+        *self.counters.entry(name).or_default() += by;
+    }
+}
+
+/// CPU and memory of the server and the driver over a window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Server CPU, percent of one core.
+    pub server_cpu: Option<f64>,
+    /// Server peak RSS, MiB.
+    pub server_rss: Option<f64>,
+    /// Driver CPU, percent of one core.
+    pub client_cpu: Option<f64>,
+}
+
+/// Reads CPU at the window's start and end (resetting the server's peak-RSS
+/// mark at the start), in a task of its own.
+pub fn watch(pid: Option<u32>, window: Arc<Window>) -> tokio::task::JoinHandle<Usage> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(window.start())).await;
+        let me = std::process::id();
+        if let Some(pid) = pid {
+            procstat::reset_peak_rss(pid);
+        }
+        let server0 = pid.map(procstat::cpu);
+        let client0 = procstat::cpu(me);
+        while window.running() {
+            let left = window.deadline().saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(10))).await;
+        }
+        let client1 = procstat::cpu(me);
+        Usage {
+            server_cpu: pid
+                .zip(server0)
+                .map(|(p, s0)| s0.percent_until(&procstat::cpu(p))),
+            server_rss: pid.map(procstat::peak_rss_mib),
+            client_cpu: Some(client0.percent_until(&client1)),
+        }
+    })
+}
+
+/// Builds a row from a merged tally.
+pub fn row(
+    running: &Running,
+    workload: &str,
+    clients: usize,
+    window: &Window,
+    mut tally: Tally,
+    usage: Usage,
+    payload: usize,
+) -> Row {
+    let secs = window.length().as_secs_f64().max(1e-9);
+    let mut extra = BTreeMap::new();
+    for (k, v) in &tally.counters {
+        extra.insert((*k).to_string(), *v as f64);
+    }
+    Row {
+        system: running.kind.name().to_owned(),
+        workload: workload.to_owned(),
+        clients,
+        ops_per_s: tally.ops as f64 / secs,
+        events_per_s: tally.events as f64 / secs,
+        mib_per_s: tally.events as f64 * payload as f64 / secs / (1 << 20) as f64,
+        latency: Latency::from_nanos(&mut tally.latencies),
+        server_cpu_pct: usage.server_cpu,
+        server_peak_rss_mib: usage.server_rss,
+        client_cpu_pct: usage.client_cpu,
+        seconds: secs,
+        strata_ratio: None,
+        extra,
+        notes: String::new(),
+    }
+}
+
+/// Runs one cell of a server workload (everything but recovery and probe-disk).
+pub async fn run_cell(
+    ctx: &Ctx,
+    running: &Running,
+    read_set: Option<&ReadSet>,
+    workload: Workload,
+    clients: usize,
+) -> Result<Row> {
+    match workload {
+        Workload::Append => append::run(ctx, running, clients, 1, Workload::Append).await,
+        Workload::AppendBatch => {
+            append::run(
+                ctx,
+                running,
+                clients,
+                ctx.options.batch_size,
+                Workload::AppendBatch,
+            )
+            .await
+        }
+        Workload::Contended => contended::run(ctx, running, clients).await,
+        Workload::Subscribe => subscribe::run(ctx, running, clients).await,
+        Workload::ReadAll => read_all::run(ctx, running, read_set, clients).await,
+        Workload::ReadStream => read_stream::run(ctx, running, read_set, clients).await,
+        Workload::CatchUp => catch_up::run(ctx, running, read_set, clients).await,
+        Workload::Recovery | Workload::ProbeDisk => Err(crate::error::BenchError::Config(format!(
+            "{} is not a per-client workload",
+            workload.name()
+        ))),
+    }
+}
+
+/// Waits for every worker and merges their tallies.
+pub async fn gather(handles: Vec<tokio::task::JoinHandle<Result<Tally>>>) -> Result<Tally> {
+    let mut total = Tally::default();
+    let mut first_error = None;
+    for h in handles {
+        match h.await? {
+            Ok(t) => total.merge(t),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}

@@ -1,0 +1,202 @@
+//! Smoke test: every workload runs at a tiny size against Strata, so the
+//! benchmark keeps working as the server changes. It checks that each cell
+//! ran and measured something, never how fast: speed is not a test result.
+//!
+//! Strata runs in-process (`strata_server::run` on a thread with its own
+//! runtime) so the test needs no prebuilt `strata` binary.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use clap::Parser as _;
+use strata_bench::cli::{Durability, Options};
+use strata_bench::error::{BenchError, Result};
+use strata_bench::target::strata::{Launcher, ServerProcess};
+use strata_server::config::{Durability as ServerDurability, ServeArgs};
+
+/// Starts `strata_server::run` on a thread of its own.
+struct InProcess;
+
+struct InProcessServer {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::result::Result<(), String>>>,
+}
+
+impl Launcher for InProcess {
+    fn launch(&self, data_dir: &Path, durability: Durability) -> Result<Box<dyn ServerProcess>> {
+        let mut args = ServeArgs::for_tests(data_dir);
+        args.durability = match durability {
+            Durability::Always => ServerDurability::Always,
+            Durability::UnsafeNoSync => ServerDurability::UnsafeNoSync,
+        };
+        args.log_filter = "warn".into();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let grpc = tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = addr_tx.send(grpc.local_addr().map_err(|e| e.to_string())?);
+                strata_server::run(args, grpc, metrics, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+        let addr = addr_rx
+            .recv()
+            .map_err(|_| BenchError::server("strata", "in-process server did not start"))?;
+        Ok(Box::new(InProcessServer {
+            url: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl ServerProcess for InProcessServer {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => Err(BenchError::server("strata", e)),
+            Some(Err(_)) => Err(BenchError::server("strata", "server thread panicked")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_at_a_tiny_size() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let work_dir = work.path().to_str().expect("utf-8 path");
+    let options = Options::parse_from([
+        "strata-bench",
+        "--clients",
+        "1,3",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--batch-size",
+        "10",
+        "--events",
+        "3000",
+        "--read-count",
+        "500",
+        "--stream-lengths",
+        "1,10,100",
+        "--streams-per-length",
+        "2",
+        "--subscribe-writers",
+        "2",
+        "--recovery-events",
+        "3000",
+        "--recovery-runs",
+        "1",
+        "--clients-per-connection",
+        "2",
+        "--no-json",
+        "--work-dir",
+        work_dir,
+    ]);
+    let rows = strata_bench::run_with(options, Some(&InProcess))
+        .await
+        .expect("the benchmark runs");
+
+    for r in &rows {
+        assert!(
+            !r.notes.starts_with("FAILED"),
+            "{} {} {}: {}",
+            r.system,
+            r.workload,
+            r.clients,
+            r.notes
+        );
+    }
+    let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    for workload in [
+        "append",
+        "append-batch",
+        "contended",
+        "read-all",
+        "read-stream",
+        "subscribe",
+        "catch-up",
+    ] {
+        let cells: Vec<_> = rows.iter().filter(|r| r.workload == workload).collect();
+        assert_eq!(
+            cells.len(),
+            2,
+            "{workload}: one row per client count in {names:?}"
+        );
+        for c in cells {
+            assert!(c.events_per_s > 0.0, "{workload} {}: no events", c.clients);
+            assert!(
+                c.latency.samples > 0 || workload == "catch-up",
+                "{workload}: no latency"
+            );
+        }
+    }
+    for workload in ["recovery", "recovery-no-index"] {
+        let r = rows
+            .iter()
+            .find(|r| r.workload == workload)
+            .expect(workload);
+        assert!(
+            r.latency.samples == 1 && r.latency.max_ms > 0.0,
+            "{workload}"
+        );
+    }
+    let disk: Vec<_> = rows.iter().filter(|r| r.system == "disk").collect();
+    assert_eq!(disk.len(), 3, "three disk probes");
+    assert!(disk.iter().all(|r| r.ops_per_s > 0.0));
+    let contended = rows
+        .iter()
+        .find(|r| r.workload == "contended" && r.clients == 3)
+        .expect("contended row");
+    assert!(contended.extra.contains_key("conflicts"));
+    let subscribe = rows
+        .iter()
+        .find(|r| r.workload == "subscribe")
+        .expect("subscribe");
+    assert!(subscribe.extra.contains_key("append_p99_ms"));
+}
+
+#[test]
+fn refuses_a_non_loopback_url() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata-bench"))
+        .args(["append", "--url", "http://10.1.2.3:2113", "--no-json"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+}
