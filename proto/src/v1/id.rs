@@ -94,7 +94,11 @@ pub fn parse_uuid(text: &str) -> Result<[u8; UUID_LEN], UuidError> {
         })?;
         // The length check above guarantees exactly 32 digits, so `digits / 2`
         // stays below 16.
-        out[digits / 2] |= if digits.is_multiple_of(2) { nibble << 4 } else { nibble };
+        out[digits / 2] |= if digits.is_multiple_of(2) {
+            nibble << 4
+        } else {
+            nibble
+        };
         digits += 1;
     }
     Ok(out)
