@@ -186,8 +186,9 @@ impl Subscription {
         if batch.end_position <= self.global_next {
             return Ok(true);
         }
-        if batch.first_position > self.global_next {
-            // Something between was not seen live: read it from the log.
+        if batch.first_position > self.global_next || batch.elided {
+            // Something was not seen live (a gap, or a batch too large for
+            // the live buffer): read it from the log.
             self.mode = Mode::CatchUp;
             return Ok(true);
         }

@@ -42,11 +42,20 @@ pub(crate) struct CommittedBatch {
     pub(crate) first_position: u64,
     /// One past the last event's position.
     pub(crate) end_position: u64,
-    /// The events, in position order.
+    /// The events, in position order (live batches only; empty when
+    /// `elided`).
     pub(crate) events: Vec<RecordedEvent>,
+    /// The batch was too large to keep in the live buffer: subscribers
+    /// read its events from the log instead.
+    pub(crate) elided: bool,
     entries: Vec<AppendEntry>,
     heads: Vec<(Arc<str>, StreamHead)>,
 }
+
+/// Largest event data a committed batch may carry into the live buffer.
+/// A subscriber that does not drain its receiver keeps up to `live_buffer`
+/// batches alive, so this bounds that memory by bytes, not just batches.
+const LIVE_BATCH_BYTES: usize = 256 << 10;
 
 /// Starts the writer and indexer threads.
 pub(crate) fn start(
@@ -214,6 +223,7 @@ impl Writer {
             first_position: batch_start,
             end_position: batch_start,
             events: Vec::new(),
+            elided: false,
             entries: Vec::new(),
             heads: Vec::new(),
         };
@@ -273,10 +283,23 @@ impl Writer {
             .committed
             .store(self.next_position, Ordering::Release);
         let events = batch.events.len();
-        let batch = Arc::new(batch);
         if events > 0 {
-            let _ = self.shared.live.send(batch.clone());
-            if self.index_tx.send(batch).is_err() {
+            let live_events = std::mem::take(&mut batch.events);
+            let bytes: usize = live_events
+                .iter()
+                .map(|e| e.data.len() + e.metadata.len())
+                .sum();
+            let elided = bytes > LIVE_BATCH_BYTES;
+            let live = CommittedBatch {
+                first_position: batch.first_position,
+                end_position: batch.end_position,
+                events: if elided { Vec::new() } else { live_events },
+                elided,
+                entries: Vec::new(),
+                heads: Vec::new(),
+            };
+            let _ = self.shared.live.send(Arc::new(live));
+            if self.index_tx.send(Arc::new(batch)).is_err() {
                 self.shared.poison("the indexer stopped".into());
             }
         }
