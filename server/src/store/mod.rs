@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
     poisoned: Mutex<Option<String>>,
     pub(crate) closed: AtomicBool,
+    /// Set when the indexer thread has exited.
+    pub(crate) indexer_stopped: AtomicBool,
     /// Turns true when `close` starts, waking subscriptions that wait for
     /// live batches (the broadcast sender lives as long as they do).
     pub(crate) closing: watch::Sender<bool>,
@@ -103,12 +105,17 @@ impl Shared {
         self.observer.indexed(position);
     }
 
-    /// Blocks until the index covers `position` events; returns what it covers.
+    /// Blocks until the index covers `position` events (or the indexer has
+    /// stopped); returns what it covers.
     pub(crate) fn wait_indexed(&self, position: u64) -> Result<u64> {
         let mut g = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
         while *g < position {
-            if let Some(why) = self.poisoned() {
-                return Err(StoreError::Poisoned(why));
+            // A poisoned writer does not stop the indexer from catching up
+            // with what was committed. If the indexer itself stopped (say,
+            // the disk is full), reads go on over what it covers; a restart
+            // replays the rest from the log.
+            if self.indexer_stopped.load(Ordering::Acquire) {
+                return Ok(*g);
             }
             let (ng, _) = self
                 .indexed_cv
@@ -165,6 +172,7 @@ impl Store {
             live,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
+            indexer_stopped: AtomicBool::new(false),
             closing: watch::Sender::new(false),
             observer,
         });

@@ -116,6 +116,12 @@ const INDEX_MERGE: usize = 256;
 /// Applies committed batches to the index in order, merging whatever is
 /// queued into one update: sled's cost is per update far more than per key.
 fn index_loop(shared: Arc<Shared>, rx: Receiver<Arc<CommittedBatch>>) {
+    index_batches(&shared, rx);
+    shared.indexer_stopped.store(true, Ordering::Release);
+    shared.set_indexed(shared.indexed_fast.load(Ordering::Acquire));
+}
+
+fn index_batches(shared: &Shared, rx: Receiver<Arc<CommittedBatch>>) {
     let mut batches = Vec::with_capacity(INDEX_MERGE);
     while let Ok(first) = rx.recv() {
         batches.push(first);
