@@ -587,6 +587,16 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
                 }
             }
         }
+        // An append never spans segments: only the last segment may end
+        // inside one (a torn tail, which opening the store cuts off).
+        let is_last = segments.last().is_some_and(|l| l.base == seg.base);
+        if !append_start && !is_last {
+            report.problems.push(format!(
+                "{}: offset {}: segment ends inside an append",
+                seg.path.display(),
+                HEADER_LEN + at as u64
+            ));
+        }
     }
     let index_dir = data_dir.join("index");
     if index_dir.exists() {
