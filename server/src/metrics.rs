@@ -142,8 +142,12 @@ impl Metrics {
     /// Records the head position as known to the service.
     pub fn set_head(&self, head: u64) {
         self.head_position.set(head as i64);
+        self.update_index_lag();
+    }
+
+    fn update_index_lag(&self) {
         self.index_lag
-            .set((head as i64 - self.indexed_position.get()).max(0));
+            .set((self.head_position.get() - self.indexed_position.get()).max(0));
     }
 }
 
@@ -156,14 +160,12 @@ impl Observer for Metrics {
         self.batch_events.observe(events as f64);
         self.fsync_seconds.observe(sync.as_secs_f64());
         self.head_position.add(events as i64);
-        self.index_lag
-            .set((self.head_position.get() - self.indexed_position.get()).max(0));
+        self.update_index_lag();
     }
 
     fn indexed(&self, position: u64) {
         self.indexed_position.set(position as i64);
-        self.index_lag
-            .set((self.head_position.get() - position as i64).max(0));
+        self.update_index_lag();
     }
 }
 

@@ -121,22 +121,35 @@ fn print_line(line: &str) -> Result<(), CliError> {
 /// The name under which the CLI addresses the global log.
 const ALL: &str = "$all";
 
-/// `--filter-stream` / `--filter-type` prefixes into a filter; they apply
-/// to `$all` only.
-fn filter(
-    target: &str,
-    streams: &[String],
-    types: &[String],
-) -> Result<strata_client::Filter, CliError> {
-    if target != ALL && !(streams.is_empty() && types.is_empty()) {
-        return Err(CliError::Usage(format!(
-            "--filter-stream and --filter-type apply only to '{ALL}', not to stream '{target}'"
-        )));
+/// The `$all` filter flags shared by `read` and `tail`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct FilterArgs {
+    /// '$all' only: keep events whose stream name starts with P (repeatable).
+    #[arg(long, value_name = "P")]
+    pub filter_stream: Vec<String>,
+
+    /// '$all' only: keep events whose type starts with P (repeatable).
+    #[arg(long, value_name = "P")]
+    pub filter_type: Vec<String>,
+}
+
+impl FilterArgs {
+    /// The prefixes as a filter; they apply to `$all` only.
+    fn to_filter(&self, target: &str) -> Result<strata_client::Filter, CliError> {
+        if target != ALL && !(self.filter_stream.is_empty() && self.filter_type.is_empty()) {
+            return Err(CliError::Usage(format!(
+                "--filter-stream and --filter-type apply only to '{ALL}', not to stream '{target}'"
+            )));
+        }
+        let filter = self
+            .filter_stream
+            .iter()
+            .fold(strata_client::Filter::new(), |f, p| f.stream_prefix(p));
+        Ok(self
+            .filter_type
+            .iter()
+            .fold(filter, |f, p| f.event_type_prefix(p)))
     }
-    let filter = streams
-        .iter()
-        .fold(strata_client::Filter::new(), |f, p| f.stream_prefix(p));
-    Ok(types.iter().fold(filter, |f, p| f.event_type_prefix(p)))
 }
 
 /// A `--from` value: `start`, `end`, or a revision (stream) / position

@@ -5,7 +5,7 @@ use clap::Args;
 use strata_client::{ReadFrom, ReadOptions, TryStreamExt};
 
 use super::format::{event_json, event_line};
-use super::{filter, print_line, CliError, Connection, FromArg, ALL};
+use super::{print_line, CliError, Connection, FilterArgs, FromArg, ALL};
 
 /// Arguments of `strata read`.
 #[derive(Clone, Debug, Args)]
@@ -26,13 +26,8 @@ pub struct ReadArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub limit: u64,
 
-    /// '$all' only: keep events whose stream name starts with P (repeatable).
-    #[arg(long, value_name = "P")]
-    pub filter_stream: Vec<String>,
-
-    /// '$all' only: keep events whose type starts with P (repeatable).
-    #[arg(long, value_name = "P")]
-    pub filter_type: Vec<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     #[command(flatten)]
     pub connection: Connection,
@@ -41,7 +36,7 @@ pub struct ReadArgs {
 /// Runs `strata read`.
 pub async fn run(args: ReadArgs) -> Result<(), CliError> {
     let all = args.stream == ALL;
-    let filter = filter(&args.stream, &args.filter_stream, &args.filter_type)?;
+    let filter = args.filters.to_filter(&args.stream)?;
     let mut options = if args.backwards {
         ReadOptions::backwards()
     } else {

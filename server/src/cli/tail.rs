@@ -6,7 +6,7 @@ use clap::Args;
 use strata_client::{SubscribeFrom, SubscriptionMessage, TryStreamExt};
 
 use super::format::{event_json, event_line};
-use super::{filter, print_line, CliError, Connection, FromArg, ALL};
+use super::{print_line, CliError, Connection, FilterArgs, FromArg, ALL};
 
 /// Arguments of `strata tail`.
 #[derive(Clone, Debug, Args)]
@@ -19,13 +19,8 @@ pub struct TailArgs {
     #[arg(long, value_name = "start|end|N", default_value = "end")]
     pub from: FromArg,
 
-    /// '$all' only: keep events whose stream name starts with P (repeatable).
-    #[arg(long, value_name = "P")]
-    pub filter_stream: Vec<String>,
-
-    /// '$all' only: keep events whose type starts with P (repeatable).
-    #[arg(long, value_name = "P")]
-    pub filter_type: Vec<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     #[command(flatten)]
     pub connection: Connection,
@@ -34,7 +29,7 @@ pub struct TailArgs {
 /// Runs `strata tail`; returns only on an error.
 pub async fn run(args: TailArgs) -> Result<(), CliError> {
     let all = args.stream == ALL;
-    let filter = filter(&args.stream, &args.filter_stream, &args.filter_type)?;
+    let filter = args.filters.to_filter(&args.stream)?;
     // --from is inclusive, a subscription starts after its point.
     let from = match args.from {
         FromArg::Start | FromArg::At(0) => SubscribeFrom::Start,

@@ -142,8 +142,11 @@ fn target_from_wire(
         (None, true) => Target::All,
         (None, false) => return Err(invalid("target is required: a stream name or all")),
     };
-    if matches!(target, Target::Stream(_)) && !filter.is_empty() {
-        return Err(invalid("filter applies only to $all"));
+    if let Target::Stream(name) = &target {
+        if !filter.is_empty() {
+            return Err(invalid("filter applies only to $all"));
+        }
+        crate::store::validate_stream_name(name).map_err(|e| invalid(e.to_string()))?;
     }
     Ok((target, filter))
 }
@@ -198,9 +201,6 @@ pub fn read_request(req: v1::ReadRequest) -> Result<ReadParams, Status> {
             ))
         }
     };
-    if let Target::Stream(s) = &target {
-        crate::store::validate_stream_name(s).map_err(|e| invalid(e.to_string()))?;
-    }
     Ok(ReadParams {
         target,
         direction,
@@ -239,10 +239,7 @@ pub fn subscribe_request(
         }
     };
     let target = match target {
-        Target::Stream(s) => {
-            crate::store::validate_stream_name(&s).map_err(|e| invalid(e.to_string()))?;
-            SubscriptionTarget::Stream(s)
-        }
+        Target::Stream(s) => SubscriptionTarget::Stream(s),
         Target::All => SubscriptionTarget::All(filter),
     };
     Ok((target, from))

@@ -356,19 +356,24 @@ impl Writer {
         head: Option<StreamHead>,
     ) -> Result<Option<AppendOutcome>> {
         let first = req.events[0].id;
-        let (at, stored_ids) = match self.pending.get(&first) {
-            Some(p) => (p.at, Some(p.ids.clone())),
+        let pending = self.pending.get(&first);
+        let at = match pending {
+            Some(p) => p.at,
             None => match self.shared.index.first_id(&first)? {
-                Some(at) => (at, None),
+                Some(at) => at,
                 None => return Ok(None),
             },
         };
         let same_shape =
             head.map(|h| h.id) == Some(at.stream_id) && at.count as usize == req.events.len();
         let same_ids = same_shape && {
-            let ids = match stored_ids {
-                Some(ids) => ids,
-                None => super::reader::read_ids(&self.shared, at.position, at.count as usize)?,
+            let read;
+            let ids: &[EventId] = match pending {
+                Some(p) => &p.ids,
+                None => {
+                    read = super::reader::read_ids(&self.shared, at.position, at.count as usize)?;
+                    &read
+                }
             };
             ids.iter().zip(&req.events).all(|(a, e)| *a == e.id)
         };
