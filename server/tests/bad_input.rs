@@ -1,5 +1,5 @@
 //! Bad input over gRPC, table-driven, against an in-process server: every
-//! row of API.md's error table and the edges around it. For each case the
+//! row of docs/API.md's error table and the edges around it. For each case the
 //! status code and a substring of its message are checked (or, for the
 //! requests that are not errors, the answer), and afterwards the store must
 //! be exactly as before: same head position (Stats), same streams, same

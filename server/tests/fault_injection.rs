@@ -1,6 +1,7 @@
 //! Fault tier: a disk that fails under the writer.
 //!
-//! Through `StoreConfig.faults` a write fails after N operations, an
+//! Through the engine's fault injector (`store::io::FaultyStorage`, set as
+//! `StoreConfig.storage`) a write fails after N operations, an
 //! `fdatasync` fails after N, a write is cut short, or the disk reports
 //! ENOSPC from some point on. In every case:
 //! - the writer poisons: the failing append and every later one fail
@@ -31,106 +32,24 @@ use strata_proto::v1::streams_server::StreamsServer;
 use strata_server::config::ServeArgs;
 use strata_server::metrics::Metrics;
 use strata_server::service::StreamsService;
+use strata_server::store::io::{FaultPlan, FaultyStorage};
 use strata_server::store::{
-    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, FaultInjector, Filter,
-    NewEvent, ReadFrom, RecordedEvent, Store, StoreConfig, StoreError, SubscribeFrom,
-    SubscriptionMessage, SubscriptionTarget,
+    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, ReadFrom,
+    RecordedEvent, Store, StoreConfig, StoreError, SubscribeFrom, SubscriptionMessage,
+    SubscriptionTarget,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
+/// The plans these tests run, from the engine's fault injector.
+type Plan = FaultPlan;
+/// The injector: a [`FaultyStorage`] over the real file system.
+type Faults = FaultyStorage;
 
-/// What the injector does once it is armed.
-#[derive(Clone, Copy, Debug)]
-enum Plan {
-    /// The n-th write (1-based, counted from arming) fails with EIO; the
-    /// ones after it would succeed.
-    FailWrite(u64),
-    /// The n-th sync fails with EIO; the ones after it would succeed.
-    FailSync(u64),
-    /// The n-th write lets half its bytes through (a short write, after
-    /// which the engine sees ENOSPC); later writes would succeed.
-    ShortWrite(u64),
-    /// From the n-th write on, every write fails with ENOSPC.
-    DiskFull(u64),
-}
-
-#[derive(Debug)]
-struct Faults {
-    plan: Plan,
-    armed: AtomicBool,
-    writes: AtomicU64,
-    syncs: AtomicU64,
-    /// How many faults were injected.
-    injected: AtomicU64,
-}
-
-impl Faults {
-    fn new(plan: Plan) -> Arc<Faults> {
-        Arc::new(Faults {
-            plan,
-            armed: AtomicBool::new(false),
-            writes: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
-            injected: AtomicU64::new(0),
-        })
-    }
-
-    fn arm(&self) {
-        self.writes.store(0, Ordering::SeqCst);
-        self.syncs.store(0, Ordering::SeqCst);
-        self.armed.store(true, Ordering::SeqCst);
-    }
-
-    fn injected(&self) -> u64 {
-        self.injected.load(Ordering::SeqCst)
-    }
-
-    fn hit(&self) {
-        self.injected.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl FaultInjector for Faults {
-    fn before_write(&self, len: usize) -> std::io::Result<usize> {
-        if !self.armed.load(Ordering::SeqCst) {
-            return Ok(len);
-        }
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.plan {
-            Plan::FailWrite(k) if n == k => {
-                self.hit();
-                Err(std::io::Error::from_raw_os_error(EIO))
-            }
-            Plan::ShortWrite(k) if n == k => {
-                self.hit();
-                Ok(len / 2)
-            }
-            Plan::DiskFull(k) if n >= k => {
-                self.hit();
-                Err(std::io::Error::from_raw_os_error(ENOSPC))
-            }
-            _ => Ok(len),
-        }
-    }
-
-    fn before_sync(&self) -> std::io::Result<()> {
-        if !self.armed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.plan {
-            Plan::FailSync(k) if n == k => {
-                self.hit();
-                Err(std::io::Error::from_raw_os_error(EIO))
-            }
-            _ => Ok(()),
-        }
-    }
+fn faults(plan: Plan) -> Arc<Faults> {
+    Arc::new(FaultyStorage::new(strata_server::store::io::os(), plan))
 }
 
 // ---------------------------------------------------------------------------
@@ -317,7 +236,9 @@ async fn subscribe_until_caught_up(store: &Store) -> (Vec<RecordedEvent>, u64) {
 fn config(dir: &Path, segment_size: u64, faults: Option<Arc<Faults>>) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.segment_size = segment_size;
-    c.faults = faults.map(|f| f as Arc<dyn FaultInjector>);
+    if let Some(f) = faults {
+        c.storage = f;
+    }
     c
 }
 
@@ -388,7 +309,7 @@ async fn append_until_failure(
 async fn scenario(plan: Plan, segment_size: u64) {
     let what = format!("{plan:?}, segment size {segment_size}");
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Faults::new(plan);
+    let faults = faults(plan);
     let ledger = Arc::new(Ledger::default());
     let store = Arc::new(
         Store::open(config(dir.path(), segment_size, Some(faults.clone()))).expect("open"),
@@ -573,7 +494,7 @@ async fn enospc_poisons_and_loses_nothing() {
 async fn reads_keep_working_while_the_writer_poisons() {
     for round in 0..5u64 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let faults = Faults::new(Plan::FailSync(5 + round * 3));
+        let faults = faults(Plan::FailSync(5 + round * 3));
         let store =
             Arc::new(Store::open(config(dir.path(), 1 << 20, Some(faults.clone()))).expect("open"));
         let ledger = Arc::new(Ledger::default());
@@ -730,7 +651,7 @@ async fn grpc_answers_unavailable_or_internal_and_keeps_serving_reads() {
         Plan::DiskFull(3),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let faults = Faults::new(plan);
+        let faults = faults(plan);
         faults.arm();
         let store = Arc::new(
             Store::open(config(dir.path(), 64 << 10, Some(faults.clone()))).expect("open"),

@@ -1,4 +1,4 @@
-//! API.md's error table and validation rules, row by row, over real gRPC.
+//! docs/API.md's error table and validation rules, row by row, over real gRPC.
 //! After every rejected request the store must be exactly as before: same
 //! head position, same streams, same stream heads.
 
@@ -670,7 +670,7 @@ async fn reading_beyond_the_end_is_empty_not_an_error() {
             "{what}: expected an empty result, got {got:?}"
         );
     }
-    // Backwards from beyond the end is not an error either. API.md does not
+    // Backwards from beyond the end is not an error either. docs/API.md does not
     // say whether it yields nothing or starts at the last event; accept
     // both, but nothing else.
     for (req, by_revision, last) in [

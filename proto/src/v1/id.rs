@@ -1,6 +1,6 @@
 //! Event ids on the wire: the `Uuid` message and its two accepted forms.
 //!
-//! API.md lets a client send an event id as 16 raw bytes or as the 36-character
+//! docs/API.md lets a client send an event id as 16 raw bytes or as the 36-character
 //! text form. This module turns either into the 16 bytes and back, by hand:
 //! the grammar is small, and owning it keeps the accepted forms exactly those
 //! the contract names. It knows nothing of gRPC status codes; the server maps

@@ -1,7 +1,7 @@
 //! The status of a request larger than the gRPC message limit.
 //!
 //! tonic rejects such a request before any handler runs and answers
-//! OUT_OF_RANGE; the gRPC specification and API.md say RESOURCE_EXHAUSTED,
+//! OUT_OF_RANGE; the gRPC specification and docs/API.md say RESOURCE_EXHAUSTED,
 //! which is what clients in other languages expect. [`MessageLimit`] wraps
 //! a service and rewrites exactly that answer; every other response passes
 //! through untouched.

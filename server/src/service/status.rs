@@ -4,7 +4,7 @@ use tonic::Status;
 
 use crate::store::StoreError;
 
-/// Maps an engine error to the status API.md prescribes.
+/// Maps an engine error to the status docs/API.md prescribes.
 pub fn status_from_store(e: StoreError) -> Status {
     let msg = e.to_string();
     match e {

@@ -1,7 +1,10 @@
 //! Settings of the storage engine.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::io::Storage;
 
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -37,22 +40,6 @@ impl Default for Limits {
     }
 }
 
-/// A hook under the log's write path, for fault-injection tests: it can
-/// fail a write or a sync, or let only part of a write through (a short
-/// write, as on a full disk). Production stores have none.
-pub trait FaultInjector: Send + Sync + std::fmt::Debug + 'static {
-    /// Called before each write of `len` bytes to a segment; returns how many
-    /// bytes may be written (fewer means a short write followed by ENOSPC),
-    /// or an error to fail the write outright.
-    fn before_write(&self, len: usize) -> std::io::Result<usize> {
-        Ok(len)
-    }
-    /// Called before each `fdatasync` of a segment; an error fails the sync.
-    fn before_sync(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything the engine needs to open a data directory.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -74,8 +61,9 @@ pub struct StoreConfig {
     pub checkpoint_every_events: u64,
     /// …or after this much time with progress, whichever comes first.
     pub checkpoint_interval: Duration,
-    /// Fault injection for tests; `None` in production.
-    pub faults: Option<std::sync::Arc<dyn FaultInjector>>,
+    /// Where segment I/O goes: the file system in production, a fault
+    /// injector or a power-loss model in tests.
+    pub storage: Arc<dyn Storage>,
 }
 
 impl StoreConfig {
@@ -90,7 +78,7 @@ impl StoreConfig {
             read_batch: 512,
             checkpoint_every_events: 1024,
             checkpoint_interval: Duration::from_secs(2),
-            faults: None,
+            storage: super::io::os(),
         }
     }
 }

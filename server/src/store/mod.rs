@@ -10,6 +10,7 @@
 mod config;
 mod error;
 mod index;
+pub mod io;
 mod reader;
 mod record;
 mod recovery;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use config::{FaultInjector, Limits, StoreConfig, SyncMode};
+pub use config::{Limits, StoreConfig, SyncMode};
 pub use error::{Result, StoreError};
 pub use reader::ReadBatches;
 pub use segment::FORMAT_VERSION;
@@ -152,10 +153,18 @@ impl Store {
     /// Like [`Store::open`], reporting work to `observer`.
     pub fn open_with_observer(config: StoreConfig, observer: Arc<dyn Observer>) -> Result<Store> {
         let data = config.data_dir.clone();
-        std::fs::create_dir_all(&data).map_err(|e| StoreError::io(&data, e))?;
+        create_data_dir(&data)?;
         let lock = lock_dir(&data)?;
         let log_dir = data.join("log");
-        std::fs::create_dir_all(&log_dir).map_err(|e| StoreError::io(&log_dir, e))?;
+        let storage = &*config.storage;
+        if !storage.dir_exists(&log_dir) {
+            // The new directory's name must be durable before any segment
+            // in it is: sync its parent too.
+            storage
+                .create_dir_all(&log_dir)
+                .map_err(|e| StoreError::io(&log_dir, e))?;
+            segment::sync_dir(storage, &data)?;
+        }
         // We hold `LOCK`: a sled lock conflict is our own previous store
         // still shutting down.
         let index = Index::open(&data.join("index"), Duration::from_secs(5))?;
@@ -320,6 +329,21 @@ impl Drop for Store {
             tracing::warn!(error = %e, "closing the store");
         }
     }
+}
+
+/// Creates the data directory if it is missing, with its name made durable
+/// (the parent directory synced), so a power cut cannot take the whole log.
+fn create_data_dir(data: &Path) -> Result<()> {
+    if data.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data).map_err(|e| StoreError::io(data, e))?;
+    if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(parent, e))?;
+    }
+    Ok(())
 }
 
 fn lock_dir(data: &Path) -> Result<File> {

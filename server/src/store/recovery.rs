@@ -4,12 +4,12 @@
 //! to open on corruption anywhere else. Also the offline `verify`.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{Result, StoreError};
 use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
+use super::io::{OsStorage, Storage};
 use super::record::{self, DecodeError, EventRecord, FRAME_HEADER, KIND_EVENT};
 use super::segment::{self, Segment, HEADER_LEN};
 use super::Shared;
@@ -29,30 +29,36 @@ pub(crate) struct Recovered {
 
 /// Lists, opens and checks the segment files of `log_dir`, in log order.
 /// Leftover `.tmp` files from an interrupted segment creation are removed.
-fn open_segments(log_dir: &Path, writable: bool) -> Result<Vec<Arc<Segment>>> {
+fn open_segments(
+    storage: &dyn Storage,
+    log_dir: &Path,
+    writable: bool,
+) -> Result<Vec<Arc<Segment>>> {
     let mut bases = Vec::new();
-    let entries = std::fs::read_dir(log_dir).map_err(|e| StoreError::io(log_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(log_dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+    let names = storage
+        .list_dir(log_dir)
+        .map_err(|e| StoreError::io(log_dir, e))?;
+    let mut removed = false;
+    for name in names {
         if writable && name.ends_with(".tmp") {
-            let p = entry.path();
-            std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+            let p = log_dir.join(&name);
+            storage.remove(&p).map_err(|e| StoreError::io(&p, e))?;
+            removed = true;
             continue;
         }
         if let Some(base) = segment::parse_name(&name) {
             bases.push(base);
         }
     }
+    if removed {
+        segment::sync_dir(storage, log_dir)?;
+    }
     bases.sort_unstable();
     let mut out = Vec::with_capacity(bases.len());
     for base in bases {
         let path = log_dir.join(segment::file_name(base));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
+        let file = storage
+            .open(&path, writable)
             .map_err(|e| StoreError::io(&path, e))?;
         let seg = Segment { base, path, file };
         let mut h = [0u8; HEADER_LEN as usize];
@@ -81,7 +87,7 @@ fn open_segments(log_dir: &Path, writable: bool) -> Result<Vec<Arc<Segment>>> {
 
 /// Recovers the store's state from the log and the index.
 pub(crate) fn recover(shared: &Shared) -> Result<Recovered> {
-    let segments = open_segments(&shared.log_dir, true)?;
+    let segments = open_segments(&*shared.config.storage, &shared.log_dir, true)?;
     for s in &segments {
         shared.segments.insert(s.clone());
     }
@@ -394,12 +400,15 @@ fn find_valid_record(bytes: &[u8], from: usize, min_pos: u64) -> Option<usize> {
     None
 }
 
-/// Zeroes a segment from `cut` to its end, keeping its length, and syncs.
+/// Overwrites a segment with zeros from `cut` to its end and syncs. Zeros
+/// are written, not punched: the segment stays preallocated, so later
+/// syncs of appends into it need not commit block allocations.
 fn zero_from(seg: &Segment, cut: u64, len: u64) -> Result<()> {
     let io = |e| StoreError::io(&seg.path, e);
-    seg.file.set_len(cut).map_err(io)?;
-    seg.file.set_len(len).map_err(io)?;
-    seg.file.sync_all().map_err(io)
+    seg.file
+        .write_zeros(cut, len.saturating_sub(cut))
+        .map_err(io)?;
+    seg.file.sync_data().map_err(io)
 }
 
 struct Replay<'a> {
@@ -514,7 +523,7 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
     };
     let log_dir: PathBuf = data_dir.join("log");
     let mut report = VerifyReport::default();
-    let segments = match open_segments(&log_dir, false) {
+    let segments = match open_segments(&OsStorage, &log_dir, false) {
         Ok(s) => s,
         Err(e) => {
             report.problems.push(e.to_string());

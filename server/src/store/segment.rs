@@ -3,13 +3,11 @@
 //! set of open segments that readers share. Knows nothing of records.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::error::{Result, StoreError};
+use super::io::{Storage, StorageFile};
 
 /// Magic bytes at the start of every segment.
 pub const MAGIC: [u8; 8] = *b"STRATSEG";
@@ -72,38 +70,32 @@ pub fn decode_header(path: &Path, h: &[u8]) -> Result<u64> {
 }
 
 /// fsyncs a directory so that a created or renamed entry survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+pub fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage.sync_dir(dir).map_err(|e| StoreError::io(dir, e))
 }
 
 /// Creates segment `base` in `dir`, `size` bytes long, zero-filled (so that
 /// later `fdatasync`s do not have to commit file-size changes), with its
 /// header written and synced, then renamed into place and the directory
 /// synced. Returns the open file.
-pub fn create(dir: &Path, base: u64, size: u64) -> Result<File> {
+pub fn create(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: u64,
+    size: u64,
+) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(file_name(base));
     let tmp = dir.join(format!("{}.tmp", file_name(base)));
     let io = |e| StoreError::io(&tmp, e);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let f = storage.create(&tmp).map_err(io)?;
+    f.write_at(&encode_header(base), 0).map_err(io)?;
+    f.write_zeros(HEADER_LEN, size.saturating_sub(HEADER_LEN))
         .map_err(io)?;
-    f.write_all(&encode_header(base)).map_err(io)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = size.saturating_sub(HEADER_LEN);
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n]).map_err(io)?;
-        left -= n as u64;
-    }
     f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    sync_dir(dir)?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(storage, dir)?;
     Ok(f)
 }
 
@@ -113,38 +105,33 @@ pub const SPARE_NAME: &str = "spare.seg.tmp";
 /// Makes a zero-filled, synced file of `size` bytes at `<dir>/spare.seg.tmp`,
 /// ahead of need, so that rolling to a new segment costs one header write
 /// and a rename instead of filling a whole file on the write path.
-pub fn prepare_spare(dir: &Path, size: u64) -> Result<File> {
+pub fn prepare_spare(storage: &dyn Storage, dir: &Path, size: u64) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(SPARE_NAME);
     let io = |e| StoreError::io(&path, e);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n]).map_err(io)?;
-        left -= n as u64;
-    }
+    let f = storage.create(&path).map_err(io)?;
+    f.write_zeros(0, size).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(f)
 }
 
 /// Turns a prepared spare file into segment `base`: writes and syncs the
 /// header, renames it into place and syncs the directory.
-pub fn install_spare(dir: &Path, spare: File, base: u64) -> Result<File> {
+pub fn install_spare(
+    storage: &dyn Storage,
+    dir: &Path,
+    spare: Arc<dyn StorageFile>,
+    base: u64,
+) -> Result<Arc<dyn StorageFile>> {
     let from = dir.join(SPARE_NAME);
     let to = dir.join(file_name(base));
     spare
-        .write_all_at(&encode_header(base), 0)
-        .and_then(|_| spare.sync_data())
+        .write_at(&encode_header(base), 0)
+        .and_then(|_| spare.sync_all())
         .map_err(|e| StoreError::io(&from, e))?;
-    std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
-    sync_dir(dir)?;
+    storage
+        .rename(&from, &to)
+        .map_err(|e| StoreError::io(&to, e))?;
+    sync_dir(storage, dir)?;
     Ok(spare)
 }
 
@@ -156,30 +143,20 @@ pub struct Segment {
     /// Its path, for error messages.
     pub path: PathBuf,
     /// The open file (positional reads and writes only).
-    pub file: File,
+    pub file: Arc<dyn StorageFile>,
 }
 
 impl Segment {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::io(&self.path, e)),
-            }
-        }
-        Ok(done)
+        self.file
+            .read_at(buf, offset)
+            .map_err(|e| StoreError::io(&self.path, e))
     }
 
     /// Current length of the file.
     pub fn len(&self) -> Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| StoreError::io(&self.path, e))
+        self.file.size().map_err(|e| StoreError::io(&self.path, e))
     }
 }
 
@@ -257,11 +234,11 @@ mod tests {
     #[test]
     fn create_preallocates_and_names() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let f = create(dir.path(), 10, 4096).expect("create");
-        assert_eq!(f.metadata().expect("meta").len(), 4096);
+        let f = create(&super::super::io::OsStorage, dir.path(), 10, 4096).expect("create");
+        assert_eq!(f.size().expect("size"), 4096);
         assert!(dir.path().join(file_name(10)).exists());
         let mut h = [0u8; 32];
-        f.read_exact_at(&mut h, 0).expect("read");
+        assert_eq!(f.read_at(&mut h, 0).expect("read"), 32);
         assert_eq!(decode_header(Path::new("x"), &h).expect("header"), 10);
     }
 }

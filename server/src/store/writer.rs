@@ -6,7 +6,6 @@
 //! indexer. Nothing else assigns positions or writes the log.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::SyncMode;
 use super::error::{Result, StoreError};
 use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
+use super::io::StorageFile;
 use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
@@ -100,7 +100,7 @@ pub(crate) fn start(
 }
 
 fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment>> {
-    let file = segment::create(&shared.log_dir, base, size)?;
+    let file = segment::create(&*shared.config.storage, &shared.log_dir, base, size)?;
     let seg = Arc::new(Segment {
         base,
         path: shared.log_dir.join(segment::file_name(base)),
@@ -172,7 +172,7 @@ struct Writer {
     pending_order: VecDeque<(u64, EventId)>,
     buf: Vec<u8>,
     /// The next segment's file, being zero-filled in the background.
-    spare: Option<JoinHandle<Result<std::fs::File>>>,
+    spare: Option<JoinHandle<Result<Arc<dyn StorageFile>>>>,
     index_tx: SyncSender<Arc<CommittedBatch>>,
 }
 
@@ -516,27 +516,9 @@ impl Writer {
             return Ok((0, std::time::Duration::ZERO));
         }
         let io = |e| StoreError::io(&self.seg.path, e);
-        let faults = self.shared.config.faults.as_deref();
-        let allowed = match faults {
-            Some(f) => f
-                .before_write(self.buf.len())
-                .map_err(io)?
-                .min(self.buf.len()),
-            None => self.buf.len(),
-        };
-        self.seg
-            .file
-            .write_all_at(&self.buf[..allowed], self.offset)
-            .map_err(io)?;
-        if allowed < self.buf.len() {
-            // A short write, as on a full disk.
-            return Err(io(std::io::Error::from_raw_os_error(28)));
-        }
+        self.seg.file.write_at(&self.buf, self.offset).map_err(io)?;
         let t = Instant::now();
         if self.shared.config.sync_mode == SyncMode::Always {
-            if let Some(f) = faults {
-                f.before_sync().map_err(io)?;
-            }
             self.seg.file.sync_data().map_err(io)?;
         }
         let n = self.buf.len();
@@ -550,6 +532,7 @@ impl Writer {
     fn roll(&mut self, need: u64) -> Result<()> {
         let base = self.next_position;
         let dir = &self.shared.log_dir;
+        let storage = &*self.shared.config.storage;
         let size = self.shared.config.segment_size;
         let spare = match self.spare.take().map(|h| h.join()) {
             Some(Ok(Ok(f))) => Some(f),
@@ -560,10 +543,12 @@ impl Writer {
             None => None,
         };
         let (file, size) = match spare {
-            Some(f) if HEADER_LEN + need <= size => (segment::install_spare(dir, f, base)?, size),
+            Some(f) if HEADER_LEN + need <= size => {
+                (segment::install_spare(storage, dir, f, base)?, size)
+            }
             _ => {
                 let size = size.max(HEADER_LEN + need);
-                (segment::create(dir, base, size)?, size)
+                (segment::create(storage, dir, base, size)?, size)
             }
         };
         let seg = Arc::new(Segment {
@@ -581,10 +566,11 @@ impl Writer {
 
     fn prepare_spare(&mut self) {
         let dir = self.shared.log_dir.clone();
+        let storage = self.shared.config.storage.clone();
         let size = self.shared.config.segment_size;
         let spawned = std::thread::Builder::new()
             .name("strata-prealloc".into())
-            .spawn(move || segment::prepare_spare(&dir, size));
+            .spawn(move || segment::prepare_spare(&*storage, &dir, size));
         // Without a spare the roll creates the file itself.
         self.spare = spawned.ok();
     }
