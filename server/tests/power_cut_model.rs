@@ -73,7 +73,10 @@ fn event(rng: &mut Rng) -> NewEvent {
         event_type: format!("T{}", rng.range(0, 5)),
         data: Bytes::from(data),
         metadata: Bytes::from(format!("m{}", rng.next() % 1000)),
-        content_type: rng.next().is_multiple_of(2).then(|| "application/json".to_string()),
+        content_type: rng
+            .next()
+            .is_multiple_of(2)
+            .then(|| "application/json".to_string()),
     }
 }
 
