@@ -5,6 +5,7 @@
 //! is [`Error::WrongExpectedVersion`], a missing stream [`Error::NotFound`],
 //! and [`Error::is_transient`] says whether retrying can help.
 
+use strata_proto::v1::error_detail::Detail;
 use tonic::{Code, Status};
 
 use crate::event::ExpectedVersion;
@@ -72,6 +73,8 @@ pub enum Error {
     InvalidArgument {
         /// The server's explanation.
         message: String,
+        /// The limit the request exceeded, when that was the problem.
+        limit: Option<LimitExceeded>,
     },
 
     /// The stream to read does not exist (`NOT_FOUND`).
@@ -87,6 +90,8 @@ pub enum Error {
     AlreadyExists {
         /// The server's explanation.
         message: String,
+        /// Position of the stored event that already has the id.
+        position: Option<u64>,
     },
 
     /// A message exceeded the server's gRPC message limit
@@ -156,7 +161,7 @@ impl Error {
     /// use strata_client::Error;
     ///
     /// assert!(Error::Unavailable { message: "shutting down".into() }.is_transient());
-    /// assert!(!Error::InvalidArgument { message: "bad name".into() }.is_transient());
+    /// assert!(!Error::InvalidArgument { message: "bad name".into(), limit: None }.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -196,10 +201,28 @@ impl Error {
 /// [`Error`]. The only place where status codes are interpreted.
 pub(crate) fn error_from_status(status: Status) -> Error {
     let message = status.message().to_owned();
+    let detail = strata_proto::v1::detail_of(&status);
     match status.code() {
-        Code::InvalidArgument => Error::InvalidArgument { message },
+        Code::InvalidArgument => Error::InvalidArgument {
+            message,
+            limit: match detail {
+                Some(Detail::LimitExceeded(l)) => Some(LimitExceeded {
+                    what: l.what,
+                    actual: l.actual,
+                    limit: l.limit,
+                    setting: l.setting,
+                }),
+                _ => None,
+            },
+        },
         Code::NotFound => Error::NotFound { message },
-        Code::AlreadyExists => Error::AlreadyExists { message },
+        Code::AlreadyExists => Error::AlreadyExists {
+            message,
+            position: match detail {
+                Some(Detail::EventIdInUse(d)) => Some(d.position),
+                _ => None,
+            },
+        },
         // RESOURCE_EXHAUSTED is the server's answer to an over-limit
         // request; tonic itself reports a message over this client's own
         // limit (either way) as OUT_OF_RANGE.
@@ -233,6 +256,20 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A configured server limit that a request exceeded (the typed detail of
+/// an [`Error::InvalidArgument`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// What was measured, e.g. "append" or "event data + metadata".
+    pub what: String,
+    /// The measured value (bytes, or events).
+    pub actual: u64,
+    /// The configured limit.
+    pub limit: u64,
+    /// The server setting that holds the limit, e.g. "max-append-bytes".
+    pub setting: String,
+}
+
 fn display_revision(revision: &Option<u64>) -> String {
     match revision {
         Some(r) => r.to_string(),
@@ -250,7 +287,7 @@ mod tests {
         let cases: [(Status, Check, bool); 10] = [
             (
                 Status::invalid_argument("x"),
-                |e| matches!(e, Error::InvalidArgument { message } if message == "x"),
+                |e| matches!(e, Error::InvalidArgument { message, limit: None } if message == "x"),
                 false,
             ),
             (

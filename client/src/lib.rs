@@ -111,7 +111,7 @@ mod read;
 mod subscription;
 
 pub use client::{Client, Stats};
-pub use error::Error;
+pub use error::{Error, LimitExceeded};
 pub use event::{AppendResult, EventData, ExpectedVersion, RecordedEvent, JSON_CONTENT_TYPE};
 pub use filter::Filter;
 pub use options::ClientOptions;

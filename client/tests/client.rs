@@ -197,6 +197,17 @@ async fn retries_with_the_same_ids_are_idempotent() {
         .await
         .expect_err("id reuse");
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+    // The position of the event holding the id travels as a typed detail.
+    assert!(
+        matches!(
+            e,
+            Error::AlreadyExists {
+                position: Some(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +217,7 @@ async fn server_errors_map_to_typed_variants() {
     let server = TestServer::start_with(|a| a.max_append_bytes = 1 << 20).await;
     let client = server.client().await;
     let invalid = |r: Result<_, Error>, needle: &str| match r {
-        Err(Error::InvalidArgument { message }) => {
+        Err(Error::InvalidArgument { message, .. }) => {
             assert!(message.contains(needle), "{message:?} lacks {needle:?}")
         }
         other => panic!("expected InvalidArgument ({needle}), got {other:?}"),
@@ -239,10 +250,15 @@ async fn server_errors_map_to_typed_variants() {
         "",
     );
     let big = EventData::binary("T", vec![0u8; (1 << 20) + 1]);
-    invalid(
-        client.append("s", ExpectedVersion::Any, [big]).await,
-        "limit",
-    );
+    let over = client.append("s", ExpectedVersion::Any, [big]).await;
+    // The exceeded limit travels as a typed detail, not only in words.
+    match &over {
+        Err(Error::InvalidArgument { limit: Some(l), .. }) => {
+            assert!(l.limit == 1 << 20 && l.actual > l.limit, "{l:?}")
+        }
+        other => panic!("no typed limit: {other:?}"),
+    }
+    invalid(over, "limit");
     let e = client
         .append(
             "s",

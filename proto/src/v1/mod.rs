@@ -11,8 +11,10 @@ mod generated {
     tonic::include_proto!("strata.v1");
 }
 
+mod details;
 mod id;
 mod shortcuts;
 
+pub use details::{detail_of, status_with_detail, ERROR_DETAIL_TYPE_URL};
 pub use generated::*;
 pub use id::{format_uuid, parse_uuid, Hyphenated, UuidError, UUID_LEN};

@@ -10,24 +10,27 @@
 mod config;
 mod error;
 mod index;
+mod indexer;
 pub mod io;
+mod lock;
 mod reader;
 mod record;
 mod recovery;
 mod segment;
+mod state;
 mod subscription;
 mod types;
 mod validate;
+mod verify;
 mod writer;
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::{Limits, StoreConfig, SyncMode};
 pub use error::{Result, StoreError};
@@ -36,7 +39,7 @@ pub use segment::FORMAT_VERSION;
 pub use subscription::Subscription;
 pub use types::*;
 
-pub use recovery::{verify, VerifyReport};
+pub use verify::{verify, VerifyReport};
 
 /// Checks a stream name for reading or subscribing (reserved `$` names
 /// are allowed there; appends reject them).
@@ -46,7 +49,8 @@ pub fn validate_stream_name(name: &str) -> Result<()> {
 
 use index::Index;
 use segment::SegmentSet;
-use writer::{CommittedBatch, WriteRequest};
+use state::{Lifecycle, Progress, Shared};
+use writer::WriteRequest;
 
 /// Callbacks the engine reports its work to (the server turns them into
 /// metrics). Every method has an empty default.
@@ -60,79 +64,6 @@ pub trait Observer: Send + Sync + 'static {
 /// An observer that ignores everything.
 pub struct NoObserver;
 impl Observer for NoObserver {}
-
-/// State shared by the writer, the indexer, readers and subscriptions.
-pub(crate) struct Shared {
-    pub(crate) config: StoreConfig,
-    pub(crate) log_dir: PathBuf,
-    pub(crate) segments: SegmentSet,
-    pub(crate) index: Index,
-    /// Number of durable events (the next position to be assigned).
-    pub(crate) committed: AtomicU64,
-    /// Number of positions the index covers, with a condvar for waiters.
-    indexed: Mutex<u64>,
-    indexed_cv: Condvar,
-    pub(crate) indexed_fast: AtomicU64,
-    pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
-    poisoned: Mutex<Option<String>>,
-    pub(crate) closed: AtomicBool,
-    /// Set when the indexer thread has exited.
-    pub(crate) indexer_stopped: AtomicBool,
-    /// Turns true when `close` starts, waking subscriptions that wait for
-    /// live batches (the broadcast sender lives as long as they do).
-    pub(crate) closing: watch::Sender<bool>,
-    pub(crate) observer: Arc<dyn Observer>,
-}
-
-impl Shared {
-    pub(crate) fn poison(&self, why: String) {
-        tracing::error!(reason = %why, "writer poisoned; appends are refused until restart");
-        let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
-        p.get_or_insert(why);
-    }
-
-    pub(crate) fn poisoned(&self) -> Option<String> {
-        self.poisoned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn set_indexed(&self, position: u64) {
-        let mut g = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
-        *g = position;
-        self.indexed_fast.store(position, Ordering::Release);
-        self.indexed_cv.notify_all();
-        self.observer.indexed(position);
-    }
-
-    /// Blocks until the index covers `position` events (or the indexer has
-    /// stopped); returns what it covers.
-    pub(crate) fn wait_indexed(&self, position: u64) -> Result<u64> {
-        let mut g = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
-        while *g < position {
-            // A poisoned writer does not stop the indexer from catching up
-            // with what was committed. If the indexer itself stopped (say,
-            // the disk is full), reads go on over what it covers; a restart
-            // replays the rest from the log.
-            if self.indexer_stopped.load(Ordering::Acquire) {
-                return Ok(*g);
-            }
-            let (ng, _) = self
-                .indexed_cv
-                .wait_timeout(g, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner());
-            g = ng;
-        }
-        Ok(*g)
-    }
-
-    /// Waits until everything committed so far is indexed; returns the
-    /// number of positions a read may look at.
-    pub(crate) fn readable_head(&self) -> Result<u64> {
-        self.wait_indexed(self.committed.load(Ordering::Acquire))
-    }
-}
 
 /// An open data directory. Cheap to share behind an `Arc`; `close` (or
 /// dropping the last handle) stops the writer after it finishes what it
@@ -153,8 +84,8 @@ impl Store {
     /// Like [`Store::open`], reporting work to `observer`.
     pub fn open_with_observer(config: StoreConfig, observer: Arc<dyn Observer>) -> Result<Store> {
         let data = config.data_dir.clone();
-        create_data_dir(&data)?;
-        let lock = lock_dir(&data)?;
+        lock::create_data_dir(&data)?;
+        let lock = lock::lock_dir(&data)?;
         let log_dir = data.join("log");
         let storage = &*config.storage;
         if !storage.dir_exists(&log_dir) {
@@ -174,22 +105,15 @@ impl Store {
             log_dir,
             segments: SegmentSet::default(),
             index,
-            committed: AtomicU64::new(0),
-            indexed: Mutex::new(0),
-            indexed_cv: Condvar::new(),
-            indexed_fast: AtomicU64::new(0),
+            progress: Progress::default(),
+            lifecycle: Lifecycle::default(),
             live,
-            poisoned: Mutex::new(None),
-            closed: AtomicBool::new(false),
-            indexer_stopped: AtomicBool::new(false),
-            closing: watch::Sender::new(false),
             observer,
         });
         let recovered = recovery::recover(&shared)?;
-        shared
-            .committed
-            .store(recovered.next_position, Ordering::Release);
-        shared.set_indexed(recovered.next_position);
+        shared.progress.set_committed(recovered.next_position);
+        shared.progress.set_indexed(recovered.next_position);
+        shared.observer.indexed(recovered.next_position);
         tracing::info!(
             head_position = recovered.next_position,
             streams = recovered.heads.len(),
@@ -210,7 +134,7 @@ impl Store {
     /// original result and writes nothing.
     pub async fn append(&self, req: AppendRequest) -> Result<AppendOutcome> {
         validate::append(&req, &self.shared.config.limits)?;
-        if let Some(why) = self.shared.poisoned() {
+        if let Some(why) = self.shared.lifecycle.poisoned() {
             return Err(StoreError::Poisoned(why));
         }
         let tx = self
@@ -263,7 +187,7 @@ impl Store {
 
     /// Number of durable events: the position the next event will get.
     pub fn head_position(&self) -> u64 {
-        self.shared.committed.load(Ordering::Acquire)
+        self.shared.progress.committed()
     }
 
     /// Counters for stats and metrics, as of everything committed when the
@@ -272,12 +196,12 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         // Stream counts come from the index; let it catch up first. A
         // poisoned indexer still yields the counters it has.
-        let _ = self.shared.readable_head();
+        let _ = self.shared.progress.readable_head();
         let segments = self.shared.segments.all();
         let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
         StoreStats {
             head_position: self.head_position(),
-            indexed_position: self.shared.indexed_fast.load(Ordering::Acquire),
+            indexed_position: self.shared.progress.indexed(),
             streams: self.shared.index.stream_count() as u64,
             log_bytes,
             segments: segments.len() as u64,
@@ -296,14 +220,13 @@ impl Store {
 
     /// Why the writer refuses appends, if it does.
     pub fn poisoned(&self) -> Option<String> {
-        self.shared.poisoned()
+        self.shared.lifecycle.poisoned()
     }
 
     /// Stops accepting appends, lets the writer finish and sync what it
     /// accepted, waits for the index, and flushes it. Idempotent.
     pub fn close(&self) -> Result<()> {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.closing.send_replace(true);
+        self.shared.lifecycle.close();
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads: Vec<_> = self
             .threads
@@ -319,7 +242,7 @@ impl Store {
 
     /// Whether `close` has started.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.lifecycle.is_closing()
     }
 }
 
@@ -328,35 +251,5 @@ impl Drop for Store {
         if let Err(e) = self.close() {
             tracing::warn!(error = %e, "closing the store");
         }
-    }
-}
-
-/// Creates the data directory if it is missing, with its name made durable
-/// (the parent directory synced), so a power cut cannot take the whole log.
-fn create_data_dir(data: &Path) -> Result<()> {
-    if data.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(data).map_err(|e| StoreError::io(data, e))?;
-    if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(parent, e))?;
-    }
-    Ok(())
-}
-
-fn lock_dir(data: &Path) -> Result<File> {
-    let path = data.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(data.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
     }
 }

@@ -10,8 +10,8 @@ use super::error::{Result, StoreError};
 use super::index::{Location, RevisionRun};
 use super::record::{self, DecodeError, EventRecord};
 use super::segment::{Segment, HEADER_LEN};
+use super::state::Shared;
 use super::types::{Direction, EventId, Filter, ReadFrom, RecordedEvent};
-use super::Shared;
 
 /// Bytes read from a segment at a time by sequential scans.
 const SCAN_CHUNK: usize = 256 << 10;
@@ -67,7 +67,7 @@ impl ReadBatches {
         max_count: u64,
         filter: Filter,
     ) -> Result<Self> {
-        let end = shared.readable_head()?;
+        let end = shared.progress.readable_head();
         let kind = match direction {
             Direction::Forwards => {
                 let next = match from {
@@ -105,7 +105,7 @@ impl ReadBatches {
         from: ReadFrom,
         max_count: u64,
     ) -> Result<Self> {
-        let end = shared.readable_head()?;
+        let end = shared.progress.readable_head();
         let Some(head) = shared.index.stream(stream)? else {
             return Err(StoreError::StreamNotFound(stream.to_owned()));
         };

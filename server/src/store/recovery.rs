@@ -1,18 +1,18 @@
 //! Opening a data directory: check every segment header, replay the log
 //! past what the index covers (the whole log when the index is missing or
 //! does not match), truncate a torn tail of the last segment, and refuse
-//! to open on corruption anywhere else. Also the offline `verify`.
+//! to open on corruption anywhere else.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::error::{Result, StoreError};
 use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
-use super::io::{OsStorage, Storage};
+use super::io::Storage;
 use super::record::{self, DecodeError, EventRecord, FRAME_HEADER, KIND_EVENT};
 use super::segment::{self, Segment, HEADER_LEN};
-use super::Shared;
+use super::state::Shared;
 
 /// Index entries applied to sled at a time while replaying.
 const REPLAY_CHUNK: usize = 16 * 1024;
@@ -29,7 +29,7 @@ pub(crate) struct Recovered {
 
 /// Lists, opens and checks the segment files of `log_dir`, in log order.
 /// Leftover `.tmp` files from an interrupted segment creation are removed.
-fn open_segments(
+pub(crate) fn open_segments(
     storage: &dyn Storage,
     log_dir: &Path,
     writable: bool,
@@ -378,7 +378,7 @@ fn scan_segment(
 
 /// Whether a frame that decodes, with a position at or after `min_pos`,
 /// starts anywhere at or after `from`.
-fn find_valid_record(bytes: &[u8], from: usize, min_pos: u64) -> Option<usize> {
+pub(crate) fn find_valid_record(bytes: &[u8], from: usize, min_pos: u64) -> Option<usize> {
     // The usual case, the zero fill of a preallocated segment, in one pass.
     if bytes.get(from..).is_none_or(record::is_zero_fill) {
         return None;
@@ -486,145 +486,4 @@ impl Replay<'_> {
         self.touched.clear();
         Ok(())
     }
-}
-
-/// What `verify` found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Segment files checked.
-    pub segments: u64,
-    /// Records whose CRC-32 and framing were checked.
-    pub records: u64,
-    /// Bytes of record data checked.
-    pub bytes: u64,
-    /// Problems found, each naming a file and offset.
-    pub problems: Vec<String>,
-    /// Index entries checked against the log.
-    pub index_checked: u64,
-}
-
-/// Offline check of a data directory that no process has open: every
-/// record's CRC-32 and framing, position continuity, and the index against
-/// the log. Changes nothing. Fails with `Locked` while a store has it open.
-pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
-    // Hold the directory as a store does, so that a running store makes this
-    // fail at once; a directory that cannot take a lock file (read-only, or
-    // missing) is checked all the same.
-    let lock = match super::lock_dir(data_dir) {
-        Err(e @ StoreError::Locked(_)) => return Err(e),
-        other => other.ok(),
-    };
-    // With the lock held, a sled lock conflict is a store of this process
-    // still shutting down: wait for it as `Store::open` does.
-    let lock_wait = if lock.is_some() {
-        std::time::Duration::from_secs(5)
-    } else {
-        std::time::Duration::ZERO
-    };
-    let log_dir: PathBuf = data_dir.join("log");
-    let mut report = VerifyReport::default();
-    let segments = match open_segments(&OsStorage, &log_dir, false) {
-        Ok(s) => s,
-        Err(e) => {
-            report.problems.push(e.to_string());
-            return Ok(report);
-        }
-    };
-    let mut expected = 0u64;
-    let mut locations: Vec<(u64, Location)> = Vec::new();
-    let mut append_start = true;
-    for seg in &segments {
-        report.segments += 1;
-        if seg.base != expected {
-            report.problems.push(format!(
-                "{}: starts at position {}, the log continues at {expected}",
-                seg.path.display(),
-                seg.base
-            ));
-        }
-        let len = seg.len()?;
-        let mut bytes = vec![0u8; len.saturating_sub(HEADER_LEN) as usize];
-        let n = seg.read_at(&mut bytes, HEADER_LEN)?;
-        bytes.truncate(n);
-        let mut at = 0;
-        loop {
-            match record::decode(&bytes[at..]) {
-                Ok((rec, used)) => {
-                    if rec.position != expected {
-                        report.problems.push(format!(
-                            "{}: offset {}: position {}, expected {expected}",
-                            seg.path.display(),
-                            HEADER_LEN + at as u64,
-                            rec.position
-                        ));
-                    }
-                    expected = rec.position + 1;
-                    report.records += 1;
-                    report.bytes += used as u64;
-                    // The index holds the location of every append's first record.
-                    if append_start && locations.len() < 1_000_000 {
-                        locations.push((
-                            rec.position,
-                            Location {
-                                segment: seg.base,
-                                offset: HEADER_LEN + at as u64,
-                            },
-                        ));
-                    }
-                    append_start = rec.is_commit();
-                    at += used;
-                }
-                Err(DecodeError::End) => {
-                    if let Some(o) = find_valid_record(&bytes, at + 1, expected) {
-                        report.problems.push(format!(
-                            "{}: offset {}: zero record length, but a valid record follows at offset {}",
-                            seg.path.display(),
-                            HEADER_LEN + at as u64,
-                            HEADER_LEN + o as u64
-                        ));
-                    }
-                    break;
-                }
-                Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break,
-                Err(e) => {
-                    report.problems.push(format!(
-                        "{}: offset {}: {e}",
-                        seg.path.display(),
-                        HEADER_LEN + at as u64
-                    ));
-                    break;
-                }
-            }
-        }
-        // An append never spans segments: only the last segment may end
-        // inside one (a torn tail, which opening the store cuts off).
-        let is_last = segments.last().is_some_and(|l| l.base == seg.base);
-        if !append_start && !is_last {
-            report.problems.push(format!(
-                "{}: offset {}: segment ends inside an append",
-                seg.path.display(),
-                HEADER_LEN + at as u64
-            ));
-        }
-    }
-    let index_dir = data_dir.join("index");
-    if index_dir.exists() {
-        let index = Index::open(&index_dir, lock_wait)?;
-        let covered = index.covered()?;
-        if covered > expected {
-            report.problems.push(format!(
-                "index covers {covered} positions but the log holds {expected}"
-            ));
-        }
-        for (pos, loc) in locations.iter().filter(|(p, _)| *p < covered) {
-            report.index_checked += 1;
-            match index.locate(*pos)? {
-                Some((p, l)) if p == *pos && l == *loc => {}
-                other => report.problems.push(format!(
-                    "index: position {pos} maps to {other:?}, the log has it at {loc:?}"
-                )),
-            }
-        }
-    }
-    Ok(report)
 }

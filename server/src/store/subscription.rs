@@ -4,7 +4,6 @@
 //! goes back to reading the log; it is never dropped for being slow.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,12 +12,12 @@ use tokio::sync::watch;
 
 use super::error::{Result, StoreError};
 use super::reader::ReadBatches;
+use super::state::{Condition, Shared};
 use super::types::{
     Direction, Filter, ReadFrom, RecordedEvent, SubscribeFrom, SubscriptionMessage,
     SubscriptionTarget,
 };
 use super::writer::CommittedBatch;
-use super::Shared;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -32,7 +31,7 @@ pub struct Subscription {
     target: SubscriptionTarget,
     live: broadcast::Receiver<Arc<CommittedBatch>>,
     /// Becomes true when the store closes.
-    closing: watch::Receiver<bool>,
+    closing: watch::Receiver<Condition>,
     /// Stream: next revision to deliver. `$all`: unused (see `global_next`).
     next_revision: u64,
     /// Next global position not yet examined.
@@ -59,15 +58,15 @@ impl Subscription {
         // Subscribe to live batches before anything is read, so nothing
         // committed from here on can be missed.
         let live = shared.live.subscribe();
-        let closing = shared.closing.subscribe();
-        let head = shared.committed.load(Ordering::Acquire);
+        let closing = shared.lifecycle.watch();
+        let head = shared.progress.committed();
         let (next_revision, global_next) = match (&target, from) {
             (SubscriptionTarget::All(_), SubscribeFrom::Start) => (0, 0),
             (SubscriptionTarget::All(_), SubscribeFrom::End) => (0, head),
             (SubscriptionTarget::All(_), SubscribeFrom::After(p)) => (0, p.saturating_add(1)),
             (SubscriptionTarget::Stream(_), SubscribeFrom::Start) => (0, 0),
             (SubscriptionTarget::Stream(name), SubscribeFrom::End) => {
-                shared.wait_indexed(head)?;
+                shared.progress.wait_indexed(head);
                 let next = shared
                     .index
                     .stream(name)?
@@ -102,7 +101,7 @@ impl Subscription {
             if let Some(m) = self.pending.pop_front() {
                 return Ok(Some(m));
             }
-            if self.shared.closed.load(Ordering::Acquire) {
+            if self.shared.lifecycle.is_closing() {
                 return Ok(None);
             }
             match self.mode {
@@ -167,7 +166,7 @@ impl Subscription {
             } => r,
             // The broadcast sender outlives a closed store while
             // subscriptions hold it, so closing must wake them itself.
-            _ = async { closing.wait_for(|closed| *closed).await.map(|_| ()) } => {
+            _ = async { closing.wait_for(|c| c.closing).await.map(|_| ()) } => {
                 return Ok(false)
             }
         };
@@ -253,7 +252,7 @@ fn read_chunk(
     match target {
         SubscriptionTarget::All(filter) => all_chunk(shared, filter, global_next),
         SubscriptionTarget::Stream(name) => {
-            let head = shared.readable_head()?;
+            let head = shared.progress.readable_head();
             let mut reader = match ReadBatches::stream(
                 shared.clone(),
                 name,

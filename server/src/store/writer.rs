@@ -6,8 +6,7 @@
 //! indexer. Nothing else assigns positions or writes the log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -17,12 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::SyncMode;
 use super::error::{Result, StoreError};
 use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
+use super::indexer;
 use super::io::StorageFile;
 use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
+use super::state::Shared;
 use super::types::{AppendOutcome, AppendRequest, EventId, ExpectedVersion, RecordedEvent};
-use super::Shared;
 
 /// Most bytes the writer gathers into one batch before it writes; a single
 /// larger append is written alone.
@@ -48,8 +48,10 @@ pub(crate) struct CommittedBatch {
     /// The batch was too large to keep in the live buffer: subscribers
     /// read its events from the log instead.
     pub(crate) elided: bool,
-    entries: Vec<AppendEntry>,
-    heads: Vec<(Arc<str>, StreamHead)>,
+    /// Index entries of the batch's appends (indexer only).
+    pub(crate) entries: Vec<AppendEntry>,
+    /// The new heads of the streams the batch wrote (indexer only).
+    pub(crate) heads: Vec<(Arc<str>, StreamHead)>,
 }
 
 /// Largest event data a committed batch may carry into the live buffer.
@@ -94,7 +96,7 @@ pub(crate) fn start(
     let s = shared;
     let i = std::thread::Builder::new()
         .name("strata-indexer".into())
-        .spawn(move || index_loop(s, irx))
+        .spawn(move || indexer::run(s, irx))
         .map_err(|e| StoreError::io("indexer thread", e))?;
     Ok((tx, vec![w, i]))
 }
@@ -108,53 +110,6 @@ fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment
     });
     shared.segments.insert(seg.clone());
     Ok(seg)
-}
-
-/// Most committed batches the indexer merges into one index update.
-const INDEX_MERGE: usize = 256;
-
-/// Applies committed batches to the index in order, merging whatever is
-/// queued into one update: sled's cost is per update far more than per key.
-fn index_loop(shared: Arc<Shared>, rx: Receiver<Arc<CommittedBatch>>) {
-    index_batches(&shared, rx);
-    shared.indexer_stopped.store(true, Ordering::Release);
-    shared.set_indexed(shared.indexed_fast.load(Ordering::Acquire));
-}
-
-fn index_batches(shared: &Shared, rx: Receiver<Arc<CommittedBatch>>) {
-    let mut batches = Vec::with_capacity(INDEX_MERGE);
-    while let Ok(first) = rx.recv() {
-        batches.push(first);
-        while batches.len() < INDEX_MERGE {
-            match rx.try_recv() {
-                Ok(b) => batches.push(b),
-                Err(_) => break,
-            }
-        }
-        let end = batches.last().map_or(0, |b| b.end_position);
-        let entries: Vec<AppendEntry> = batches
-            .iter()
-            .flat_map(|b| b.entries.iter().cloned())
-            .collect();
-        // Later heads of a stream replace earlier ones.
-        let mut heads: HashMap<&str, StreamHead> = HashMap::new();
-        for b in &batches {
-            for (name, head) in &b.heads {
-                heads.insert(name, *head);
-            }
-        }
-        let heads: Vec<(&str, StreamHead)> = heads.into_iter().collect();
-        let applied = shared.index.apply(&entries, &heads, end);
-        drop(heads);
-        batches.clear();
-        match applied {
-            Ok(()) => shared.set_indexed(end),
-            Err(e) => {
-                shared.poison(format!("index update failed: {e}"));
-                return;
-            }
-        }
-    }
 }
 
 struct Writer {
@@ -214,7 +169,7 @@ impl Writer {
 
     /// Turns the waiting requests into one durable batch and answers them.
     fn commit(&mut self, requests: &mut Vec<WriteRequest>) {
-        if let Some(why) = self.shared.poisoned() {
+        if let Some(why) = self.shared.lifecycle.poisoned() {
             for r in requests.drain(..) {
                 let _ = r.reply.send(Err(StoreError::Poisoned(why.clone())));
             }
@@ -273,7 +228,7 @@ impl Writer {
             }
         }
         if let Some(why) = failure {
-            self.shared.poison(why.clone());
+            self.shared.lifecycle.poison(why.clone());
             for (reply, outcome) in replies {
                 // Nothing in this batch is acknowledged: it may not be on disk.
                 let result = match outcome {
@@ -285,9 +240,7 @@ impl Writer {
             return;
         }
         batch.end_position = self.next_position;
-        self.shared
-            .committed
-            .store(self.next_position, Ordering::Release);
+        self.shared.progress.set_committed(self.next_position);
         let events = batch.events.len();
         if events > 0 {
             let live_events = std::mem::take(&mut batch.events);
@@ -306,7 +259,7 @@ impl Writer {
             };
             let _ = self.shared.live.send(Arc::new(live));
             if self.index_tx.send(Arc::new(batch)).is_err() {
-                self.shared.poison("the indexer stopped".into());
+                self.shared.lifecycle.poison("the indexer stopped".into());
             }
         }
         for (reply, outcome) in replies {
@@ -576,7 +529,7 @@ impl Writer {
     }
 
     fn prune_pending(&mut self) {
-        let indexed = self.shared.indexed_fast.load(Ordering::Acquire);
+        let indexed = self.shared.progress.indexed();
         while let Some(&(pos, id)) = self.pending_order.front() {
             if pos >= indexed {
                 break;
