@@ -16,6 +16,7 @@ mod lock;
 mod reader;
 mod record;
 mod recovery;
+mod scanner;
 mod segment;
 mod state;
 mod subscription;

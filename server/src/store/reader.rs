@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::error::{Result, StoreError};
 use super::index::{Location, RevisionRun};
-use super::record::{self, DecodeError, EventRecord};
+use super::record::EventRecord;
+use super::scanner::{self, Step};
 use super::segment::{Segment, HEADER_LEN};
 use super::state::Shared;
 use super::types::{Direction, EventId, Filter, ReadFrom, RecordedEvent};
@@ -485,32 +486,23 @@ impl LogCursor {
         f: impl FnOnce(&EventRecord<'_>) -> T,
     ) -> Result<Option<T>> {
         loop {
-            match record::decode(&self.buf[self.at..]) {
-                Ok((rec, used)) => {
+            match scanner::step(&self.buf[self.at..], self.eof) {
+                Step::Record(rec, used) => {
                     let t = f(&rec);
                     self.at += used;
                     return Ok(Some(t));
                 }
-                Err(DecodeError::Truncated { needed }) if !self.eof => self.refill(needed)?,
-                Err(DecodeError::Truncated { .. })
-                    if !record::is_zero_fill(&self.buf[self.at..]) =>
-                {
-                    return Err(StoreError::corrupt(
-                        &self.seg.path,
-                        self.offset + self.at as u64,
-                        "record cut off by the end of the segment file",
-                    ))
-                }
-                Err(DecodeError::End) | Err(DecodeError::Truncated { .. }) => {
+                Step::NeedMore(needed) => self.refill(needed)?,
+                Step::End => {
                     if !self.next_segment(shared) {
                         return Ok(None);
                     }
                 }
-                Err(e) => {
+                Step::Corrupt(reason) => {
                     return Err(StoreError::corrupt(
                         &self.seg.path,
                         self.offset + self.at as u64,
-                        e.to_string(),
+                        reason.to_string(),
                     ))
                 }
             }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use super::error::{Result, StoreError};
 use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
 use super::io::Storage;
-use super::record::{self, DecodeError, EventRecord, FRAME_HEADER, KIND_EVENT};
+use super::record::{self, EventRecord, FRAME_HEADER};
+use super::scanner::{self, Corruption, Scanned, Scanner, Step};
 use super::segment::{self, Segment, HEADER_LEN};
 use super::state::Shared;
 
@@ -262,9 +263,15 @@ fn read_record(seg: &Segment, offset: u64) -> Result<(u64, usize)> {
     let available = seg.len()?.saturating_sub(offset) as usize;
     let mut buf = vec![0u8; (FRAME_HEADER + len).min(available)];
     let n = seg.read_at(&mut buf, offset)?;
-    let (rec, used) = record::decode(&buf[..n])
-        .map_err(|e| StoreError::corrupt(&seg.path, offset, e.to_string()))?;
-    Ok((rec.position, used))
+    match scanner::step(&buf[..n], true) {
+        Step::Record(rec, used) => Ok((rec.position, used)),
+        Step::Corrupt(reason) => Err(StoreError::corrupt(&seg.path, offset, reason.to_string())),
+        Step::End | Step::NeedMore(_) => Err(StoreError::corrupt(
+            &seg.path,
+            offset,
+            "the index points past the end of the written data",
+        )),
+    }
 }
 
 struct Scan {
@@ -288,24 +295,14 @@ fn scan_segment(
     let mut bytes = vec![0u8; file_len.saturating_sub(from) as usize];
     let n = seg.read_at(&mut bytes, from)?;
     bytes.truncate(n);
-    let mut at = 0usize;
-    // Records of the append in progress: replayed only once its commit
-    // record is seen.
+    let mut scanner = Scanner::new(&bytes, from, scan.expected);
+    // Records of the append in progress (offset into `bytes`, length):
+    // replayed only once its commit record is seen.
     let mut open: Vec<(usize, usize)> = Vec::new();
-    let mut committed_end = 0usize;
-    let mut next_pos = scan.expected;
-    let bad: Option<(usize, String)> = loop {
-        match record::decode(&bytes[at..]) {
-            Ok((rec, used)) => {
-                if rec.position != next_pos {
-                    break Some((
-                        at,
-                        format!("record has position {}, expected {next_pos}", rec.position),
-                    ));
-                }
-                open.push((at, used));
-                next_pos += 1;
-                at += used;
+    let (bad_at, reason) = loop {
+        match scanner.next_item() {
+            Some(Scanned::Record { rec, offset, len }) => {
+                open.push(((offset - from) as usize, len));
                 if rec.is_commit() {
                     for (o, u) in open.drain(..) {
                         let (r, _) = record::decode(&bytes[o..o + u]).map_err(|e| {
@@ -319,85 +316,42 @@ fn scan_segment(
                             },
                         )?;
                     }
-                    committed_end = at;
-                    scan.expected = next_pos;
+                    scan.expected = scanner.committed_next();
                 }
             }
-            Err(DecodeError::End) => break None,
-            Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break None,
-            Err(e) => break Some((at, e.to_string())),
+            Some(Scanned::End { offset }) => {
+                scan.end_offset = offset;
+                return Ok(());
+            }
+            Some(Scanned::Corrupt { offset, reason }) => break (offset, reason),
+            None => unreachable!("a scan ends with End or Corrupt"),
         }
     };
-    let tail_garbage = bad.is_some() || !open.is_empty();
-    if !tail_garbage {
-        // A zero length ends the written data, unless a valid record follows:
-        // then the zeros are a hole in acknowledged data (a lost or zeroed
-        // write), and treating them as the end would drop what follows.
-        if let Some(o) = find_valid_record(&bytes, at + 1, scan.expected) {
-            return Err(StoreError::corrupt(
-                &seg.path,
-                from + at as u64,
-                format!(
-                    "zero record length inside the log; a valid record follows at offset {}",
-                    from + o as u64
-                ),
-            ));
-        }
-        scan.end_offset = from + at as u64;
-        return Ok(());
-    }
-    let (bad_at, reason) = bad.unwrap_or((at, "segment ends inside an append".to_string()));
-    if !is_last {
-        return Err(StoreError::corrupt(&seg.path, from + bad_at as u64, reason));
+    // A hole is never a torn write, and only the last segment may end torn.
+    if !is_last || matches!(reason, Corruption::Hole { .. }) {
+        return Err(StoreError::corrupt(&seg.path, bad_at, reason.to_string()));
     }
     // In the last segment a bad record is a torn write only if nothing valid
     // follows it; a valid record further on means the damage is in the
     // middle of acknowledged data.
-    if let Some(o) = find_valid_record(&bytes, bad_at + 1, scan.expected) {
+    if let Some(o) = scanner.valid_record_after(bad_at) {
         return Err(StoreError::corrupt(
             &seg.path,
-            from + bad_at as u64,
-            format!(
-                "{reason}; a valid record follows at offset {}",
-                from + o as u64
-            ),
+            bad_at,
+            format!("{reason}; a valid record follows at offset {o}"),
         ));
     }
-    let cut = from + committed_end as u64;
+    let cut = scanner.committed_end();
     tracing::warn!(
         file = %seg.path.display(),
         offset = cut,
-        dropped_bytes = at.max(bad_at) - committed_end,
+        dropped_from = bad_at,
         reason = %reason,
         "truncating a torn tail (never acknowledged)"
     );
     zero_from(seg, cut, file_len)?;
     scan.end_offset = cut;
     Ok(())
-}
-
-/// Whether a frame that decodes, with a position at or after `min_pos`,
-/// starts anywhere at or after `from`.
-pub(crate) fn find_valid_record(bytes: &[u8], from: usize, min_pos: u64) -> Option<usize> {
-    // The usual case, the zero fill of a preallocated segment, in one pass.
-    if bytes.get(from..).is_none_or(record::is_zero_fill) {
-        return None;
-    }
-    let mut o = from;
-    while o + FRAME_HEADER + record::EVENT_HEADER <= bytes.len() {
-        let p = &bytes[o..];
-        let plausible = p[FRAME_HEADER] == KIND_EVENT && {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&p[FRAME_HEADER + 8..FRAME_HEADER + 16]);
-            let pos = u64::from_le_bytes(b);
-            pos >= min_pos && pos - min_pos < 1 << 32
-        };
-        if plausible && record::decode(p).is_ok() {
-            return Some(o);
-        }
-        o += 1;
-    }
-    None
 }
 
 /// Overwrites a segment with zeros from `cut` to its end and syncs. Zeros

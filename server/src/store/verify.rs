@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::error::{Result, StoreError};
 use super::index::{Index, Location};
 use super::io::OsStorage;
-use super::record::{self, DecodeError};
-use super::recovery::{find_valid_record, open_segments};
+use super::recovery::open_segments;
+use super::scanner::{Corruption, Scanned, Scanner};
 use super::segment::HEADER_LEN;
 
 /// What `verify` found.
@@ -70,65 +70,46 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
         let mut bytes = vec![0u8; len.saturating_sub(HEADER_LEN) as usize];
         let n = seg.read_at(&mut bytes, HEADER_LEN)?;
         bytes.truncate(n);
-        let mut at = 0;
+        let is_last = segments.last().is_some_and(|l| l.base == seg.base);
+        // Each segment's records start at its base; the base itself was
+        // checked against the log above.
+        let mut scanner = Scanner::new(&bytes, HEADER_LEN, seg.base);
         loop {
-            match record::decode(&bytes[at..]) {
-                Ok((rec, used)) => {
-                    if rec.position != expected {
-                        report.problems.push(format!(
-                            "{}: offset {}: position {}, expected {expected}",
-                            seg.path.display(),
-                            HEADER_LEN + at as u64,
-                            rec.position
-                        ));
-                    }
-                    expected = rec.position + 1;
+            match scanner.next_item() {
+                Some(Scanned::Record { rec, offset, len }) => {
                     report.records += 1;
-                    report.bytes += used as u64;
+                    report.bytes += len as u64;
                     // The index holds the location of every append's first record.
                     if append_start && locations.len() < 1_000_000 {
                         locations.push((
                             rec.position,
                             Location {
                                 segment: seg.base,
-                                offset: HEADER_LEN + at as u64,
+                                offset,
                             },
                         ));
                     }
                     append_start = rec.is_commit();
-                    at += used;
+                    expected = rec.position + 1;
                 }
-                Err(DecodeError::End) => {
-                    if let Some(o) = find_valid_record(&bytes, at + 1, expected) {
-                        report.problems.push(format!(
-                            "{}: offset {}: zero record length, but a valid record follows at offset {}",
-                            seg.path.display(),
-                            HEADER_LEN + at as u64,
-                            HEADER_LEN + o as u64
-                        ));
-                    }
-                    break;
-                }
-                Err(DecodeError::Truncated { .. }) if record::is_zero_fill(&bytes[at..]) => break,
-                Err(e) => {
-                    report.problems.push(format!(
-                        "{}: offset {}: {e}",
-                        seg.path.display(),
-                        HEADER_LEN + at as u64
-                    ));
+                Some(Scanned::End { .. }) | None => break,
+                // Only the last segment may end inside an append (a torn
+                // tail, which opening the store cuts off): an append never
+                // spans segments.
+                Some(Scanned::Corrupt {
+                    reason: Corruption::EndsInsideAppend,
+                    ..
+                }) if is_last => break,
+                Some(Scanned::Corrupt { offset, reason }) => {
+                    report
+                        .problems
+                        .push(format!("{}: offset {offset}: {reason}", seg.path.display()));
                     break;
                 }
             }
         }
-        // An append never spans segments: only the last segment may end
-        // inside one (a torn tail, which opening the store cuts off).
-        let is_last = segments.last().is_some_and(|l| l.base == seg.base);
-        if !append_start && !is_last {
-            report.problems.push(format!(
-                "{}: offset {}: segment ends inside an append",
-                seg.path.display(),
-                HEADER_LEN + at as u64
-            ));
+        if expected < seg.base {
+            expected = seg.base;
         }
     }
     let index_dir = data_dir.join("index");
