@@ -23,8 +23,8 @@ use strata_proto::v1;
 use strata_server::service::convert::{self, ReadParams, Target};
 use strata_server::store::{
     self, AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent,
-    ReadFrom, RecordedEvent, Store, StoreConfig, StoreError, SubscribeFrom, SubscriptionTarget,
-    SyncMode,
+    OpenError, ReadError, ReadFrom, RecordedEvent, StorageError, Store, StoreConfig, SubscribeFrom,
+    SubscriptionTarget, SyncMode,
 };
 
 // ---------------------------------------------------------------------------
@@ -473,7 +473,7 @@ pub fn record_decode(data: &[u8]) {
     check_log(&[(0, bytes)]);
 }
 
-fn read_everything(s: &Store) -> Result<Vec<RecordedEvent>, StoreError> {
+fn read_everything(s: &Store) -> Result<Vec<RecordedEvent>, ReadError> {
     let mut out = Vec::new();
     for b in s.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())? {
         out.extend(b?);
@@ -481,7 +481,7 @@ fn read_everything(s: &Store) -> Result<Vec<RecordedEvent>, StoreError> {
     Ok(out)
 }
 
-fn read_stream(s: &Store, name: &str, dir: Direction) -> Result<Vec<RecordedEvent>, StoreError> {
+fn read_stream(s: &Store, name: &str, dir: Direction) -> Result<Vec<RecordedEvent>, ReadError> {
     let mut out = Vec::new();
     let from = match dir {
         Direction::Forwards => ReadFrom::Start,
@@ -543,11 +543,11 @@ pub fn check_log_with(log: &[(u64, Vec<u8>)], verify_must_flag_refusals: bool) {
         (Verdict::Clean(_), Err(e)) => panic!("a clean log did not open: {e}"),
         (
             _,
-            Err(StoreError::Corrupt {
+            Err(OpenError::Storage(StorageError::Corrupt {
                 file,
                 offset,
                 reason,
-            }),
+            })),
         ) => {
             assert!(
                 !reason.is_empty() && file.starts_with(dir.path()),

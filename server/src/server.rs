@@ -14,7 +14,7 @@ use tonic_health::ServingStatus;
 use crate::config::ServeArgs;
 use crate::metrics::{self, Metrics};
 use crate::service::{MessageLimit, StreamsService};
-use crate::store::{Store, StoreError, FORMAT_VERSION};
+use crate::store::{OpenError, StorageError, Store, FORMAT_VERSION};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +22,12 @@ pub enum RunError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// The store could not be opened or closed.
+    /// The store could not be opened.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Open(#[from] OpenError),
+    /// The store could not be closed cleanly (the index flush failed).
+    #[error(transparent)]
+    Close(#[from] StorageError),
     /// Metrics could not be set up.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -70,13 +70,18 @@ async fn build() -> Fixture {
 }
 
 #[track_caller]
-fn assert_corrupt<T: Debug>(r: Result<T, StoreError>, file: &Path, offset: u64, what: &str) {
-    match r {
-        Err(StoreError::Corrupt {
+fn assert_corrupt<T: Debug, E: AsStorage + Debug>(
+    r: Result<T, E>,
+    file: &Path,
+    offset: u64,
+    what: &str,
+) {
+    match r.as_ref().map_err(|e| e.storage()) {
+        Err(Some(StorageError::Corrupt {
             file: f, offset: o, ..
-        }) => {
+        })) => {
             assert_eq!(f, file, "{what}: the error names the file");
-            assert_eq!(o, offset, "{what}: the error names the record's offset");
+            assert_eq!(*o, offset, "{what}: the error names the record's offset");
         }
         other => panic!(
             "{what}: expected Corrupt at {}:{offset}, got {other:?}",
@@ -85,7 +90,30 @@ fn assert_corrupt<T: Debug>(r: Result<T, StoreError>, file: &Path, offset: u64, 
     }
 }
 
-fn open(dir: &Path) -> Result<Store, StoreError> {
+/// The storage failure inside an open or read error, if that is what it is.
+trait AsStorage {
+    fn storage(&self) -> Option<&StorageError>;
+}
+
+impl AsStorage for OpenError {
+    fn storage(&self) -> Option<&StorageError> {
+        match self {
+            OpenError::Storage(s) => Some(s),
+            OpenError::Locked(_) => None,
+        }
+    }
+}
+
+impl AsStorage for ReadError {
+    fn storage(&self) -> Option<&StorageError> {
+        match self {
+            ReadError::Storage(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn open(dir: &Path) -> Result<Store, OpenError> {
     Store::open(config(dir, SEGMENT_SIZE))
 }
 
@@ -328,7 +356,7 @@ fn missing_middle_segment_refuses_to_open() {
     std::fs::rename(&f.segments[1], &aside).expect("move a segment away");
     remove_index(&f.dir);
     match open(&f.dir) {
-        Err(StoreError::Corrupt { .. }) => {}
+        Err(OpenError::Storage(StorageError::Corrupt { .. })) => {}
         other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
     }
     let report = verify(&f.dir).expect("verify");

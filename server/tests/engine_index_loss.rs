@@ -114,7 +114,7 @@ async fn retries_answer_as_before(store: &Store, done: &[(AppendRequest, AppendO
     assert!(
         matches!(
             store.append(reuse).await,
-            Err(StoreError::DuplicateEventId { .. })
+            Err(AppendError::DuplicateEventId { .. })
         ),
         "a reused id is still known"
     );

@@ -15,7 +15,7 @@ fn a_second_open_of_the_same_directory_is_locked() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let first = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("open");
     match Store::open(config(tmp.path(), SEGMENT_SIZE)) {
-        Err(StoreError::Locked(dir)) => assert_eq!(dir, tmp.path()),
+        Err(OpenError::Locked(dir)) => assert_eq!(dir, tmp.path()),
         other => panic!("expected Locked, got {:?}", other.map(|_| ())),
     }
     // The refused open disturbed nothing.
@@ -25,12 +25,12 @@ fn a_second_open_of_the_same_directory_is_locked() {
     ));
     assert_eq!(first.head_position(), 1);
     // verify is offline only.
-    assert!(matches!(verify(tmp.path()), Err(StoreError::Locked(_))));
+    assert!(matches!(verify(tmp.path()), Err(OpenError::Locked(_))));
     first.close().expect("close");
     // Closed but not dropped: still holds the directory.
     assert!(matches!(
         Store::open(config(tmp.path(), SEGMENT_SIZE)),
-        Err(StoreError::Locked(_))
+        Err(OpenError::Locked(_))
     ));
     drop(first);
     let second = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("open after drop");
@@ -56,7 +56,7 @@ fn after_close_appends_are_refused_and_reads_work() {
     store.close().expect("close is idempotent");
     let refused = rt.block_on(store.append(req("s", ExpectedVersion::Any, vec![ev("T", b"3")])));
     assert!(
-        matches!(refused, Err(StoreError::ShuttingDown)),
+        matches!(refused, Err(AppendError::ShuttingDown)),
         "{refused:?}"
     );
     assert_eq!(store.head_position(), 2);
@@ -105,10 +105,13 @@ fn a_failed_roll_poisons_the_writer_but_not_the_reads() {
     // Too large for what is left of the segment: it must roll.
     let big = req("s", ExpectedVersion::Any, vec![ev("T", &[9; 3900])]);
     let failed = rt.block_on(store.append(big.clone()));
-    assert!(matches!(failed, Err(StoreError::Poisoned(_))), "{failed:?}");
+    assert!(
+        matches!(failed, Err(AppendError::Poisoned(_))),
+        "{failed:?}"
+    );
     assert!(store.poisoned().is_some());
     let small = rt.block_on(store.append(req("s", ExpectedVersion::Any, vec![ev("T", b"x")])));
-    assert!(matches!(small, Err(StoreError::Poisoned(_))), "{small:?}");
+    assert!(matches!(small, Err(AppendError::Poisoned(_))), "{small:?}");
     assert_eq!(store.head_position(), head, "nothing was acknowledged");
     assert_eq!(all_forwards(&store), before, "reads still work");
     assert_eq!(
@@ -152,14 +155,14 @@ fn invalid_requests_change_nothing() {
     for r in invalid {
         let got = rt.block_on(store.append(r.clone()));
         assert!(
-            matches!(got, Err(StoreError::InvalidArgument(_))),
+            matches!(got, Err(AppendError::InvalidArgument(_))),
             "{r:?}: {got:?}"
         );
     }
     let too_big =
         rt.block_on(store.append(req("s", ExpectedVersion::Any, vec![ev("T", &[0; 1001])])));
     assert!(
-        matches!(too_big, Err(StoreError::TooLarge { .. })),
+        matches!(too_big, Err(AppendError::TooLarge { .. })),
         "{too_big:?}"
     );
     let too_many = rt.block_on(store.append(req(
@@ -170,7 +173,7 @@ fn invalid_requests_change_nothing() {
     assert!(
         matches!(
             too_many,
-            Err(StoreError::TooManyEvents {
+            Err(AppendError::TooManyEvents {
                 actual: 4,
                 limit: 3
             })
@@ -181,16 +184,16 @@ fn invalid_requests_change_nothing() {
     assert_eq!(all_forwards(&store).len(), 1);
     assert!(matches!(
         store.read_stream("missing", Direction::Forwards, ReadFrom::Start, 0),
-        Err(StoreError::StreamNotFound(_))
+        Err(ReadError::StreamNotFound(_))
     ));
     // Reserved names can be read (they just do not exist here).
     assert!(matches!(
         store.read_stream("$system", Direction::Forwards, ReadFrom::Start, 0),
-        Err(StoreError::StreamNotFound(_))
+        Err(ReadError::StreamNotFound(_))
     ));
     assert!(matches!(
         store.read_stream("", Direction::Forwards, ReadFrom::Start, 0),
-        Err(StoreError::InvalidArgument(_))
+        Err(ReadError::InvalidArgument(_))
     ));
 }
 
@@ -217,7 +220,7 @@ async fn close_during_appends_keeps_exactly_the_acknowledged_ones() {
                 {
                     Ok(AppendOutcome::Success { position, .. }) => acked.push((position, ids)),
                     Ok(other) => panic!("unexpected {other:?}"),
-                    Err(StoreError::ShuttingDown) => break,
+                    Err(AppendError::ShuttingDown) => break,
                     Err(e) => panic!("unexpected error {e}"),
                 }
             }

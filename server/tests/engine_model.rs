@@ -339,7 +339,7 @@ fn check_everything(store: &Store, model: &Model, when: &str) {
             assert!(
                 matches!(
                     store.read_stream(name, Direction::Forwards, ReadFrom::Start, 0),
-                    Err(StoreError::StreamNotFound(_))
+                    Err(ReadError::StreamNotFound(_))
                 ),
                 "{when}: {name} does not exist"
             );
@@ -483,7 +483,7 @@ fn run(read_batch: usize, ops: Vec<Op>) {
                     ),
                 };
                 match rt.block_on(store.append(r)) {
-                    Err(StoreError::DuplicateEventId { id, position }) => {
+                    Err(AppendError::DuplicateEventId { id, position }) => {
                         assert_eq!(id, old.id.to_string(), "{when}: names the reused id");
                         assert_eq!(position, old_position, "{when}: names where it is");
                     }
@@ -508,7 +508,7 @@ fn run(read_batch: usize, ops: Vec<Op>) {
                     );
                 } else {
                     assert!(
-                        matches!(got, Err(StoreError::StreamNotFound(ref s)) if s == name),
+                        matches!(got, Err(ReadError::StreamNotFound(ref s)) if s == name),
                         "{when}: expected StreamNotFound, got {:?}",
                         got.map(|_| ())
                     );

@@ -216,7 +216,7 @@ fn check_cut(
         let got = try_collect(store.read_stream(stream, Direction::Forwards, ReadFrom::Start, 0));
         if want.is_empty() {
             assert!(
-                matches!(got, Err(StoreError::StreamNotFound(_))),
+                matches!(got, Err(ReadError::StreamNotFound(_))),
                 "{what}: {stream} should not exist, got {got:?}"
             );
         } else {

@@ -5,7 +5,7 @@
 //! `fdatasync` fails after N, a write is cut short, or the disk reports
 //! ENOSPC from some point on. In every case:
 //! - the writer poisons: the failing append and every later one fail
-//!   (`StoreError::Poisoned` in the engine, UNAVAILABLE or INTERNAL over
+//!   (`AppendError::Poisoned` in the engine, UNAVAILABLE or INTERNAL over
 //!   gRPC), even when the disk would work again;
 //! - nothing acknowledged is lost, and reads and subscriptions keep working
 //!   and show exactly the acknowledged events;
@@ -34,9 +34,9 @@ use strata_server::metrics::Metrics;
 use strata_server::service::StreamsService;
 use strata_server::store::io::{FaultPlan, FaultyStorage};
 use strata_server::store::{
-    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, ReadFrom,
-    RecordedEvent, Store, StoreConfig, StoreError, SubscribeFrom, SubscriptionMessage,
-    SubscriptionTarget,
+    AppendError, AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter,
+    NewEvent, ReadError, ReadFrom, RecordedEvent, StorageError, Store, StoreConfig, SubscribeFrom,
+    SubscriptionMessage, SubscriptionTarget,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -195,7 +195,7 @@ fn assert_clean(v: Vec<String>, what: &str) {
     );
 }
 
-fn read_all(store: &Store) -> Result<Vec<RecordedEvent>, StoreError> {
+fn read_all(store: &Store) -> Result<Vec<RecordedEvent>, ReadError> {
     let mut out = Vec::new();
     for batch in store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())? {
         out.extend(batch?);
@@ -203,7 +203,7 @@ fn read_all(store: &Store) -> Result<Vec<RecordedEvent>, StoreError> {
     Ok(out)
 }
 
-async fn read_all_async(store: &Arc<Store>) -> Result<Vec<RecordedEvent>, StoreError> {
+async fn read_all_async(store: &Arc<Store>) -> Result<Vec<RecordedEvent>, ReadError> {
     let s = store.clone();
     tokio::task::spawn_blocking(move || read_all(&s))
         .await
@@ -242,8 +242,11 @@ fn config(dir: &Path, segment_size: u64, faults: Option<Arc<Faults>>) -> StoreCo
     c
 }
 
-fn is_write_failure(e: &StoreError) -> bool {
-    matches!(e, StoreError::Poisoned(_) | StoreError::Io { .. })
+fn is_write_failure(e: &AppendError) -> bool {
+    matches!(
+        e,
+        AppendError::Poisoned(_) | AppendError::Storage(StorageError::Io { .. })
+    )
 }
 
 /// Appends from `tasks` concurrent tasks until each gets an error (or
@@ -253,7 +256,7 @@ async fn append_until_failure(
     ledger: &Arc<Ledger>,
     tasks: usize,
     limit: u64,
-) -> Vec<StoreError> {
+) -> Vec<AppendError> {
     let counter = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for t in 0..tasks {
@@ -345,7 +348,7 @@ async fn scenario(plan: Plan, segment_size: u64) {
         })
         .await;
     assert!(
-        matches!(late, Err(StoreError::Poisoned(_))),
+        matches!(late, Err(AppendError::Poisoned(_))),
         "{what}: an append after the failure answered {late:?}"
     );
 

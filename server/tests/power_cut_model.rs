@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use strata_server::store::io::{CutMode, SimStorage};
 use strata_server::store::{
-    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, ReadFrom,
-    RecordedEvent, Store, StoreConfig, StoreError,
+    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, OpenError,
+    ReadFrom, RecordedEvent, Store, StoreConfig,
 };
 
 const APPENDERS: usize = 3;
@@ -298,7 +298,7 @@ fn open_after_cut(data: &Path, sim: &SimStorage, segment_size: u64, round: u64) 
     loop {
         match Store::open(config(data, sim, segment_size)) {
             Ok(s) => return s,
-            Err(StoreError::Locked(_)) if tries < 50 => {
+            Err(OpenError::Locked(_)) if tries < 50 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use strata_proto::v1;
 use tonic::Status;
 
-use super::{convert, status::status_from_store, StreamsService};
+use super::{convert, status::status_from_append, StreamsService};
 use crate::store::AppendOutcome;
 
 pub(super) async fn handle(
@@ -14,7 +14,7 @@ pub(super) async fn handle(
 ) -> Result<v1::AppendResponse, Status> {
     let started = Instant::now();
     let result = match convert::append_request(req) {
-        Ok(req) => svc.store.append(req).await.map_err(status_from_store),
+        Ok(req) => svc.store.append(req).await.map_err(status_from_append),
         Err(status) => Err(status),
     };
     let outcome = match &result {

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{convert, status::status_from_store, wire_batches, StreamsService};
+use super::{convert, status::status_from_read, wire_batches, StreamsService};
 
 pub(super) async fn handle(
     svc: &StreamsService,
@@ -34,7 +34,7 @@ pub(super) async fn handle(
     })
     .await
     .map_err(|e| Status::internal(format!("read task failed: {e}")))?
-    .map_err(status_from_store)?;
+    .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(2);
     let metrics = svc.metrics.clone();
     let batch = svc.read_batch;
@@ -48,7 +48,7 @@ pub(super) async fn handle(
                         .map(|events| Ok(v1::ReadResponse { events }))
                         .collect()
                 }
-                Err(e) => vec![Err(status_from_store(e))],
+                Err(e) => vec![Err(status_from_read(e))],
             };
             for m in msgs {
                 if tx.blocking_send(m).is_err() {

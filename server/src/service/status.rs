@@ -4,14 +4,14 @@ use strata_proto::v1::error_detail::Detail;
 use strata_proto::v1::{status_with_detail, EventIdInUse, LimitExceeded};
 use tonic::{Code, Status};
 
-use crate::store::StoreError;
+use crate::store::{AppendError, ReadError, StorageError};
 
-/// Maps an engine error to the status docs/API.md prescribes. Values a
+/// Maps a failed append to the status docs/API.md prescribes. Values a
 /// client needs travel as typed details (`strata.v1.ErrorDetail`).
-pub fn status_from_store(e: StoreError) -> Status {
+pub fn status_from_append(e: AppendError) -> Status {
     let msg = e.to_string();
     match e {
-        StoreError::TooLarge {
+        AppendError::TooLarge {
             what,
             actual,
             limit,
@@ -25,7 +25,7 @@ pub fn status_from_store(e: StoreError) -> Status {
             });
             status_with_detail(Code::InvalidArgument, msg, detail)
         }
-        StoreError::TooManyEvents { actual, limit } => {
+        AppendError::TooManyEvents { actual, limit } => {
             let detail = Detail::LimitExceeded(LimitExceeded {
                 what: "events in an append".to_owned(),
                 actual: actual as u64,
@@ -34,15 +34,33 @@ pub fn status_from_store(e: StoreError) -> Status {
             });
             status_with_detail(Code::InvalidArgument, msg, detail)
         }
-        StoreError::DuplicateEventId { id, position } => {
+        AppendError::DuplicateEventId { id, position } => {
             let detail = Detail::EventIdInUse(EventIdInUse { id, position });
             status_with_detail(Code::AlreadyExists, msg, detail)
         }
-        StoreError::InvalidArgument(_) => Status::invalid_argument(msg),
-        StoreError::StreamNotFound(_) => Status::not_found(msg),
-        StoreError::Poisoned(_) | StoreError::ShuttingDown => Status::unavailable(msg),
-        StoreError::Corrupt { .. } => Status::data_loss(msg),
-        StoreError::Io { .. } | StoreError::Index(_) | StoreError::Locked(_) => {
+        AppendError::InvalidArgument(_) => Status::invalid_argument(msg),
+        AppendError::Poisoned(_) | AppendError::ShuttingDown => Status::unavailable(msg),
+        AppendError::Storage(e) => status_from_storage(e),
+    }
+}
+
+/// Maps a failed read, subscription or stats call to its status.
+pub fn status_from_read(e: ReadError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ReadError::InvalidArgument(_) => Status::invalid_argument(msg),
+        ReadError::StreamNotFound(_) => Status::not_found(msg),
+        ReadError::ShuttingDown => Status::unavailable(msg),
+        ReadError::Storage(e) => status_from_storage(e),
+    }
+}
+
+/// Damage is DATA_LOSS; a failing disk or index is INTERNAL.
+fn status_from_storage(e: StorageError) -> Status {
+    let msg = e.to_string();
+    match e {
+        StorageError::Corrupt { .. } => Status::data_loss(msg),
+        StorageError::Io { .. } | StorageError::Index(_) | StorageError::IndexMismatch(_) => {
             Status::internal(msg)
         }
     }
@@ -55,13 +73,13 @@ mod tests {
 
     #[test]
     fn codes() {
-        let cases = [
+        let appends = [
             (
-                StoreError::InvalidArgument("x".into()),
+                AppendError::InvalidArgument("x".into()),
                 Code::InvalidArgument,
             ),
             (
-                StoreError::TooLarge {
+                AppendError::TooLarge {
                     what: "append",
                     actual: 2,
                     limit: 1,
@@ -70,26 +88,47 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (
-                StoreError::TooManyEvents {
+                AppendError::TooManyEvents {
                     actual: 2,
                     limit: 1,
                 },
                 Code::InvalidArgument,
             ),
-            (StoreError::StreamNotFound("s".into()), Code::NotFound),
-            (StoreError::ShuttingDown, Code::Unavailable),
-            (StoreError::Poisoned("disk".into()), Code::Unavailable),
+            (AppendError::ShuttingDown, Code::Unavailable),
+            (AppendError::Poisoned("disk".into()), Code::Unavailable),
             (
-                StoreError::DuplicateEventId {
+                AppendError::DuplicateEventId {
                     id: "x".into(),
                     position: 1,
                 },
                 Code::AlreadyExists,
             ),
+            (
+                AppendError::Storage(StorageError::IndexMismatch("x".into())),
+                Code::Internal,
+            ),
         ];
-        for (e, code) in cases {
+        for (e, code) in appends {
             let text = e.to_string();
-            let s = status_from_store(e);
+            let s = status_from_append(e);
+            assert_eq!(s.code(), code, "{text}");
+            assert_eq!(s.message(), text);
+        }
+        let reads = [
+            (
+                ReadError::InvalidArgument("x".into()),
+                Code::InvalidArgument,
+            ),
+            (ReadError::StreamNotFound("s".into()), Code::NotFound),
+            (ReadError::ShuttingDown, Code::Unavailable),
+            (
+                ReadError::Storage(StorageError::corrupt("f", 1, "bad")),
+                Code::DataLoss,
+            ),
+        ];
+        for (e, code) in reads {
+            let text = e.to_string();
+            let s = status_from_read(e);
             assert_eq!(s.code(), code, "{text}");
             assert_eq!(s.message(), text);
         }
@@ -97,7 +136,7 @@ mod tests {
 
     #[test]
     fn values_travel_as_typed_details() {
-        let s = status_from_store(StoreError::TooLarge {
+        let s = status_from_append(AppendError::TooLarge {
             what: "append",
             actual: 20,
             limit: 10,
@@ -113,7 +152,7 @@ mod tests {
             }
             other => panic!("no limit detail: {other:?}"),
         }
-        let s = status_from_store(StoreError::DuplicateEventId {
+        let s = status_from_append(AppendError::DuplicateEventId {
             id: "a".into(),
             position: 42,
         });

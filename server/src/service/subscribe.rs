@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{convert, status::status_from_store, wire_batches, StreamsService};
+use super::{convert, status::status_from_read, wire_batches, StreamsService};
 use crate::store::SubscriptionMessage;
 
 pub(super) async fn handle(
@@ -24,7 +24,7 @@ pub(super) async fn handle(
     let mut sub = tokio::task::spawn_blocking(move || store.subscribe(target, from))
         .await
         .map_err(|e| Status::internal(format!("subscribe task failed: {e}")))?
-        .map_err(status_from_store)?;
+        .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(4);
     let metrics = svc.metrics.clone();
     let mut shutdown = svc.shutdown.clone();
@@ -54,7 +54,7 @@ pub(super) async fn handle(
                     })))]
                 }
                 Ok(None) => vec![Err(Status::unavailable("the server is shutting down"))],
-                Err(e) => vec![Err(status_from_store(e))],
+                Err(e) => vec![Err(status_from_read(e))],
             };
             let mut end = false;
             for m in msgs {

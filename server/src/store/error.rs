@@ -1,11 +1,67 @@
-//! Errors of the storage engine. Each variant carries the fields a caller
-//! needs to act on it; none of them knows about gRPC.
+//! Errors of the storage engine, one type per operation, so that a caller
+//! matches only what its operation can produce:
+//! - [`OpenError`]: opening (and verifying) a data directory;
+//! - [`AppendError`]: an append;
+//! - [`ReadError`]: a read, a subscription, stats;
+//! - [`StorageError`]: the disk or the index failed or holds damage; every
+//!   operation can meet it, and components below the facade return it.
+//!
+//! Each variant carries the fields a caller needs to act on it; none of
+//! them knows about gRPC.
 
 use std::path::PathBuf;
 
-/// What can go wrong in the storage engine.
+/// The disk or the derived index failed, or the log holds damage.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum StorageError {
+    /// A record failed its checksum or is malformed somewhere it cannot be a
+    /// torn tail.
+    #[error("corrupt log: {file}: offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the bad record inside the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file-system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The derived index (sled) failed.
+    #[error("index error: {0}")]
+    Index(#[from] sled::Error),
+
+    /// The index and the log disagree where they must not (a position the
+    /// index should cover, missing).
+    #[error("index mismatch: {0}")]
+    IndexMismatch(String),
+}
+
+/// Why a data directory could not be opened (or verified).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory is in use by another process.
+    #[error("data directory {0} is locked by another process")]
+    Locked(PathBuf),
+
+    /// Reading or recovering the log or the index failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why an append was refused or failed. A conflict with the expected
+/// version is not an error: it is an `AppendOutcome`.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
     /// The request itself is malformed (bad name, empty batch, duplicate ids…).
     #[error("invalid request: {0}")]
     InvalidArgument(String),
@@ -41,21 +97,6 @@ pub enum StoreError {
         position: u64,
     },
 
-    /// The stream to read does not exist.
-    #[error("stream '{0}' not found")]
-    StreamNotFound(String),
-
-    /// A record failed its checksum or is malformed somewhere it cannot be a torn tail.
-    #[error("corrupt log: {file}: offset {offset}: {reason}")]
-    Corrupt {
-        /// The segment file.
-        file: PathBuf,
-        /// Byte offset of the bad record inside the file.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-
     /// An earlier write or sync failed; the writer refuses appends until restart.
     #[error("the writer stopped after an I/O failure ({0}); appends are refused until restart, reads still work")]
     Poisoned(String),
@@ -64,31 +105,37 @@ pub enum StoreError {
     #[error("the store is shutting down")]
     ShuttingDown,
 
-    /// A file-system operation failed.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory concerned.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// The derived index (sled) failed.
-    #[error("index error: {0}")]
-    Index(#[from] sled::Error),
-
-    /// The data directory is in use by another process.
-    #[error("data directory {0} is locked by another process")]
-    Locked(PathBuf),
+    /// Looking up an earlier append (for an idempotent retry) failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
-/// Result alias of the storage engine.
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+/// Why a read, a subscription or stats failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The request itself is malformed (bad stream name…).
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
 
-impl StoreError {
+    /// The stream to read does not exist.
+    #[error("stream '{0}' not found")]
+    StreamNotFound(String),
+
+    /// The store is shutting down or closed.
+    #[error("the store is shutting down")]
+    ShuttingDown,
+
+    /// Reading the log or the index failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Result alias of the engine's components (storage failures only).
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io {
+        StorageError::Io {
             path: path.into(),
             source,
         }
@@ -99,7 +146,7 @@ impl StoreError {
         offset: u64,
         reason: impl Into<String>,
     ) -> Self {
-        StoreError::Corrupt {
+        StorageError::Corrupt {
             file: file.into(),
             offset,
             reason: reason.into(),

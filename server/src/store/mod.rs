@@ -34,7 +34,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::{Limits, StoreConfig, SyncMode};
-pub use error::{Result, StoreError};
+use error::Result;
+pub use error::{AppendError, OpenError, ReadError, StorageError};
 pub use reader::ReadBatches;
 pub use segment::FORMAT_VERSION;
 pub use subscription::Subscription;
@@ -44,8 +45,8 @@ pub use verify::{verify, VerifyReport};
 
 /// Checks a stream name for reading or subscribing (reserved `$` names
 /// are allowed there; appends reject them).
-pub fn validate_stream_name(name: &str) -> Result<()> {
-    validate::stream_name(name, false)
+pub fn validate_stream_name(name: &str) -> Result<(), ReadError> {
+    validate::stream_name(name, false).map_err(ReadError::InvalidArgument)
 }
 
 use index::Index;
@@ -78,12 +79,15 @@ pub struct Store {
 
 impl Store {
     /// Opens or creates the store, recovering the log and the index.
-    pub fn open(config: StoreConfig) -> Result<Store> {
+    pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         Self::open_with_observer(config, Arc::new(NoObserver))
     }
 
     /// Like [`Store::open`], reporting work to `observer`.
-    pub fn open_with_observer(config: StoreConfig, observer: Arc<dyn Observer>) -> Result<Store> {
+    pub fn open_with_observer(
+        config: StoreConfig,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Store, OpenError> {
         let data = config.data_dir.clone();
         lock::create_data_dir(&data)?;
         let lock = lock::lock_dir(&data)?;
@@ -94,7 +98,7 @@ impl Store {
             // in it is: sync its parent too.
             storage
                 .create_dir_all(&log_dir)
-                .map_err(|e| StoreError::io(&log_dir, e))?;
+                .map_err(|e| StorageError::io(&log_dir, e))?;
             segment::sync_dir(storage, &data)?;
         }
         // We hold `LOCK`: a sled lock conflict is our own previous store
@@ -133,22 +137,22 @@ impl Store {
     /// Appends events atomically; waits until they are durable (per the
     /// sync mode). A retry of an append already written returns the
     /// original result and writes nothing.
-    pub async fn append(&self, req: AppendRequest) -> Result<AppendOutcome> {
+    pub async fn append(&self, req: AppendRequest) -> Result<AppendOutcome, AppendError> {
         validate::append(&req, &self.shared.config.limits)?;
         if let Some(why) = self.shared.lifecycle.poisoned() {
-            return Err(StoreError::Poisoned(why));
+            return Err(AppendError::Poisoned(why));
         }
         let tx = self
             .tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or(StoreError::ShuttingDown)?;
+            .ok_or(AppendError::ShuttingDown)?;
         let (reply, rx) = oneshot::channel();
         tx.send(WriteRequest { req, reply })
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| AppendError::ShuttingDown)?;
+        rx.await.map_err(|_| AppendError::ShuttingDown)?
     }
 
     /// Reads a stream in batches. Blocking: call from a blocking context.
@@ -158,8 +162,8 @@ impl Store {
         direction: Direction,
         from: ReadFrom,
         max_count: u64,
-    ) -> Result<ReadBatches> {
-        validate::stream_name(stream, false)?;
+    ) -> Result<ReadBatches, ReadError> {
+        validate_stream_name(stream)?;
         ReadBatches::stream(self.shared.clone(), stream, direction, from, max_count)
     }
 
@@ -170,7 +174,7 @@ impl Store {
         from: ReadFrom,
         max_count: u64,
         filter: Filter,
-    ) -> Result<ReadBatches> {
+    ) -> Result<ReadBatches, ReadError> {
         ReadBatches::all(self.shared.clone(), direction, from, max_count, filter)
     }
 
@@ -179,9 +183,9 @@ impl Store {
         &self,
         target: SubscriptionTarget,
         from: SubscribeFrom,
-    ) -> Result<Subscription> {
+    ) -> Result<Subscription, ReadError> {
         if let SubscriptionTarget::Stream(name) = &target {
-            validate::stream_name(name, false)?;
+            validate_stream_name(name)?;
         }
         Subscription::new(self.shared.clone(), target, from)
     }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::error::{Result, StoreError};
+use super::error::{ReadError, Result, StorageError};
 use super::index::{Location, RevisionRun};
 use super::record::EventRecord;
 use super::scanner::{self, Step};
@@ -67,7 +67,7 @@ impl ReadBatches {
         from: ReadFrom,
         max_count: u64,
         filter: Filter,
-    ) -> Result<Self> {
+    ) -> Result<Self, ReadError> {
         let end = shared.progress.readable_head();
         let kind = match direction {
             Direction::Forwards => {
@@ -105,10 +105,10 @@ impl ReadBatches {
         direction: Direction,
         from: ReadFrom,
         max_count: u64,
-    ) -> Result<Self> {
+    ) -> Result<Self, ReadError> {
         let end = shared.progress.readable_head();
         let Some(head) = shared.index.stream(stream)? else {
-            return Err(StoreError::StreamNotFound(stream.to_owned()));
+            return Err(ReadError::StreamNotFound(stream.to_owned()));
         };
         let backwards = direction == Direction::Backwards;
         let range = match (direction, from) {
@@ -147,7 +147,7 @@ impl ReadBatches {
         }
     }
 
-    fn next_batch(&mut self) -> Result<Vec<RecordedEvent>> {
+    fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ReadError> {
         let limit = self.shared.config.read_batch.max(1) as u64;
         let limit = limit.min(self.remaining) as usize;
         let mut out = Vec::with_capacity(limit.min(1024));
@@ -184,10 +184,10 @@ impl ReadBatches {
                     && *next < *end
                     && scanned < limit * 64
                 {
-                    if cursor.is_none() {
-                        *cursor = Some(LogCursor::at(shared, *next)?);
-                    }
-                    let c = cursor.as_mut().ok_or(StoreError::ShuttingDown)?;
+                    let c = match cursor {
+                        Some(c) => c,
+                        None => cursor.insert(LogCursor::at(shared, *next)?),
+                    };
                     let expected = *next;
                     let ev = c.advance(shared, |rec| {
                         if rec.position != expected {
@@ -201,18 +201,20 @@ impl ReadBatches {
                         Some(Ok(Some(e))) => push(e, &mut out, &mut bytes),
                         Some(Ok(None)) => {}
                         Some(Err(found)) => {
-                            return Err(StoreError::corrupt(
+                            return Err(StorageError::corrupt(
                                 &c.seg.path,
                                 c.offset,
                                 format!("expected position {expected}, found {found}"),
-                            ))
+                            )
+                            .into())
                         }
                         None => {
-                            return Err(StoreError::corrupt(
+                            return Err(StorageError::corrupt(
                                 &c.seg.path,
                                 c.offset,
                                 format!("the log ends before position {expected}"),
-                            ))
+                            )
+                            .into())
                         }
                     }
                     *next += 1;
@@ -277,10 +279,10 @@ impl ReadBatches {
                             self.done = true;
                             break;
                         }
-                        if cursor.is_none() {
-                            *cursor = Some(LogCursor::at(shared, position_of(*lo))?);
-                        }
-                        let c = cursor.as_mut().ok_or(StoreError::ShuttingDown)?;
+                        let c = match cursor {
+                            Some(c) => c,
+                            None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
+                        };
                         let e = c.next_event(shared, position_of(*lo), names)?;
                         push(e, &mut out, &mut bytes);
                         *lo += 1;
@@ -313,7 +315,9 @@ impl ReadBatches {
 impl ReadBatches {
     /// The next batch of a forward `$all` read together with the position
     /// it has scanned up to (exclusive) and whether it reached the end.
-    pub(crate) fn next_scanned(&mut self) -> Result<(Vec<RecordedEvent>, Option<u64>, bool)> {
+    pub(crate) fn next_scanned(
+        &mut self,
+    ) -> Result<(Vec<RecordedEvent>, Option<u64>, bool), ReadError> {
         let batch = if self.done {
             Vec::new()
         } else {
@@ -328,7 +332,7 @@ impl ReadBatches {
 }
 
 impl Iterator for ReadBatches {
-    type Item = Result<Vec<RecordedEvent>>;
+    type Item = Result<Vec<RecordedEvent>, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
@@ -394,7 +398,7 @@ pub(crate) fn read_ids(shared: &Shared, position: u64, count: usize) -> Result<V
 
 fn segment_of(shared: &Shared, loc: Location) -> Result<Arc<Segment>> {
     shared.segments.get(loc.segment).ok_or_else(|| {
-        StoreError::corrupt(
+        StorageError::corrupt(
             shared.log_dir.join(super::segment::file_name(loc.segment)),
             loc.offset,
             "the index points into a segment that does not exist",
@@ -417,7 +421,7 @@ impl LogCursor {
     /// from the nearest indexed location at or before it, skipping records.
     pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
         let (indexed, loc) = shared.index.locate(position)?.ok_or_else(|| {
-            StoreError::InvalidArgument(format!("position {position} is not in the index"))
+            StorageError::IndexMismatch(format!("position {position} is not in the index"))
         })?;
         let seg = segment_of(shared, loc)?;
         let mut c = LogCursor {
@@ -444,12 +448,12 @@ impl LogCursor {
             (r.position == position).then(|| f(r)).ok_or(r.position)
         })? {
             Some(Ok(t)) => Ok(t),
-            Some(Err(found)) => Err(StoreError::corrupt(
+            Some(Err(found)) => Err(StorageError::corrupt(
                 &self.seg.path,
                 self.offset + self.at as u64,
                 format!("expected position {position}, found {found}"),
             )),
-            None => Err(StoreError::corrupt(
+            None => Err(StorageError::corrupt(
                 &self.seg.path,
                 self.offset + self.at as u64,
                 format!("the log ends before position {position}"),
@@ -499,7 +503,7 @@ impl LogCursor {
                     }
                 }
                 Step::Corrupt(reason) => {
-                    return Err(StoreError::corrupt(
+                    return Err(StorageError::corrupt(
                         &self.seg.path,
                         self.offset + self.at as u64,
                         reason.to_string(),

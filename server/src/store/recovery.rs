@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::error::{Result, StoreError};
+use super::error::{Result, StorageError};
 use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
 use super::io::Storage;
 use super::record::{self, EventRecord, FRAME_HEADER};
@@ -38,12 +38,12 @@ pub(crate) fn open_segments(
     let mut bases = Vec::new();
     let names = storage
         .list_dir(log_dir)
-        .map_err(|e| StoreError::io(log_dir, e))?;
+        .map_err(|e| StorageError::io(log_dir, e))?;
     let mut removed = false;
     for name in names {
         if writable && name.ends_with(".tmp") {
             let p = log_dir.join(&name);
-            storage.remove(&p).map_err(|e| StoreError::io(&p, e))?;
+            storage.remove(&p).map_err(|e| StorageError::io(&p, e))?;
             removed = true;
             continue;
         }
@@ -60,13 +60,13 @@ pub(crate) fn open_segments(
         let path = log_dir.join(segment::file_name(base));
         let file = storage
             .open(&path, writable)
-            .map_err(|e| StoreError::io(&path, e))?;
+            .map_err(|e| StorageError::io(&path, e))?;
         let seg = Segment { base, path, file };
         let mut h = [0u8; HEADER_LEN as usize];
         let n = seg.read_at(&mut h, 0)?;
         let header_base = segment::decode_header(&seg.path, &h[..n])?;
         if header_base != base {
-            return Err(StoreError::corrupt(
+            return Err(StorageError::corrupt(
                 &seg.path,
                 0,
                 format!("header says base position {header_base}, the name says {base}"),
@@ -76,7 +76,7 @@ pub(crate) fn open_segments(
     }
     if let Some(first) = out.first() {
         if first.base != 0 {
-            return Err(StoreError::corrupt(
+            return Err(StorageError::corrupt(
                 &first.path,
                 0,
                 "the first segment does not start at position 0: earlier segments are missing",
@@ -171,7 +171,7 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         };
         if let Some(c) = continues_at {
             if seg.base != c {
-                return Err(StoreError::corrupt(
+                return Err(StorageError::corrupt(
                     &seg.path,
                     0,
                     format!(
@@ -265,8 +265,8 @@ fn read_record(seg: &Segment, offset: u64) -> Result<(u64, usize)> {
     let n = seg.read_at(&mut buf, offset)?;
     match scanner::step(&buf[..n], true) {
         Step::Record(rec, used) => Ok((rec.position, used)),
-        Step::Corrupt(reason) => Err(StoreError::corrupt(&seg.path, offset, reason.to_string())),
-        Step::End | Step::NeedMore(_) => Err(StoreError::corrupt(
+        Step::Corrupt(reason) => Err(StorageError::corrupt(&seg.path, offset, reason.to_string())),
+        Step::End | Step::NeedMore(_) => Err(StorageError::corrupt(
             &seg.path,
             offset,
             "the index points past the end of the written data",
@@ -306,7 +306,7 @@ fn scan_segment(
                 if rec.is_commit() {
                     for (o, u) in open.drain(..) {
                         let (r, _) = record::decode(&bytes[o..o + u]).map_err(|e| {
-                            StoreError::corrupt(&seg.path, from + o as u64, e.to_string())
+                            StorageError::corrupt(&seg.path, from + o as u64, e.to_string())
                         })?;
                         on_record(
                             &r,
@@ -329,13 +329,13 @@ fn scan_segment(
     };
     // A hole is never a torn write, and only the last segment may end torn.
     if !is_last || matches!(reason, Corruption::Hole { .. }) {
-        return Err(StoreError::corrupt(&seg.path, bad_at, reason.to_string()));
+        return Err(StorageError::corrupt(&seg.path, bad_at, reason.to_string()));
     }
     // In the last segment a bad record is a torn write only if nothing valid
     // follows it; a valid record further on means the damage is in the
     // middle of acknowledged data.
     if let Some(o) = scanner.valid_record_after(bad_at) {
-        return Err(StoreError::corrupt(
+        return Err(StorageError::corrupt(
             &seg.path,
             bad_at,
             format!("{reason}; a valid record follows at offset {o}"),
@@ -358,7 +358,7 @@ fn scan_segment(
 /// are written, not punched: the segment stays preallocated, so later
 /// syncs of appends into it need not commit block allocations.
 fn zero_from(seg: &Segment, cut: u64, len: u64) -> Result<()> {
-    let io = |e| StoreError::io(&seg.path, e);
+    let io = |e| StorageError::io(&seg.path, e);
     seg.file
         .write_zeros(cut, len.saturating_sub(cut))
         .map_err(io)?;

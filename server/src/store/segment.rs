@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::error::{Result, StoreError};
+use super::error::{Result, StorageError};
 use super::io::{Storage, StorageFile};
 
 /// Magic bytes at the start of every segment.
@@ -47,7 +47,7 @@ pub fn encode_header(base: u64) -> [u8; HEADER_LEN as usize] {
 
 /// Checks a segment header and returns its base position.
 pub fn decode_header(path: &Path, h: &[u8]) -> Result<u64> {
-    let bad = |why: &str| StoreError::corrupt(path, 0, format!("segment header: {why}"));
+    let bad = |why: &str| StorageError::corrupt(path, 0, format!("segment header: {why}"));
     if h.len() < HEADER_LEN as usize {
         return Err(bad("file shorter than the header"));
     }
@@ -71,7 +71,7 @@ pub fn decode_header(path: &Path, h: &[u8]) -> Result<u64> {
 
 /// fsyncs a directory so that a created or renamed entry survives a crash.
 pub fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
-    storage.sync_dir(dir).map_err(|e| StoreError::io(dir, e))
+    storage.sync_dir(dir).map_err(|e| StorageError::io(dir, e))
 }
 
 /// Creates segment `base` in `dir`, `size` bytes long, zero-filled (so that
@@ -86,7 +86,7 @@ pub fn create(
 ) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(file_name(base));
     let tmp = dir.join(format!("{}.tmp", file_name(base)));
-    let io = |e| StoreError::io(&tmp, e);
+    let io = |e| StorageError::io(&tmp, e);
     let f = storage.create(&tmp).map_err(io)?;
     f.write_at(&encode_header(base), 0).map_err(io)?;
     f.write_zeros(HEADER_LEN, size.saturating_sub(HEADER_LEN))
@@ -94,7 +94,7 @@ pub fn create(
     f.sync_all().map_err(io)?;
     storage
         .rename(&tmp, &path)
-        .map_err(|e| StoreError::io(&path, e))?;
+        .map_err(|e| StorageError::io(&path, e))?;
     sync_dir(storage, dir)?;
     Ok(f)
 }
@@ -107,7 +107,7 @@ pub const SPARE_NAME: &str = "spare.seg.tmp";
 /// and a rename instead of filling a whole file on the write path.
 pub fn prepare_spare(storage: &dyn Storage, dir: &Path, size: u64) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(SPARE_NAME);
-    let io = |e| StoreError::io(&path, e);
+    let io = |e| StorageError::io(&path, e);
     let f = storage.create(&path).map_err(io)?;
     f.write_zeros(0, size).map_err(io)?;
     f.sync_all().map_err(io)?;
@@ -127,10 +127,10 @@ pub fn install_spare(
     spare
         .write_at(&encode_header(base), 0)
         .and_then(|_| spare.sync_all())
-        .map_err(|e| StoreError::io(&from, e))?;
+        .map_err(|e| StorageError::io(&from, e))?;
     storage
         .rename(&from, &to)
-        .map_err(|e| StoreError::io(&to, e))?;
+        .map_err(|e| StorageError::io(&to, e))?;
     sync_dir(storage, dir)?;
     Ok(spare)
 }
@@ -151,12 +151,14 @@ impl Segment {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
         self.file
             .read_at(buf, offset)
-            .map_err(|e| StoreError::io(&self.path, e))
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 
     /// Current length of the file.
     pub fn len(&self) -> Result<u64> {
-        self.file.size().map_err(|e| StoreError::io(&self.path, e))
+        self.file
+            .size()
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
-use super::error::{Result, StoreError};
+use super::error::ReadError;
 use super::reader::ReadBatches;
 use super::state::{Condition, Shared};
 use super::types::{
@@ -54,7 +54,7 @@ impl Subscription {
         shared: Arc<Shared>,
         target: SubscriptionTarget,
         from: SubscribeFrom,
-    ) -> Result<Self> {
+    ) -> Result<Self, ReadError> {
         // Subscribe to live batches before anything is read, so nothing
         // committed from here on can be missed.
         let live = shared.live.subscribe();
@@ -96,7 +96,7 @@ impl Subscription {
     }
 
     /// The next message; `Ok(None)` once the store is closing.
-    pub async fn next(&mut self) -> Result<Option<SubscriptionMessage>> {
+    pub async fn next(&mut self) -> Result<Option<SubscriptionMessage>, ReadError> {
         loop {
             if let Some(m) = self.pending.pop_front() {
                 return Ok(Some(m));
@@ -116,7 +116,7 @@ impl Subscription {
     }
 
     /// Reads one bounded chunk from the log.
-    async fn catch_up(&mut self) -> Result<()> {
+    async fn catch_up(&mut self) -> Result<(), ReadError> {
         let shared = self.shared.clone();
         let target = self.target.clone();
         let (next_revision, global_next) = (self.next_revision, self.global_next);
@@ -124,7 +124,7 @@ impl Subscription {
             read_chunk(&shared, &target, next_revision, global_next)
         })
         .await
-        .map_err(|_| StoreError::ShuttingDown)??;
+        .map_err(|_| ReadError::ShuttingDown)??;
         let before = self.global_next;
         if let Some(last) = chunk.events.last() {
             self.next_revision = last.revision + 1;
@@ -150,7 +150,7 @@ impl Subscription {
     }
 
     /// Waits for the next live batch. `false` when the store closed.
-    async fn follow(&mut self) -> Result<bool> {
+    async fn follow(&mut self) -> Result<bool, ReadError> {
         let wait = self
             .checkpoint
             .enabled
@@ -248,7 +248,7 @@ fn read_chunk(
     target: &SubscriptionTarget,
     next_revision: u64,
     global_next: u64,
-) -> Result<Chunk> {
+) -> Result<Chunk, ReadError> {
     match target {
         SubscriptionTarget::All(filter) => all_chunk(shared, filter, global_next),
         SubscriptionTarget::Stream(name) => {
@@ -261,7 +261,7 @@ fn read_chunk(
                 0,
             ) {
                 Ok(r) => r,
-                Err(StoreError::StreamNotFound(_)) => {
+                Err(ReadError::StreamNotFound(_)) => {
                     return Ok(Chunk {
                         events: Vec::new(),
                         global_next: Some(head),
@@ -280,7 +280,7 @@ fn read_chunk(
     }
 }
 
-fn all_chunk(shared: &Arc<Shared>, filter: &Filter, from: u64) -> Result<Chunk> {
+fn all_chunk(shared: &Arc<Shared>, filter: &Filter, from: u64) -> Result<Chunk, ReadError> {
     let mut reader = ReadBatches::all(
         shared.clone(),
         Direction::Forwards,

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::config::Limits;
-use super::error::{Result, StoreError};
+use super::error::AppendError;
 use super::record::encoded_len;
 use super::types::AppendRequest;
 
@@ -12,37 +12,36 @@ use super::types::AppendRequest;
 pub const MAX_NAME_BYTES: usize = 255;
 
 /// Checks a stream name; `for_append` also rejects reserved (`$`) names.
-pub fn stream_name(name: &str, for_append: bool) -> Result<()> {
+/// The error is the reason, for the caller's error type.
+pub fn stream_name(name: &str, for_append: bool) -> Result<(), String> {
     if name.is_empty() {
-        return Err(StoreError::InvalidArgument("stream name is empty".into()));
+        return Err("stream name is empty".into());
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(StoreError::InvalidArgument(format!(
+        return Err(format!(
             "stream name is {} bytes, the maximum is {MAX_NAME_BYTES}",
             name.len()
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(StoreError::InvalidArgument(
-            "stream name contains a control character".into(),
         ));
     }
+    if name.chars().any(char::is_control) {
+        return Err("stream name contains a control character".into());
+    }
     if for_append && name.starts_with('$') {
-        return Err(StoreError::InvalidArgument(format!(
+        return Err(format!(
             "stream name '{name}' starts with '$', which is reserved for the server"
-        )));
+        ));
     }
     Ok(())
 }
 
 /// Checks an append against the format and the limits.
-pub fn append(req: &AppendRequest, limits: &Limits) -> Result<()> {
-    stream_name(&req.stream, true)?;
+pub fn append(req: &AppendRequest, limits: &Limits) -> Result<(), AppendError> {
+    stream_name(&req.stream, true).map_err(AppendError::InvalidArgument)?;
     if req.events.is_empty() {
-        return Err(StoreError::InvalidArgument("append has no events".into()));
+        return Err(AppendError::InvalidArgument("append has no events".into()));
     }
     if req.events.len() > limits.max_append_events {
-        return Err(StoreError::TooManyEvents {
+        return Err(AppendError::TooManyEvents {
             actual: req.events.len(),
             limit: limits.max_append_events,
         });
@@ -51,26 +50,26 @@ pub fn append(req: &AppendRequest, limits: &Limits) -> Result<()> {
     let mut total: u64 = 0;
     for (i, e) in req.events.iter().enumerate() {
         if e.event_type.is_empty() {
-            return Err(StoreError::InvalidArgument(format!(
+            return Err(AppendError::InvalidArgument(format!(
                 "event {i}: type is empty"
             )));
         }
         if e.event_type.len() > MAX_NAME_BYTES {
-            return Err(StoreError::InvalidArgument(format!(
+            return Err(AppendError::InvalidArgument(format!(
                 "event {i}: type is {} bytes, the maximum is {MAX_NAME_BYTES}",
                 e.event_type.len()
             )));
         }
         let ct = e.content_type.as_deref().unwrap_or("");
         if ct.len() > MAX_NAME_BYTES {
-            return Err(StoreError::InvalidArgument(format!(
+            return Err(AppendError::InvalidArgument(format!(
                 "event {i}: content type is {} bytes, the maximum is {MAX_NAME_BYTES}",
                 ct.len()
             )));
         }
         let body = (e.data.len() + e.metadata.len()) as u64;
         if body > limits.max_event_bytes {
-            return Err(StoreError::TooLarge {
+            return Err(AppendError::TooLarge {
                 what: "event data + metadata",
                 actual: body,
                 limit: limits.max_event_bytes,
@@ -78,7 +77,7 @@ pub fn append(req: &AppendRequest, limits: &Limits) -> Result<()> {
             });
         }
         if !seen.insert(e.id) {
-            return Err(StoreError::InvalidArgument(format!(
+            return Err(AppendError::InvalidArgument(format!(
                 "event id {} appears twice in one append",
                 e.id
             )));
@@ -92,7 +91,7 @@ pub fn append(req: &AppendRequest, limits: &Limits) -> Result<()> {
         ) as u64;
     }
     if total > limits.max_append_bytes {
-        return Err(StoreError::TooLarge {
+        return Err(AppendError::TooLarge {
             what: "append",
             actual: total,
             limit: limits.max_append_bytes,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::{Result, StoreError};
+use super::error::OpenError;
 use super::index::{Index, Location};
 use super::io::OsStorage;
 use super::recovery::open_segments;
@@ -30,12 +30,12 @@ pub struct VerifyReport {
 /// Offline check of a data directory that no process has open: every
 /// record's CRC-32 and framing, position continuity, and the index against
 /// the log. Changes nothing. Fails with `Locked` while a store has it open.
-pub fn verify(data_dir: &Path) -> Result<VerifyReport> {
+pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
     // Hold the directory as a store does, so that a running store makes this
     // fail at once; a directory that cannot take a lock file (read-only, or
     // missing) is checked all the same.
     let lock = match super::lock::lock_dir(data_dir) {
-        Err(e @ StoreError::Locked(_)) => return Err(e),
+        Err(e @ OpenError::Locked(_)) => return Err(e),
         other => other.ok(),
     };
     // With the lock held, a sled lock conflict is a store of this process

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::SyncMode;
-use super::error::{Result, StoreError};
+use super::error::{AppendError, Result, StorageError};
 use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
 use super::indexer;
 use super::io::StorageFile;
@@ -33,7 +33,7 @@ const INDEX_QUEUE: usize = 64;
 /// An append on its way to the writer.
 pub(crate) struct WriteRequest {
     pub(crate) req: AppendRequest,
-    pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
+    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
 }
 
 /// A durable batch as subscribers and the indexer see it.
@@ -92,12 +92,12 @@ pub(crate) fn start(
     let w = std::thread::Builder::new()
         .name("strata-writer".into())
         .spawn(move || writer.run(rx))
-        .map_err(|e| StoreError::io("writer thread", e))?;
+        .map_err(|e| StorageError::io("writer thread", e))?;
     let s = shared;
     let i = std::thread::Builder::new()
         .name("strata-indexer".into())
         .spawn(move || indexer::run(s, irx))
-        .map_err(|e| StoreError::io("indexer thread", e))?;
+        .map_err(|e| StorageError::io("indexer thread", e))?;
     Ok((tx, vec![w, i]))
 }
 
@@ -139,8 +139,8 @@ struct Pending {
 
 /// What one request of a batch turned into.
 type Reply = (
-    oneshot::Sender<Result<AppendOutcome>>,
-    Result<AppendOutcome>,
+    oneshot::Sender<Result<AppendOutcome, AppendError>>,
+    Result<AppendOutcome, AppendError>,
 );
 
 impl Writer {
@@ -171,7 +171,7 @@ impl Writer {
     fn commit(&mut self, requests: &mut Vec<WriteRequest>) {
         if let Some(why) = self.shared.lifecycle.poisoned() {
             for r in requests.drain(..) {
-                let _ = r.reply.send(Err(StoreError::Poisoned(why.clone())));
+                let _ = r.reply.send(Err(AppendError::Poisoned(why.clone())));
             }
             return;
         }
@@ -196,7 +196,7 @@ impl Writer {
             if failure.is_some() {
                 replies.push((
                     reply,
-                    Err(StoreError::Poisoned(failure.clone().unwrap_or_default())),
+                    Err(AppendError::Poisoned(failure.clone().unwrap_or_default())),
                 ));
                 continue;
             }
@@ -210,7 +210,7 @@ impl Writer {
                         }
                         Err(e) => {
                             failure = Some(e.to_string());
-                            Err(e)
+                            Err(e.into())
                         }
                     }
                 }
@@ -233,7 +233,7 @@ impl Writer {
                 // Nothing in this batch is acknowledged: it may not be on disk.
                 let result = match outcome {
                     Ok(AppendOutcome::WrongExpectedVersion { .. }) => outcome,
-                    _ => Err(StoreError::Poisoned(why.clone())),
+                    _ => Err(AppendError::Poisoned(why.clone())),
                 };
                 let _ = reply.send(result);
             }
@@ -278,7 +278,7 @@ impl Writer {
 
     /// Idempotency and expected-version checks. `Ok(Some(_))` answers the
     /// request without writing; `Ok(None)` means: write it.
-    fn check(&self, req: &AppendRequest) -> Result<Option<AppendOutcome>> {
+    fn check(&self, req: &AppendRequest) -> Result<Option<AppendOutcome>, AppendError> {
         let head = self.heads.get(req.stream.as_str()).copied();
         if let Some(outcome) = self.retry_outcome(req, head)? {
             return Ok(Some(outcome));
@@ -307,7 +307,7 @@ impl Writer {
         &self,
         req: &AppendRequest,
         head: Option<StreamHead>,
-    ) -> Result<Option<AppendOutcome>> {
+    ) -> Result<Option<AppendOutcome>, AppendError> {
         let first = req.events[0].id;
         let pending = self.pending.get(&first);
         let at = match pending {
@@ -331,7 +331,7 @@ impl Writer {
             ids.iter().zip(&req.events).all(|(a, e)| *a == e.id)
         };
         if !same_ids {
-            return Err(StoreError::DuplicateEventId {
+            return Err(AppendError::DuplicateEventId {
                 id: first.to_string(),
                 position: at.position,
             });
@@ -468,7 +468,7 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok((0, std::time::Duration::ZERO));
         }
-        let io = |e| StoreError::io(&self.seg.path, e);
+        let io = |e| StorageError::io(&self.seg.path, e);
         self.seg.file.write_at(&self.buf, self.offset).map_err(io)?;
         let t = Instant::now();
         if self.shared.config.sync_mode == SyncMode::Always {
@@ -491,7 +491,10 @@ impl Writer {
             Some(Ok(Ok(f))) => Some(f),
             Some(Ok(Err(e))) => return Err(e),
             Some(Err(_)) => {
-                return Err(StoreError::Poisoned("the segment preparer panicked".into()))
+                return Err(StorageError::io(
+                    self.shared.log_dir.join(segment::SPARE_NAME),
+                    std::io::Error::other("the segment preparer panicked"),
+                ))
             }
             None => None,
         };

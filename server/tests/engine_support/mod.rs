@@ -54,7 +54,7 @@ pub fn collect(r: ReadBatches) -> Vec<RecordedEvent> {
 }
 
 /// Drains a read, returning the first error.
-pub fn try_collect(r: Result<ReadBatches, StoreError>) -> Result<Vec<RecordedEvent>, StoreError> {
+pub fn try_collect(r: Result<ReadBatches, ReadError>) -> Result<Vec<RecordedEvent>, ReadError> {
     let mut out = Vec::new();
     for b in r? {
         out.extend(b?);
