@@ -473,24 +473,28 @@ pub fn record_decode(data: &[u8]) {
     check_log(&[(0, bytes)]);
 }
 
+/// Runs a store call from plain code (the targets are synchronous).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 fn read_everything(s: &Store) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut out = Vec::new();
-    for b in s.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())? {
-        out.extend(b?);
-    }
-    Ok(out)
+    block_on(async {
+        let read = s.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default());
+        read.await?.collect_all().await
+    })
 }
 
 fn read_stream(s: &Store, name: &str, dir: Direction) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut out = Vec::new();
     let from = match dir {
         Direction::Forwards => ReadFrom::Start,
         Direction::Backwards => ReadFrom::End,
     };
-    for b in s.read_stream(name, dir, from, 0)? {
-        out.extend(b?);
-    }
-    Ok(out)
+    block_on(async { s.read_stream(name, dir, from, 0).await?.collect_all().await })
 }
 
 fn store_config(dir: &Path) -> StoreConfig {

@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let head = store.head_position();
     let t = Instant::now();
-    while store.stats().indexed_position < head {
+    while store.stats().await?.indexed_position < head {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(

@@ -158,7 +158,7 @@ async fn concurrent_reads_see_whole_appends_and_no_gaps() {
                 for w in 0..3 {
                     let name = format!("c-{w}");
                     if let Ok(read) =
-                        store.read_stream(&name, Direction::Forwards, ReadFrom::Start, 0)
+                        block_on(store.read_stream(&name, Direction::Forwards, ReadFrom::Start, 0))
                     {
                         let s = collect(read);
                         assert!(s.iter().enumerate().all(|(i, e)| e.revision == i as u64));

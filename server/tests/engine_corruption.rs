@@ -26,7 +26,7 @@ async fn build() -> Fixture {
     let dir = tmp.path().to_path_buf();
     let store = Store::open(config(&dir, SEGMENT_SIZE)).expect("open");
     let mut i = 0u64;
-    while store.stats().segments < 3 {
+    while stats(&store).segments < 3 {
         let n = 1 + (i % 2) as usize;
         let events = (0..n)
             .map(|k| ev("Thing", format!("{i}-{k}-{:0>60}", 0).as_bytes()))

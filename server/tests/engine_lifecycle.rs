@@ -183,16 +183,16 @@ fn invalid_requests_change_nothing() {
     assert_eq!(store.head_position(), 1);
     assert_eq!(all_forwards(&store).len(), 1);
     assert!(matches!(
-        store.read_stream("missing", Direction::Forwards, ReadFrom::Start, 0),
+        block_on(store.read_stream("missing", Direction::Forwards, ReadFrom::Start, 0)),
         Err(ReadError::StreamNotFound(_))
     ));
     // Reserved names can be read (they just do not exist here).
     assert!(matches!(
-        store.read_stream("$system", Direction::Forwards, ReadFrom::Start, 0),
+        block_on(store.read_stream("$system", Direction::Forwards, ReadFrom::Start, 0)),
         Err(ReadError::StreamNotFound(_))
     ));
     assert!(matches!(
-        store.read_stream("", Direction::Forwards, ReadFrom::Start, 0),
+        block_on(store.read_stream("", Direction::Forwards, ReadFrom::Start, 0)),
         Err(ReadError::InvalidArgument(_))
     ));
 }

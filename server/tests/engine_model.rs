@@ -338,7 +338,7 @@ fn check_everything(store: &Store, model: &Model, when: &str) {
         if want.is_empty() {
             assert!(
                 matches!(
-                    store.read_stream(name, Direction::Forwards, ReadFrom::Start, 0),
+                    block_on(store.read_stream(name, Direction::Forwards, ReadFrom::Start, 0)),
                     Err(ReadError::StreamNotFound(_))
                 ),
                 "{when}: {name} does not exist"
@@ -355,7 +355,7 @@ fn check_everything(store: &Store, model: &Model, when: &str) {
         assert_eq!(back, want, "{when}: {name} backwards");
     }
     let streams = model.streams.iter().filter(|s| !s.is_empty()).count() as u64;
-    assert_eq!(store.stats().streams, streams, "{when}: stream count");
+    assert_eq!(stats(store).streams, streams, "{when}: stream count");
 }
 
 fn new_event(model: &mut Model, s: &EvSpec) -> NewEvent {
@@ -497,7 +497,8 @@ fn run(read_batch: usize, ops: Vec<Op>) {
                 max,
             } => {
                 let name = STREAMS.get(stream).copied().unwrap_or(MISSING);
-                let got = store.read_stream(name, direction(backwards), read_from(from), max);
+                let got =
+                    block_on(store.read_stream(name, direction(backwards), read_from(from), max));
                 let exists = stream < STREAMS.len() && !model.streams[stream].is_empty();
                 if exists {
                     let got = keys(collect(got.expect("read stream")));
@@ -522,9 +523,9 @@ fn run(read_batch: usize, ops: Vec<Op>) {
                 types,
             } => {
                 let f = filter(streams, types);
-                let got = store
-                    .read_all(direction(backwards), read_from(from), max, f.clone())
-                    .expect("read $all");
+                let got =
+                    block_on(store.read_all(direction(backwards), read_from(from), max, f.clone()))
+                        .expect("read $all");
                 let got = keys(collect(got));
                 assert_eq!(got, model.read_all(backwards, from, max, &f), "{when}");
             }

@@ -22,17 +22,16 @@ fn check_reads(store: &Store, n: u64, what: &str) {
     bwd.reverse();
     assert_eq!(bwd, fwd, "{what}: $all backwards");
     let filtered = collect(
-        store
-            .read_all(
-                Direction::Forwards,
-                ReadFrom::Start,
-                0,
-                Filter {
-                    stream_prefixes: vec!["t".into()],
-                    event_type_prefixes: vec![],
-                },
-            )
-            .expect("filtered read"),
+        block_on(store.read_all(
+            Direction::Forwards,
+            ReadFrom::Start,
+            0,
+            Filter {
+                stream_prefixes: vec!["t".into()],
+                event_type_prefixes: vec![],
+            },
+        ))
+        .expect("filtered read"),
     );
     let want: Vec<_> = fwd.iter().filter(|e| &*e.stream == "t").cloned().collect();
     assert_eq!(filtered, want, "{what}: filtered $all");
@@ -177,7 +176,7 @@ async fn batches_that_span_segment_rolls() {
     }
     let total: u64 = 16 * (0..12u64).map(|i| 1 + i % 3).sum::<u64>();
     assert_eq!(store.head_position(), total);
-    assert!(store.stats().segments > 10, "{:?}", store.stats());
+    assert!(stats(&store).segments > 10, "{:?}", stats(&store));
     let check = |store: &Store, what: &str| {
         let all = all_forwards(store);
         assert_eq!(

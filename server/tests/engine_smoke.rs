@@ -21,8 +21,8 @@ fn req(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Append
     }
 }
 
-fn collect(r: ReadBatches) -> Vec<RecordedEvent> {
-    r.flat_map(|b| b.expect("batch")).collect()
+async fn collect(r: ReadStream) -> Vec<RecordedEvent> {
+    r.collect_all().await.expect("batch")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,26 +72,33 @@ async fn append_read_reopen() {
         let a = collect(
             store
                 .read_stream("a", Direction::Forwards, ReadFrom::Start, 0)
+                .await
                 .expect("read"),
-        );
+        )
+        .await;
         assert_eq!(a.len(), 2);
         let all = collect(
             store
                 .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
+                .await
                 .expect("read"),
-        );
+        )
+        .await;
         assert_eq!(all.len(), 102);
         assert!(all.iter().enumerate().all(|(i, e)| e.position == i as u64));
         let back = collect(
             store
                 .read_all(Direction::Backwards, ReadFrom::End, 5, Filter::default())
+                .await
                 .expect("read"),
-        );
+        )
+        .await;
         assert_eq!(
             back.iter().map(|e| e.position).collect::<Vec<_>>(),
             vec![101, 100, 99, 98, 97]
         );
-        assert!(store.stats().segments > 1, "{:?}", store.stats());
+        let stats = store.stats().await.expect("stats");
+        assert!(stats.segments > 1, "{stats:?}");
         store.close().expect("close");
     }
     let store = Store::open(cfg.clone()).expect("reopen");
@@ -99,8 +106,10 @@ async fn append_read_reopen() {
     let all = collect(
         store
             .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
+            .await
             .expect("read"),
-    );
+    )
+    .await;
     assert_eq!(all.len(), 102);
     drop(store);
     std::fs::remove_dir_all(dir.path().join("index")).expect("rm index");
@@ -108,14 +117,18 @@ async fn append_read_reopen() {
     let all2 = collect(
         store
             .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
+            .await
             .expect("read"),
-    );
+    )
+    .await;
     assert_eq!(all, all2);
     let b = collect(
         store
             .read_stream("b", Direction::Backwards, ReadFrom::End, 0)
+            .await
             .expect("read"),
-    );
+    )
+    .await;
     assert_eq!(b.len(), 100);
     assert_eq!(b[0].revision, 99);
 }
@@ -135,6 +148,7 @@ async fn subscription_catch_up_then_live() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let writer = {
         let store = store.clone();

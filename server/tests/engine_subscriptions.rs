@@ -141,12 +141,14 @@ async fn catch_up_then_live_while_writers_run() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe $all");
     let mut one = store
         .subscribe(
             SubscriptionTarget::Stream("w-1".into()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe w-1");
     let per_writer = events_of(25);
     let total = 30 + 4 * per_writer;
@@ -203,12 +205,14 @@ async fn slow_subscriber_behind_a_tiny_live_buffer_misses_nothing() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let mut one = store
         .subscribe(
             SubscriptionTarget::Stream("w-2".into()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     // Reach the live head first, so that the writers below overflow the
     // live buffer of a subscriber that is already live.
@@ -264,12 +268,14 @@ async fn from_end_sees_only_later_events() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::End,
         )
+        .await
         .expect("subscribe");
     let mut pre0 = store
         .subscribe(
             SubscriptionTarget::Stream("pre-0".into()),
             SubscribeFrom::End,
         )
+        .await
         .expect("subscribe");
     match next(&mut all).await {
         SubscriptionMessage::CaughtUp { position } => assert_eq!(position, 12),
@@ -336,7 +342,10 @@ async fn after_starts_right_after_the_given_event() {
     ];
     let mut subs = Vec::new();
     for (target, from, want) in cases {
-        let sub = store.subscribe(target.clone(), from).expect("subscribe");
+        let sub = store
+            .subscribe(target.clone(), from)
+            .await
+            .expect("subscribe");
         subs.push((format!("{target:?} {from:?}"), sub, want));
     }
     append_ok(&store, req("x", ExpectedVersion::Any, vec![ev("L", b"l")])).await; // 12
@@ -363,6 +372,7 @@ async fn stream_subscription_to_a_stream_that_does_not_exist_yet() {
             SubscriptionTarget::Stream("fresh".into()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribing to a missing stream is not an error");
     match next(&mut sub).await {
         SubscriptionMessage::CaughtUp { position } => assert_eq!(position, 5),
@@ -437,6 +447,7 @@ async fn filtered_all_subscription_checkpoints_and_matches_only() {
             SubscriptionTarget::All(filter.clone()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let live = {
         let store = store.clone();
@@ -483,12 +494,14 @@ async fn closing_the_store_ends_subscriptions() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let mut stream = store
         .subscribe(
             SubscriptionTarget::Stream("pre-0".into()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     take(&mut all, 3, true, Duration::ZERO).await;
     take(&mut stream, 1, true, Duration::ZERO).await;
@@ -515,6 +528,7 @@ async fn closing_the_store_ends_subscriptions() {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let m = tokio::time::timeout(Duration::from_secs(5), late.next())
         .await

@@ -77,8 +77,8 @@ async fn build() -> Fixture {
     }
     // Fill until a new segment starts, so that the tail below shares the
     // last segment with nothing but this one filler append.
-    let segments = store.stats().segments;
-    while store.stats().segments == segments {
+    let segments = stats(&store).segments;
+    while stats(&store).segments == segments {
         append_ok(
             &store,
             req("fill", ExpectedVersion::Any, vec![ev("F", &[7; 200])]),

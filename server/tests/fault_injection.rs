@@ -195,12 +195,20 @@ fn assert_clean(v: Vec<String>, what: &str) {
     );
 }
 
+/// Runs a future from a blocking thread of the test's runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
+}
+
+/// All of `$all`; call from a blocking thread.
 fn read_all(store: &Store) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut out = Vec::new();
-    for batch in store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())? {
-        out.extend(batch?);
-    }
-    Ok(out)
+    block_on(async {
+        store
+            .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
+            .await?
+            .collect_all()
+            .await
+    })
 }
 
 async fn read_all_async(store: &Arc<Store>) -> Result<Vec<RecordedEvent>, ReadError> {
@@ -217,6 +225,7 @@ async fn subscribe_until_caught_up(store: &Store) -> (Vec<RecordedEvent>, u64) {
             SubscriptionTarget::All(Filter::default()),
             SubscribeFrom::Start,
         )
+        .await
         .expect("subscribe");
     let mut out = Vec::new();
     loop {
@@ -374,8 +383,12 @@ async fn scenario(plan: Plan, segment_size: u64) {
     assert_eq!(store.head_position(), acked_events as u64, "{what}");
     let s = store.clone();
     let stream_read = tokio::task::spawn_blocking(move || {
-        s.read_stream("s-0", Direction::Backwards, ReadFrom::End, 3)
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        block_on(async {
+            s.read_stream("s-0", Direction::Backwards, ReadFrom::End, 3)
+                .await?
+                .collect_all()
+                .await
+        })
     })
     .await
     .expect("read task");
@@ -432,7 +445,7 @@ async fn scenario(plan: Plan, segment_size: u64) {
 async fn wait_for_index(store: &Store, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let s = store.stats();
+        let s = store.stats().await.expect("stats");
         if s.indexed_position == s.head_position {
             return;
         }
@@ -513,14 +526,18 @@ async fn reads_keep_working_while_the_writer_poisons() {
                     let result = if r == 0 {
                         read_all(&store).map(|_| ())
                     } else {
-                        store
-                            .read_stream("s-1", Direction::Backwards, ReadFrom::End, 10)
-                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-                            .map(|_| ())
+                        block_on(async {
+                            store
+                                .read_stream("s-1", Direction::Backwards, ReadFrom::End, 10)
+                                .await?
+                                .collect_all()
+                                .await
+                        })
+                        .map(|_| ())
                     };
                     reads += 1;
                     if let Err(e) = result {
-                        let st = store.stats();
+                        let st = block_on(store.stats()).expect("stats");
                         errors.lock().expect("errors").push(format!(
                             "{e} (head {}, indexed {})",
                             st.head_position, st.indexed_position
@@ -858,8 +875,8 @@ async fn a_full_tmpfs_fails_cleanly_and_loses_nothing() {
     copy_dir(&data, copy.path());
     drop(fs);
 
-    let store = open_retrying(config(copy.path(), 256 << 10, None)).await;
-    let events = read_all(&store).expect("read the copy");
+    let store = Arc::new(open_retrying(config(copy.path(), 256 << 10, None)).await);
+    let events = read_all_async(&store).await.expect("read the copy");
     println!("the reopened copy holds {} events", events.len());
     let mut at: HashMap<[u8; 16], u64> = HashMap::new();
     for (i, e) in events.iter().enumerate() {

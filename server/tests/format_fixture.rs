@@ -245,7 +245,8 @@ fn generate() {
             assert_eq!(out, success_of(a), "append to {}", a.stream);
         }
         assert_eq!(store.head_position(), EVENTS);
-        assert!(store.stats().segments >= 2, "{:?}", store.stats());
+        let stats = rt.block_on(store.stats()).expect("stats");
+        assert!(stats.segments >= 2, "{stats:?}");
         store.close().expect("close");
     }
     let out = fixture_log();
@@ -555,11 +556,12 @@ fn read_all(store: &Store, direction: Direction) -> Vec<RecordedEvent> {
         Direction::Forwards => ReadFrom::Start,
         Direction::Backwards => ReadFrom::End,
     };
-    store
-        .read_all(direction, from, 0, Filter::default())
+    runtime()
+        .block_on(async {
+            let read = store.read_all(direction, from, 0, Filter::default());
+            read.await?.collect_all().await
+        })
         .expect("read $all")
-        .flat_map(|b| b.expect("batch"))
-        .collect()
 }
 
 fn read_stream(store: &Store, stream: &str, direction: Direction) -> Vec<RecordedEvent> {
@@ -567,11 +569,12 @@ fn read_stream(store: &Store, stream: &str, direction: Direction) -> Vec<Recorde
         Direction::Forwards => ReadFrom::Start,
         Direction::Backwards => ReadFrom::End,
     };
-    store
-        .read_stream(stream, direction, from, 0)
+    runtime()
+        .block_on(async {
+            let read = store.read_stream(stream, direction, from, 0);
+            read.await?.collect_all().await
+        })
         .expect("read stream")
-        .flat_map(|b| b.expect("batch"))
-        .collect()
 }
 
 #[test]
@@ -584,7 +587,7 @@ fn engine_reads_the_v1_fixture() {
         // No index/: it is rebuilt from the log on open.
         let store = Store::open(StoreConfig::new(dir.path())).expect("open the fixture");
         assert_eq!(store.head_position(), EVENTS);
-        let stats = store.stats();
+        let stats = rt.block_on(store.stats()).expect("stats");
         assert_eq!(stats.streams, 3);
         assert_eq!(stats.indexed_position, EVENTS);
 

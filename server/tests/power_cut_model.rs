@@ -87,15 +87,12 @@ fn config(data: &Path, sim: &SimStorage, segment_size: u64) -> StoreConfig {
     c
 }
 
-fn read_log(store: &Store) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
-    for b in store
-        .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
-        .expect("read $all")
-    {
-        out.extend(b.expect("read batch"));
-    }
-    out
+fn read_log(rt: &tokio::runtime::Runtime, store: &Store) -> Vec<RecordedEvent> {
+    rt.block_on(async {
+        let read = store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default());
+        read.await?.collect_all().await
+    })
+    .expect("read $all")
 }
 
 /// Appends until the first error (the power cut), recording every answer.
@@ -340,7 +337,7 @@ fn acknowledged_appends_survive_power_cuts_in_the_model() {
         }
         let data = dir.path().join("data");
         let store = Arc::new(open_after_cut(&data, &sim, segment_size, round));
-        let log = read_log(&store);
+        let log = read_log(&rt, &store);
         let mut heads: HashMap<String, u64> = HashMap::new();
         for e in &log {
             heads.insert(e.stream.to_string(), e.revision);
@@ -396,12 +393,12 @@ fn acknowledged_appends_survive_power_cuts_in_the_model() {
         }
 
         let store = open_after_cut(&data, &sim, segment_size, round);
-        let log = read_log(&store);
+        let log = read_log(&rt, &store);
         let mut v = Vec::new();
         let found = check(&log, &sent, &mut v);
         in_doubt += sent.iter().filter(|s| s.acked.is_none()).count() as u64;
         rt.block_on(retry_in_doubt(&store, &mut sent, &found, &mut v));
-        let log = read_log(&store);
+        let log = read_log(&rt, &store);
         let again = check(&log, &sent, &mut v);
         if !again.is_empty() {
             v.push(format!(

@@ -1,6 +1,7 @@
-//! `Read`: a server stream of batches, produced on the blocking pool into a
-//! small bounded channel, so memory stays bounded and a client that goes
-//! away stops the read.
+//! `Read`: a server stream of batches. A task pulls one batch at a time
+//! from the store (each a short hop on the blocking pool) into a small
+//! bounded channel, so memory stays bounded, a slow client holds no
+//! thread, and a client that goes away stops the read.
 
 use strata_proto::v1;
 use tokio::sync::mpsc;
@@ -19,28 +20,36 @@ pub(super) async fn handle(
         convert::Target::All => "all",
     };
     svc.metrics.reads.with_label_values(&[target]).inc();
-    let store = svc.store.clone();
     // Open the read first, so that NOT_FOUND and friends fail the call itself.
-    let reader = tokio::task::spawn_blocking(move || match params.target {
+    let mut reader = match params.target {
         convert::Target::Stream(s) => {
-            store.read_stream(&s, params.direction, params.from, params.max_count)
+            svc.store
+                .read_stream(&s, params.direction, params.from, params.max_count)
+                .await
         }
-        convert::Target::All => store.read_all(
-            params.direction,
-            params.from,
-            params.max_count,
-            params.filter,
-        ),
-    })
-    .await
-    .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+        convert::Target::All => {
+            svc.store
+                .read_all(
+                    params.direction,
+                    params.from,
+                    params.max_count,
+                    params.filter,
+                )
+                .await
+        }
+    }
     .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(2);
     let metrics = svc.metrics.clone();
     let batch = svc.read_batch;
-    tokio::task::spawn_blocking(move || {
-        for events in reader {
-            let msgs = match events {
+    tokio::spawn(async move {
+        loop {
+            let events = tokio::select! {
+                b = reader.next() => b,
+                _ = tx.closed() => return, // the client went away
+            };
+            let Some(events) = events else { return };
+            let msgs: Vec<Result<v1::ReadResponse, Status>> = match events {
                 Ok(events) => {
                     metrics.read_events.inc_by(events.len() as u64);
                     wire_batches(&events, batch)
@@ -51,7 +60,7 @@ pub(super) async fn handle(
                 Err(e) => vec![Err(status_from_read(e))],
             };
             for m in msgs {
-                if tx.blocking_send(m).is_err() {
+                if tx.send(m).await.is_err() {
                     return; // the client went away
                 }
             }

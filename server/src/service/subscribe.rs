@@ -20,10 +20,10 @@ pub(super) async fn handle(
     if *svc.shutdown.borrow() {
         return Err(Status::unavailable("the server is shutting down"));
     }
-    let store = svc.store.clone();
-    let mut sub = tokio::task::spawn_blocking(move || store.subscribe(target, from))
+    let mut sub = svc
+        .store
+        .subscribe(target, from)
         .await
-        .map_err(|e| Status::internal(format!("subscribe task failed: {e}")))?
         .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(4);
     let metrics = svc.metrics.clone();

@@ -6,6 +6,12 @@
 //! - `log/` — segment files, the source of truth (see `docs/FORMAT.md`);
 //! - `index/` — the sled index, derived, rebuilt from the log when missing;
 //! - `LOCK` — held while a process has the directory open.
+//!
+//! Threading contract: every operation on an open store is async and never
+//! blocks the caller's thread (blocking work hops onto the blocking pool,
+//! one batch at a time, through `hop`). Opening and closing are blocking
+//! by design (recovery, waiting for the writer and indexer): call them from
+//! a blocking context. See `docs/ARCHITECTURE.md`.
 
 mod config;
 mod error;
@@ -36,7 +42,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use config::{Limits, StoreConfig, SyncMode};
 use error::Result;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
-pub use reader::ReadBatches;
+use reader::ReadBatches;
+pub use reader::ReadStream;
 pub use segment::FORMAT_VERSION;
 pub use subscription::Subscription;
 pub use types::*;
@@ -79,6 +86,7 @@ pub struct Store {
 
 impl Store {
     /// Opens or creates the store, recovering the log and the index.
+    /// Blocking: call from a blocking context.
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         Self::open_with_observer(config, Arc::new(NoObserver))
     }
@@ -155,31 +163,37 @@ impl Store {
         rx.await.map_err(|_| AppendError::ShuttingDown)?
     }
 
-    /// Reads a stream in batches. Blocking: call from a blocking context.
-    pub fn read_stream(
+    /// Reads a stream in batches.
+    pub async fn read_stream(
         &self,
         stream: &str,
         direction: Direction,
         from: ReadFrom,
         max_count: u64,
-    ) -> Result<ReadBatches, ReadError> {
+    ) -> Result<ReadStream, ReadError> {
         validate_stream_name(stream)?;
-        ReadBatches::stream(self.shared.clone(), stream, direction, from, max_count)
+        let (shared, stream) = (self.shared.clone(), stream.to_owned());
+        let batches =
+            hop(move || ReadBatches::stream(shared, &stream, direction, from, max_count)).await??;
+        Ok(ReadStream::new(batches))
     }
 
-    /// Reads `$all` in batches. Blocking: call from a blocking context.
-    pub fn read_all(
+    /// Reads `$all` in batches.
+    pub async fn read_all(
         &self,
         direction: Direction,
         from: ReadFrom,
         max_count: u64,
         filter: Filter,
-    ) -> Result<ReadBatches, ReadError> {
-        ReadBatches::all(self.shared.clone(), direction, from, max_count, filter)
+    ) -> Result<ReadStream, ReadError> {
+        let shared = self.shared.clone();
+        let batches =
+            hop(move || ReadBatches::all(shared, direction, from, max_count, filter)).await??;
+        Ok(ReadStream::new(batches))
     }
 
     /// Starts a subscription: catch-up from the log, then live.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         target: SubscriptionTarget,
         from: SubscribeFrom,
@@ -187,7 +201,8 @@ impl Store {
         if let SubscriptionTarget::Stream(name) = &target {
             validate_stream_name(name)?;
         }
-        Subscription::new(self.shared.clone(), target, from)
+        let shared = self.shared.clone();
+        hop(move || Subscription::new(shared, target, from)).await?
     }
 
     /// Number of durable events: the position the next event will get.
@@ -197,25 +212,24 @@ impl Store {
 
     /// Counters for stats and metrics, as of everything committed when the
     /// call started (it waits briefly for the index to cover that).
-    /// Blocking: call from a blocking context.
-    pub fn stats(&self) -> StoreStats {
-        // Stream counts come from the index; let it catch up first. A
-        // poisoned indexer still yields the counters it has.
-        let _ = self.shared.progress.readable_head();
-        let segments = self.shared.segments.all();
-        let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
-        StoreStats {
-            head_position: self.head_position(),
-            indexed_position: self.shared.progress.indexed(),
-            streams: self.shared.index.stream_count() as u64,
-            log_bytes,
-            segments: segments.len() as u64,
-        }
-    }
-
-    /// Bytes used by the index on disk.
-    pub fn index_bytes(&self) -> u64 {
-        self.shared.index.size_on_disk()
+    pub async fn stats(&self) -> Result<StoreStats, ReadError> {
+        let shared = self.shared.clone();
+        hop(move || {
+            // Stream counts come from the index; let it catch up first. A
+            // poisoned indexer still yields the counters it has.
+            let _ = shared.progress.readable_head();
+            let segments = shared.segments.all();
+            let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
+            StoreStats {
+                head_position: shared.progress.committed(),
+                indexed_position: shared.progress.indexed(),
+                streams: shared.index.stream_count() as u64,
+                log_bytes,
+                segments: segments.len() as u64,
+                index_bytes: shared.index.size_on_disk(),
+            }
+        })
+        .await
     }
 
     /// The data directory.
@@ -230,6 +244,7 @@ impl Store {
 
     /// Stops accepting appends, lets the writer finish and sync what it
     /// accepted, waits for the index, and flushes it. Idempotent.
+    /// Blocking: call from a blocking context.
     pub fn close(&self) -> Result<()> {
         self.shared.lifecycle.close();
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -257,4 +272,15 @@ impl Drop for Store {
             tracing::warn!(error = %e, "closing the store");
         }
     }
+}
+
+/// Runs blocking engine work (sled lookups, log reads, waits for the
+/// index) on the blocking pool, so that no engine method blocks the
+/// caller's thread. One hop is short: one batch, one chunk, one lookup.
+pub(crate) async fn hop<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ReadError::ShuttingDown)
 }

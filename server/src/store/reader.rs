@@ -22,7 +22,7 @@ const BATCH_BYTES: usize = 1 << 20;
 const BACKWARD_CHUNK: u64 = 128;
 
 /// Batches of a read, in order. Each `next` does blocking I/O.
-pub struct ReadBatches {
+pub(crate) struct ReadBatches {
     shared: Arc<Shared>,
     kind: Kind,
     remaining: u64,
@@ -328,6 +328,52 @@ impl ReadBatches {
             _ => None,
         };
         Ok((batch, scanned, self.done))
+    }
+}
+
+/// A read in progress: its batches, each produced by one short hop onto
+/// the blocking pool, so a slow consumer holds memory (one batch), not a
+/// thread.
+pub struct ReadStream {
+    /// `None` once the read is over (or while a hop has it).
+    batches: Option<ReadBatches>,
+}
+
+impl ReadStream {
+    pub(crate) fn new(batches: ReadBatches) -> Self {
+        ReadStream {
+            batches: Some(batches),
+        }
+    }
+
+    /// The next non-empty batch, in order; `None` at the end of the read.
+    /// After an error the read is over.
+    pub async fn next(&mut self) -> Option<Result<Vec<RecordedEvent>, ReadError>> {
+        let mut batches = self.batches.take()?;
+        match super::hop(move || {
+            let b = batches.next();
+            (batches, b)
+        })
+        .await
+        {
+            Ok((batches, b)) => {
+                if matches!(b, Some(Ok(_))) {
+                    self.batches = Some(batches);
+                }
+                b
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Every remaining event (for small reads and tests; a large read
+    /// should go batch by batch).
+    pub async fn collect_all(mut self) -> Result<Vec<RecordedEvent>, ReadError> {
+        let mut out = Vec::new();
+        while let Some(b) = self.next().await {
+            out.extend(b?);
+        }
+        Ok(out)
     }
 }
 

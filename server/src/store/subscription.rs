@@ -120,11 +120,8 @@ impl Subscription {
         let shared = self.shared.clone();
         let target = self.target.clone();
         let (next_revision, global_next) = (self.next_revision, self.global_next);
-        let chunk = tokio::task::spawn_blocking(move || {
-            read_chunk(&shared, &target, next_revision, global_next)
-        })
-        .await
-        .map_err(|_| ReadError::ShuttingDown)??;
+        let chunk =
+            super::hop(move || read_chunk(&shared, &target, next_revision, global_next)).await??;
         let before = self.global_next;
         if let Some(last) = chunk.events.last() {
             self.next_revision = last.revision + 1;

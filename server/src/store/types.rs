@@ -218,4 +218,6 @@ pub struct StoreStats {
     pub log_bytes: u64,
     /// Number of segment files.
     pub segments: u64,
+    /// Bytes used by the index on disk.
+    pub index_bytes: u64,
 }

@@ -42,42 +42,55 @@ pub fn config(dir: &Path, segment_size: u64) -> StoreConfig {
     cfg
 }
 
-/// Drains a read, panicking on an error.
-pub fn collect(r: ReadBatches) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
-    for b in r {
-        let b = b.expect("read batch");
-        assert!(!b.is_empty(), "a read returned an empty batch");
-        out.extend(b);
-    }
-    out
+/// Runs a future to completion on a runtime of its own, in a thread of its
+/// own, so that the plain helpers below work from sync and async tests alike.
+pub fn block_on<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| runtime().block_on(f))
+            .join()
+            .expect("block_on thread")
+    })
 }
 
-/// Drains a read, returning the first error.
-pub fn try_collect(r: Result<ReadBatches, ReadError>) -> Result<Vec<RecordedEvent>, ReadError> {
-    let mut out = Vec::new();
-    for b in r? {
-        out.extend(b?);
-    }
-    Ok(out)
+/// Drains a read, panicking on an error.
+pub fn collect(mut r: ReadStream) -> Vec<RecordedEvent> {
+    block_on(async move {
+        let mut out = Vec::new();
+        while let Some(b) = r.next().await {
+            let b = b.expect("read batch");
+            assert!(!b.is_empty(), "a read returned an empty batch");
+            out.extend(b);
+        }
+        out
+    })
+}
+
+/// Opens and drains a read, returning the first error.
+pub fn try_collect(
+    r: impl std::future::Future<Output = Result<ReadStream, ReadError>> + Send,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    block_on(async move { r.await?.collect_all().await })
+}
+
+/// The store's counters.
+pub fn stats(store: &Store) -> StoreStats {
+    block_on(store.stats()).expect("stats")
 }
 
 /// Every event of `$all`, forwards.
 pub fn all_forwards(store: &Store) -> Vec<RecordedEvent> {
-    collect(
-        store
-            .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
-            .expect("read $all"),
-    )
+    try_collect(store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default()))
+        .expect("read $all")
 }
 
 /// Every event of `$all`, backwards.
 pub fn all_backwards(store: &Store) -> Vec<RecordedEvent> {
-    collect(
-        store
-            .read_all(Direction::Backwards, ReadFrom::End, 0, Filter::default())
-            .expect("read $all backwards"),
-    )
+    try_collect(store.read_all(Direction::Backwards, ReadFrom::End, 0, Filter::default()))
+        .expect("read $all backwards")
 }
 
 /// Every event of a stream in one direction.
@@ -86,11 +99,7 @@ pub fn stream_events(store: &Store, stream: &str, direction: Direction) -> Vec<R
         Direction::Forwards => ReadFrom::Start,
         Direction::Backwards => ReadFrom::End,
     };
-    collect(
-        store
-            .read_stream(stream, direction, from, 0)
-            .expect("read stream"),
-    )
+    try_collect(store.read_stream(stream, direction, from, 0)).expect("read stream")
 }
 
 /// Copies a directory tree.
