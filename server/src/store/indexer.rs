@@ -9,8 +9,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use super::index::{AppendEntry, StreamHead};
+use super::state::CommittedBatch;
 use super::state::Shared;
-use super::writer::CommittedBatch;
 
 /// Most committed batches the indexer merges into one index update.
 const INDEX_MERGE: usize = 256;

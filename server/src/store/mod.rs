@@ -59,20 +59,8 @@ pub fn validate_stream_name(name: &str) -> Result<(), ReadError> {
 use index::Index;
 use segment::SegmentSet;
 use state::{Lifecycle, Progress, Shared};
+pub use state::{NoObserver, Observer};
 use writer::WriteRequest;
-
-/// Callbacks the engine reports its work to (the server turns them into
-/// metrics). Every method has an empty default.
-pub trait Observer: Send + Sync + 'static {
-    /// A group-commit batch was made durable.
-    fn batch_committed(&self, _appends: usize, _events: usize, _bytes: usize, _sync: Duration) {}
-    /// The index now covers `position` events.
-    fn indexed(&self, _position: u64) {}
-}
-
-/// An observer that ignores everything.
-pub struct NoObserver;
-impl Observer for NoObserver {}
 
 /// An open data directory. Cheap to share behind an `Arc`; `close` (or
 /// dropping the last handle) stops the writer after it finishes what it

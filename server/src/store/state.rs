@@ -11,6 +11,8 @@
 //! - [`Shared`]: the two above, plus what never changes after open
 //!   (config, directories) and the structures with their own
 //!   synchronisation (segment set, sled index, live broadcast).
+//! - [`CommittedBatch`]: what the writer hands to subscribers and the
+//!   indexer; [`Observer`]: where the engine reports its work.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,10 +21,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
 use super::config::StoreConfig;
-use super::index::Index;
+use super::index::{AppendEntry, Index, StreamHead};
 use super::segment::SegmentSet;
-use super::writer::CommittedBatch;
-use super::Observer;
+use super::types::RecordedEvent;
 
 /// How far the log and the index have got.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -197,3 +198,34 @@ pub(crate) struct Shared {
     /// Where the engine reports its work. Set at open.
     pub(crate) observer: Arc<dyn Observer>,
 }
+
+/// A durable batch as subscribers and the indexer see it.
+pub(crate) struct CommittedBatch {
+    /// Position of the first event (or the head, when the batch wrote nothing).
+    pub(crate) first_position: u64,
+    /// One past the last event's position.
+    pub(crate) end_position: u64,
+    /// The events, in position order (live batches only; empty when
+    /// `elided`).
+    pub(crate) events: Vec<RecordedEvent>,
+    /// The batch was too large to keep in the live buffer: subscribers
+    /// read its events from the log instead.
+    pub(crate) elided: bool,
+    /// Index entries of the batch's appends (indexer only).
+    pub(crate) entries: Vec<AppendEntry>,
+    /// The new heads of the streams the batch wrote (indexer only).
+    pub(crate) heads: Vec<(Arc<str>, StreamHead)>,
+}
+
+/// Callbacks the engine reports its work to (the server turns them into
+/// metrics). Every method has an empty default.
+pub trait Observer: Send + Sync + 'static {
+    /// A group-commit batch was made durable.
+    fn batch_committed(&self, _appends: usize, _events: usize, _bytes: usize, _sync: Duration) {}
+    /// The index now covers `position` events.
+    fn indexed(&self, _position: u64) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}

@@ -12,12 +12,12 @@ use tokio::sync::watch;
 
 use super::error::ReadError;
 use super::reader::ReadBatches;
+use super::state::CommittedBatch;
 use super::state::{Condition, Shared};
 use super::types::{
     Direction, Filter, ReadFrom, RecordedEvent, SubscribeFrom, SubscriptionMessage,
     SubscriptionTarget,
 };
-use super::writer::CommittedBatch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {

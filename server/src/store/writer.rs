@@ -21,7 +21,7 @@ use super::io::StorageFile;
 use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
-use super::state::Shared;
+use super::state::{CommittedBatch, Shared};
 use super::types::{AppendOutcome, AppendRequest, EventId, ExpectedVersion, RecordedEvent};
 
 /// Most bytes the writer gathers into one batch before it writes; a single
@@ -34,24 +34,6 @@ const INDEX_QUEUE: usize = 64;
 pub(crate) struct WriteRequest {
     pub(crate) req: AppendRequest,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
-}
-
-/// A durable batch as subscribers and the indexer see it.
-pub(crate) struct CommittedBatch {
-    /// Position of the first event (or the head, when the batch wrote nothing).
-    pub(crate) first_position: u64,
-    /// One past the last event's position.
-    pub(crate) end_position: u64,
-    /// The events, in position order (live batches only; empty when
-    /// `elided`).
-    pub(crate) events: Vec<RecordedEvent>,
-    /// The batch was too large to keep in the live buffer: subscribers
-    /// read its events from the log instead.
-    pub(crate) elided: bool,
-    /// Index entries of the batch's appends (indexer only).
-    pub(crate) entries: Vec<AppendEntry>,
-    /// The new heads of the streams the batch wrote (indexer only).
-    pub(crate) heads: Vec<(Arc<str>, StreamHead)>,
 }
 
 /// Largest event data a committed batch may carry into the live buffer.
