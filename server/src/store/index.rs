@@ -192,6 +192,16 @@ impl Index {
         }))
     }
 
+    /// The first event id of every append the index holds.
+    pub fn first_ids(&self) -> impl Iterator<Item = Result<EventId>> + '_ {
+        self.ids.iter().keys().map(|k| {
+            let k = k?;
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&k[..16.min(k.len())]);
+            Ok(EventId(id))
+        })
+    }
+
     /// The revision runs of a stream that hold revisions in `from..=to`, in
     /// ascending or descending order, lazily.
     pub fn runs(

@@ -15,6 +15,7 @@
 
 mod config;
 mod error;
+mod id_filter;
 mod index;
 mod indexer;
 pub mod io;

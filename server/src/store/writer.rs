@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::SyncMode;
 use super::error::{AppendError, Result, StorageError};
+use super::id_filter::IdFilter;
 use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
 use super::indexer;
 use super::io::StorageFile;
@@ -53,7 +54,13 @@ pub(crate) fn start(
         None => open_new_segment(&shared, rec.next_position, shared.config.segment_size)?,
     };
     let seg_size = seg.len()?;
+    // Every append's first id, so that new ids need no index lookup.
+    let mut ids = IdFilter::new();
+    for id in shared.index.first_ids() {
+        ids.insert(&id?);
+    }
     let writer = Writer {
+        ids,
         seg_size,
         seg,
         offset: rec.write_offset.max(HEADER_LEN),
@@ -103,6 +110,8 @@ struct Writer {
     heads: HashMap<Arc<str>, StreamHead>,
     next_stream_id: u64,
     next_position: u64,
+    /// The first id of every append written: "new" needs no index lookup.
+    ids: IdFilter,
     /// Appends written but maybe not yet in the index, by first event id,
     /// so idempotency checks see them; pruned once the indexer has them.
     pending: HashMap<EventId, Pending>,
@@ -166,7 +175,10 @@ impl Writer {
             first_position: batch_start,
             end_position: batch_start,
             events: Vec::new(),
-            elided: false,
+            // Events are copied for live subscribers only when there are
+            // some; one that subscribes during the batch gets it elided
+            // (read from the log).
+            elided: self.shared.live.receiver_count() == 0,
             entries: Vec::new(),
             heads: Vec::new(),
         };
@@ -222,30 +234,35 @@ impl Writer {
             return;
         }
         batch.end_position = self.next_position;
+        let events = (batch.end_position - batch.first_position) as usize;
+        // Durable: visible to reads (once indexed), then answered at once;
+        // publishing and indexing come after the answers.
         self.shared.progress.set_committed(self.next_position);
-        let events = batch.events.len();
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
+        }
         if events > 0 {
-            let live_events = std::mem::take(&mut batch.events);
-            let bytes: usize = live_events
-                .iter()
-                .map(|e| e.data.len() + e.metadata.len())
-                .sum();
-            let elided = bytes > LIVE_BATCH_BYTES;
-            let live = CommittedBatch {
-                first_position: batch.first_position,
-                end_position: batch.end_position,
-                events: if elided { Vec::new() } else { live_events },
-                elided,
-                entries: Vec::new(),
-                heads: Vec::new(),
-            };
-            let _ = self.shared.live.send(Arc::new(live));
+            if self.shared.live.receiver_count() > 0 {
+                let live_events = std::mem::take(&mut batch.events);
+                let bytes: usize = live_events
+                    .iter()
+                    .map(|e| e.data.len() + e.metadata.len())
+                    .sum();
+                let elided = batch.elided || bytes > LIVE_BATCH_BYTES;
+                let live = CommittedBatch {
+                    first_position: batch.first_position,
+                    end_position: batch.end_position,
+                    events: if elided { Vec::new() } else { live_events },
+                    elided,
+                    entries: Vec::new(),
+                    heads: Vec::new(),
+                };
+                let _ = self.shared.live.send(Arc::new(live));
+            }
+            batch.events.clear();
             if self.index_tx.send(Arc::new(batch)).is_err() {
                 self.shared.lifecycle.poison("the indexer stopped".into());
             }
-        }
-        for (reply, outcome) in replies {
-            let _ = reply.send(outcome);
         }
         self.shared
             .observer
@@ -294,6 +311,8 @@ impl Writer {
         let pending = self.pending.get(&first);
         let at = match pending {
             Some(p) => p.at,
+            // Never written: no need to ask the index.
+            None if !self.ids.may_contain(&first) => return Ok(None),
             None => match self.shared.index.first_id(&first)? {
                 Some(at) => at,
                 None => return Ok(None),
@@ -398,17 +417,19 @@ impl Writer {
                 data: &e.data,
             };
             record::encode_event(&mut self.buf, &rec);
-            batch.events.push(RecordedEvent {
-                stream: stream.clone(),
-                revision,
-                position,
-                id: e.id,
-                event_type: e.event_type.clone(),
-                data: e.data.clone(),
-                metadata: e.metadata.clone(),
-                content_type: e.content_type.clone(),
-                recorded_at_micros: now,
-            });
+            if !batch.elided {
+                batch.events.push(RecordedEvent {
+                    stream: stream.clone(),
+                    revision,
+                    position,
+                    id: e.id,
+                    event_type: e.event_type.clone(),
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                    content_type: e.content_type.clone(),
+                    recorded_at_micros: now,
+                });
+            }
             self.next_position += 1;
             revision += 1;
         }
@@ -419,6 +440,7 @@ impl Writer {
             count: req.events.len() as u32,
         };
         let first_id = req.events[0].id;
+        self.ids.insert(&first_id);
         self.pending.insert(
             first_id,
             Pending {

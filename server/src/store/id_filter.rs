@@ -1,0 +1,152 @@
+//! An in-memory filter over the first event id of every append ever
+//! written (an append's idempotency key), so that the writer recognises a
+//! new id as new without touching the index: only a possible repeat goes
+//! to sled.
+//!
+//! A scalable Bloom filter: levels of doubling capacity, each sized for
+//! about 1% false positives, so it never needs rebuilding as the log grows.
+//! The hash is SipHash with keys chosen at random per process, so ids
+//! chosen by a client cannot be made to collide on purpose (that would only
+//! cost index lookups, never correctness: a "maybe" is always checked).
+//! Owned by the writer thread; filled at open from the index.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use super::types::EventId;
+
+/// Bits per entry of a level (about 1% false positives with 7 probes).
+const BITS_PER_ENTRY: usize = 10;
+/// Probes per lookup.
+const PROBES: u64 = 7;
+/// Entries of the first level.
+const FIRST_CAPACITY: usize = 1 << 16;
+
+struct Level {
+    bits: Vec<u64>,
+    /// Number of bits, a power of two.
+    mask: u64,
+    capacity: usize,
+    len: usize,
+}
+
+impl Level {
+    fn new(capacity: usize) -> Self {
+        let nbits = (capacity * BITS_PER_ENTRY).next_power_of_two().max(64);
+        Level {
+            bits: vec![0; nbits / 64],
+            mask: nbits as u64 - 1,
+            capacity,
+            len: 0,
+        }
+    }
+
+    fn probes(&self, h: u64) -> impl Iterator<Item = u64> + '_ {
+        // Double hashing (Kirsch–Mitzenmacher): h1 + i·h2.
+        let h2 = h.rotate_left(32) | 1;
+        (0..PROBES).map(move |i| h.wrapping_add(i.wrapping_mul(h2)) & self.mask)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let bits: Vec<u64> = self.probes(h).collect();
+        for b in bits {
+            self.bits[(b / 64) as usize] |= 1 << (b % 64);
+        }
+        self.len += 1;
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        self.probes(h)
+            .all(|b| self.bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
+    }
+}
+
+/// "Definitely never written" or "maybe written" for an append's first id.
+pub(crate) struct IdFilter {
+    hasher: RandomState,
+    levels: Vec<Level>,
+}
+
+impl IdFilter {
+    /// An empty filter with fresh random keys.
+    pub(crate) fn new() -> Self {
+        IdFilter {
+            hasher: RandomState::new(),
+            levels: vec![Level::new(FIRST_CAPACITY)],
+        }
+    }
+
+    fn hash(&self, id: &EventId) -> u64 {
+        self.hasher.hash_one(id.0)
+    }
+
+    /// Records an id.
+    pub(crate) fn insert(&mut self, id: &EventId) {
+        let h = self.hash(id);
+        let full = self.levels.last().is_none_or(|l| l.len >= l.capacity);
+        if full {
+            let capacity = self
+                .levels
+                .last()
+                .map_or(FIRST_CAPACITY, |l| l.capacity * 2);
+            self.levels.push(Level::new(capacity));
+        }
+        if let Some(l) = self.levels.last_mut() {
+            l.insert(h);
+        }
+    }
+
+    /// False only if `id` was never inserted.
+    pub(crate) fn may_contain(&self, id: &EventId) -> bool {
+        let h = self.hash(id);
+        self.levels.iter().any(|l| l.may_contain(h))
+    }
+
+    /// Ids recorded.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.levels.iter().map(|l| l.len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u64) -> EventId {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&i.to_le_bytes());
+        b[8..].copy_from_slice(&(!i).to_le_bytes());
+        EventId(b)
+    }
+
+    #[test]
+    fn every_inserted_id_is_a_maybe_and_few_others_are() {
+        let mut f = IdFilter::new();
+        let n = 300_000u64; // several levels
+        for i in 0..n {
+            f.insert(&id(i));
+        }
+        assert_eq!(f.len(), n as usize);
+        assert!(f.levels.len() > 2, "the filter grew levels");
+        assert!((0..n).all(|i| f.may_contain(&id(i))), "no false negative");
+        let false_positives = (n..n + 100_000).filter(|&i| f.may_contain(&id(i))).count();
+        // About 1% per level; a handful of levels.
+        assert!(
+            false_positives < 6_000,
+            "{false_positives} false positives in 100000"
+        );
+    }
+
+    #[test]
+    fn keys_differ_per_filter() {
+        let a = IdFilter::new();
+        let b = IdFilter::new();
+        let x = id(42);
+        assert_ne!(
+            a.hash(&x),
+            b.hash(&x),
+            "per-process (per-filter) random keys"
+        );
+    }
+}
