@@ -15,6 +15,7 @@ use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
 use crate::filter::Filter;
 use crate::options::ClientOptions;
+use crate::pipeline::Pipeline;
 use crate::read::{EventStream, ReadOptions};
 use crate::subscription::{SubscribeFrom, Subscription};
 
@@ -123,8 +124,6 @@ impl Client {
         expected: ExpectedVersion,
         events: impl IntoIterator<Item = EventData>,
     ) -> Result<AppendResult, Error> {
-        use v1::append_response::Result as Outcome;
-
         let stream = stream.into();
         let request = v1::AppendRequest {
             stream: stream.clone(),
@@ -135,20 +134,32 @@ impl Client {
         let response = self
             .unary(request, |r| async move { grpc.append(r).await })
             .await?;
-        match response.result {
-            Some(Outcome::Success(s)) => Ok(AppendResult {
-                next_expected_revision: s.next_expected_revision,
-                position: s.position,
-            }),
-            Some(Outcome::WrongExpectedVersion(w)) => Err(Error::WrongExpectedVersion {
-                stream,
-                expected,
-                current: w.current_revision,
-            }),
-            None => Err(Error::Protocol {
-                message: "append response without a result".into(),
-            }),
-        }
+        append_outcome(stream, expected, response)
+    }
+
+    /// Opens a [`Pipeline`]: one `PipelinedAppend` call that any number of
+    /// tasks append through, each awaiting its own answer. This is the way
+    /// for many writers to share few connections.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use strata_client::{EventData, ExpectedVersion};
+    /// let pipeline = client.pipeline().await?;
+    /// let mut tasks = Vec::new();
+    /// for i in 0..16 {
+    ///     let p = pipeline.clone();
+    ///     tasks.push(tokio::spawn(async move {
+    ///         let event = EventData::binary("Tick", vec![i as u8]);
+    ///         p.append(format!("meter-{i}"), ExpectedVersion::Any, [event]).await
+    ///     }));
+    /// }
+    /// for t in tasks {
+    ///     t.await.expect("task")?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pipeline(&self) -> Result<Pipeline, Error> {
+        Pipeline::open(self.grpc.clone(), self.options.deadline).await
     }
 
     /// Counters of the store: head position, streams, events, disk use.
@@ -313,6 +324,29 @@ impl Client {
         result
             .map(tonic::Response::into_inner)
             .map_err(error_from_status)
+    }
+}
+
+/// The result of an append from its wire answer.
+pub(crate) fn append_outcome(
+    stream: String,
+    expected: ExpectedVersion,
+    response: v1::AppendResponse,
+) -> Result<AppendResult, Error> {
+    use v1::append_response::Result as Outcome;
+    match response.result {
+        Some(Outcome::Success(s)) => Ok(AppendResult {
+            next_expected_revision: s.next_expected_revision,
+            position: s.position,
+        }),
+        Some(Outcome::WrongExpectedVersion(w)) => Err(Error::WrongExpectedVersion {
+            stream,
+            expected,
+            current: w.current_revision,
+        }),
+        None => Err(Error::Protocol {
+            message: "append response without a result".into(),
+        }),
     }
 }
 

@@ -107,6 +107,7 @@ mod error;
 mod event;
 mod filter;
 mod options;
+mod pipeline;
 mod read;
 mod subscription;
 
@@ -115,6 +116,7 @@ pub use error::{Error, LimitExceeded};
 pub use event::{AppendResult, EventData, ExpectedVersion, RecordedEvent, JSON_CONTENT_TYPE};
 pub use filter::Filter;
 pub use options::ClientOptions;
+pub use pipeline::Pipeline;
 pub use read::{Direction, EventStream, ReadFrom, ReadOptions};
 pub use subscription::{SubscribeFrom, Subscription, SubscriptionMessage};
 

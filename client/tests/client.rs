@@ -652,3 +652,54 @@ async fn clones_share_the_connection_and_work_concurrently() {
     }
     assert_eq!(client.stats().await.expect("stats").events, 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_serves_many_tasks_over_one_call() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+    let pipeline = client.pipeline().await.expect("pipeline");
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let p = pipeline.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("pipe-{t}");
+            let mut expected = ExpectedVersion::NoStream;
+            for i in 0..25u64 {
+                let r = p
+                    .append(&stream, expected, events(1, "T"))
+                    .await
+                    .expect("pipelined append");
+                assert_eq!(r.next_expected_revision, i, "{stream}");
+                expected = ExpectedVersion::Exact(i);
+            }
+            // Each append has Append's semantics: conflicts and bad input.
+            let conflict = p
+                .append(&stream, ExpectedVersion::NoStream, events(1, "T"))
+                .await
+                .expect_err("conflict");
+            assert_eq!(conflict.conflict(), Some(Some(24)), "{conflict:?}");
+            let bad = p
+                .append("$reserved", ExpectedVersion::Any, events(1, "T"))
+                .await
+                .expect_err("reserved name");
+            assert!(matches!(bad, Error::InvalidArgument { .. }), "{bad:?}");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    for t in 0..16 {
+        let got = read_all_of(&client, &format!("pipe-{t}"), ReadOptions::forwards()).await;
+        assert_eq!(revisions(&got), (0..25).collect::<Vec<_>>());
+    }
+    // When the server goes away the pipeline says so, promptly.
+    server.stop().await;
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        pipeline.append("after", ExpectedVersion::Any, events(1, "T")),
+    )
+    .await
+    .expect("an answer, not a hang")
+    .expect_err("the call has ended");
+    assert!(e.is_transient(), "{e:?}");
+}

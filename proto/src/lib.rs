@@ -39,7 +39,10 @@ mod tests {
             .find(|service| service.name() == "Streams")
             .expect("service strata.v1.Streams present");
         let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
-        assert_eq!(methods, ["Append", "Read", "Subscribe", "Stats"]);
+        assert_eq!(
+            methods,
+            ["Append", "PipelinedAppend", "Read", "Subscribe", "Stats"]
+        );
         assert_eq!(
             crate::v1::streams_server::SERVICE_NAME,
             format!("{}.{}", streams.package(), service.name())

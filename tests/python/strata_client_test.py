@@ -235,7 +235,45 @@ class Checks:
         pool = descriptor_pool.DescriptorPool(db)
         service = pool.FindServiceByName("strata.v1.Streams")
         methods = sorted(m.name for m in service.methods)
-        assert methods == ["Append", "Read", "Stats", "Subscribe"], f"methods {methods}"
+        assert methods == [
+            "Append",
+            "PipelinedAppend",
+            "Read",
+            "Stats",
+            "Subscribe",
+        ], f"methods {methods}"
+
+    def check_pipelined_append(self):
+        stream = unique("pipe")
+        any_ = pb.ExpectedVersion(any=EMPTY)
+        requests = [
+            pb.PipelinedAppendRequest(
+                correlation_id=10 + i,
+                append=pb.AppendRequest(stream=stream, expected=any_, events=[new_event("P")]),
+            )
+            for i in range(20)
+        ]
+        # A malformed one is answered with an error; the call goes on.
+        requests.insert(
+            5,
+            pb.PipelinedAppendRequest(
+                correlation_id=1,
+                append=pb.AppendRequest(stream="", expected=any_, events=[new_event("P")]),
+            ),
+        )
+        answers = {
+            a.correlation_id: a
+            for a in self.stub.PipelinedAppend(iter(requests), timeout=TIMEOUT)
+        }
+        assert sorted(answers) == [1] + list(range(10, 30)), f"answered {sorted(answers)}"
+        bad = answers[1]
+        assert bad.WhichOneof("outcome") == "error", f"malformed: {bad}"
+        assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], f"code {bad.error.code}"
+        for i in range(10, 30):
+            a = answers[i]
+            assert a.WhichOneof("outcome") == "result", f"{i}: {a}"
+            assert a.result.WhichOneof("result") == "success", f"{i}: {a}"
+        assert len(self.read(stream=stream)) == 20, "every pipelined append is stored"
 
 
 def wait_ready(stub, deadline_s=30):

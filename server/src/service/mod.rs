@@ -5,6 +5,7 @@
 mod append;
 pub mod convert;
 mod message_limit;
+mod pipelined_append;
 mod read;
 mod stats;
 pub mod status;
@@ -60,6 +61,17 @@ impl Streams for StreamsService {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         append::handle(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type PipelinedAppendStream = ReceiverStream<Result<v1::PipelinedAppendResponse, Status>>;
+
+    async fn pipelined_append(
+        &self,
+        request: Request<tonic::Streaming<v1::PipelinedAppendRequest>>,
+    ) -> Result<Response<Self::PipelinedAppendStream>, Status> {
+        pipelined_append::handle(self, request.into_inner())
             .await
             .map(Response::new)
     }
