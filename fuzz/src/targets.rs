@@ -277,7 +277,7 @@ fn header_ok(bytes: &[u8], base: u64) -> bool {
     bytes.len() >= SEGMENT_HEADER
         && &bytes[..8] == b"STRATSEG"
         && le(bytes, 28, 4) as u32 == crc32(&[&bytes[..28]])
-        && le(bytes, 8, 4) == 1
+        && (1..=2).contains(&le(bytes, 8, 4))
         && le(bytes, 16, 8) == base
 }
 

@@ -45,7 +45,7 @@ use error::Result;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
 use reader::ReadBatches;
 pub use reader::ReadStream;
-pub use segment::FORMAT_VERSION;
+pub use segment::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use subscription::Subscription;
 pub use types::*;
 
@@ -136,6 +136,27 @@ impl Store {
     /// original result and writes nothing.
     pub async fn append(&self, req: AppendRequest) -> Result<AppendOutcome, AppendError> {
         validate::append(&req, &self.shared.config.limits)?;
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Append { req, reply }).await?;
+        rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    /// Appends to several streams in one atomic write (their events take
+    /// consecutive positions in request order), if every append's and
+    /// check's expected version holds; otherwise writes nothing and names
+    /// every condition that failed. A retry of a multi-append already
+    /// written returns the original result and writes nothing.
+    pub async fn multi_append(
+        &self,
+        req: MultiAppendRequest,
+    ) -> Result<MultiAppendOutcome, AppendError> {
+        validate::multi_append(&req, &self.shared.config.limits)?;
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Multi { req, reply }).await?;
+        rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    async fn submit(&self, work: WriteRequest) -> Result<(), AppendError> {
         if let Some(why) = self.shared.lifecycle.poisoned() {
             return Err(AppendError::Poisoned(why));
         }
@@ -145,11 +166,7 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(AppendError::ShuttingDown)?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(WriteRequest { req, reply })
-            .await
-            .map_err(|_| AppendError::ShuttingDown)?;
-        rx.await.map_err(|_| AppendError::ShuttingDown)?
+        tx.send(work).await.map_err(|_| AppendError::ShuttingDown)
     }
 
     /// Reads a stream in batches.

@@ -61,10 +61,16 @@ pub(crate) fn open_segments(
         let file = storage
             .open(&path, writable)
             .map_err(|e| StorageError::io(&path, e))?;
-        let seg = Segment { base, path, file };
+        let mut seg = Segment {
+            base,
+            path,
+            file,
+            version: 0,
+        };
         let mut h = [0u8; HEADER_LEN as usize];
         let n = seg.read_at(&mut h, 0)?;
-        let header_base = segment::decode_header(&seg.path, &h[..n])?;
+        let (header_base, version) = segment::decode_header(&seg.path, &h[..n])?;
+        seg.version = version;
         if header_base != base {
             return Err(StorageError::corrupt(
                 &seg.path,
@@ -370,16 +376,19 @@ struct Replay<'a> {
     heads: HashMap<String, StreamHead>,
     next_stream_id: u64,
     entries: Vec<AppendEntry>,
-    /// The append being replayed, until its commit record.
-    open: Option<AppendEntry>,
+    /// The append being replayed, until its unit's commit record or the
+    /// next append of the unit, and its stream's name.
+    open: Option<(AppendEntry, String)>,
     pending_events: usize,
     touched: HashMap<String, StreamHead>,
     replayed: u64,
 }
 
 impl Replay<'_> {
-    /// Replays one record of a committed append; records arrive in log
-    /// order, each append complete and closed by its commit record.
+    /// Replays one record of a committed unit; records arrive in log order,
+    /// each unit complete and closed by its commit record. A unit holds one
+    /// append, or (format version 2, `MultiAppend`) several appends to
+    /// different streams, each a run of records of one stream.
     fn record(&mut self, rec: &EventRecord<'_>, location: Location) -> Result<()> {
         let head = match self.heads.get_mut(rec.stream) {
             Some(h) => {
@@ -396,15 +405,26 @@ impl Replay<'_> {
                 h
             }
         };
-        let open = self.open.get_or_insert_with(|| AppendEntry {
-            first_id: rec.id,
-            at: IdEntry {
-                position: rec.position,
-                revision: rec.revision,
-                stream_id: head.id,
-                count: 0,
-            },
-            locations: Vec::new(),
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.0.at.stream_id != head.id)
+        {
+            // The next append of the same unit starts.
+            self.close_open();
+        }
+        let (open, _) = self.open.get_or_insert_with(|| {
+            let entry = AppendEntry {
+                first_id: rec.id,
+                at: IdEntry {
+                    position: rec.position,
+                    revision: rec.revision,
+                    stream_id: head.id,
+                    count: 0,
+                },
+                locations: Vec::new(),
+            };
+            (entry, rec.stream.to_owned())
         });
         if (rec.position - open.at.position).is_multiple_of(LOCATION_STRIDE) {
             open.locations.push((rec.position, location));
@@ -412,16 +432,23 @@ impl Replay<'_> {
         open.at.count += 1;
         self.replayed += 1;
         if rec.is_commit() {
-            self.touched.insert(rec.stream.to_owned(), head);
-            if let Some(done) = self.open.take() {
-                self.pending_events += done.at.count as usize;
-                self.entries.push(done);
-            }
+            self.close_open();
             if self.pending_events >= REPLAY_CHUNK {
                 self.flush(rec.position + 1)?;
             }
         }
         Ok(())
+    }
+
+    /// Ends the append being replayed: its entry, and its stream's head.
+    fn close_open(&mut self) {
+        if let Some((done, name)) = self.open.take() {
+            if let Some(head) = self.heads.get(&name) {
+                self.touched.insert(name, *head);
+            }
+            self.pending_events += done.at.count as usize;
+            self.entries.push(done);
+        }
     }
 
     fn flush(&mut self, covered: u64) -> Result<()> {

@@ -11,8 +11,13 @@ use super::io::{Storage, StorageFile};
 
 /// Magic bytes at the start of every segment.
 pub const MAGIC: [u8; 8] = *b"STRATSEG";
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes. It reads every version
+/// from [`OLDEST_FORMAT_VERSION`] on (see `docs/FORMAT.md`, "Versions"):
+/// version 2 lets one atomic unit hold appends to several streams
+/// (`MultiAppend`); a version-1 segment never holds such a unit.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the segment header; records start right after it.
 pub const HEADER_LEN: u64 = 32;
 /// File-name suffix of segment files.
@@ -45,8 +50,8 @@ pub fn encode_header(base: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
-/// Checks a segment header and returns its base position.
-pub fn decode_header(path: &Path, h: &[u8]) -> Result<u64> {
+/// Checks a segment header and returns its base position and format version.
+pub fn decode_header(path: &Path, h: &[u8]) -> Result<(u64, u32)> {
     let bad = |why: &str| StorageError::corrupt(path, 0, format!("segment header: {why}"));
     if h.len() < HEADER_LEN as usize {
         return Err(bad("file shorter than the header"));
@@ -59,14 +64,14 @@ pub fn decode_header(path: &Path, h: &[u8]) -> Result<u64> {
         return Err(bad("CRC-32 mismatch"));
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(bad(&format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
+            "format version {version}, this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
         )));
     }
     let mut b = [0u8; 8];
     b.copy_from_slice(&h[16..24]);
-    Ok(u64::from_le_bytes(b))
+    Ok((u64::from_le_bytes(b), version))
 }
 
 /// fsyncs a directory so that a created or renamed entry survives a crash.
@@ -142,6 +147,8 @@ pub struct Segment {
     pub base: u64,
     /// Its path, for error messages.
     pub path: PathBuf,
+    /// The format version of its header.
+    pub version: u32,
     /// The open file (positional reads and writes only).
     pub file: Arc<dyn StorageFile>,
 }
@@ -225,7 +232,7 @@ mod tests {
     fn header_round_trip_and_corruption() {
         let p = Path::new("x.seg");
         let h = encode_header(77);
-        assert_eq!(decode_header(p, &h).expect("valid"), 77);
+        assert_eq!(decode_header(p, &h).expect("valid"), (77, FORMAT_VERSION));
         for i in 0..h.len() {
             let mut bad = h;
             bad[i] ^= 0x10;
@@ -241,6 +248,6 @@ mod tests {
         assert!(dir.path().join(file_name(10)).exists());
         let mut h = [0u8; 32];
         assert_eq!(f.read_at(&mut h, 0).expect("read"), 32);
-        assert_eq!(decode_header(Path::new("x"), &h).expect("header"), 10);
+        assert_eq!(decode_header(Path::new("x"), &h).expect("header").0, 10);
     }
 }

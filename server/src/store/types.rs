@@ -94,6 +94,64 @@ pub struct AppendRequest {
     pub events: Vec<NewEvent>,
 }
 
+/// A condition on a stream that a multi-append does not write.
+#[derive(Clone, Debug)]
+pub struct StreamCheck {
+    /// The stream.
+    pub stream: String,
+    /// The state it must be in.
+    pub expected: ExpectedVersion,
+}
+
+/// Several appends (each to a different stream) and conditions on other
+/// streams, committed in one atomic write or not at all.
+#[derive(Clone, Debug)]
+pub struct MultiAppendRequest {
+    /// The appends, in the order their events take positions; at least one.
+    pub appends: Vec<AppendRequest>,
+    /// Conditions on streams that are not written.
+    pub checks: Vec<StreamCheck>,
+}
+
+/// Where one append of a multi-append landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamResult {
+    /// The stream.
+    pub stream: String,
+    /// Revision of its last written event.
+    pub next_expected_revision: u64,
+    /// Position of its last written event.
+    pub position: u64,
+}
+
+/// A stream whose condition did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The stream.
+    pub stream: String,
+    /// Revision of its last event; `None` when it does not exist.
+    pub current_revision: Option<u64>,
+    /// What the request expected.
+    pub expected: ExpectedVersion,
+}
+
+/// The answer to a valid multi-append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MultiAppendOutcome {
+    /// Every append is durable (or was already, for an idempotent retry).
+    Success {
+        /// One result per append, in request order.
+        results: Vec<StreamResult>,
+        /// Position of the last event written.
+        position: u64,
+    },
+    /// At least one append or check failed; nothing was written.
+    WrongExpectedVersion {
+        /// Every append and check that failed, in request order (appends first).
+        conflicts: Vec<Conflict>,
+    },
+}
+
 /// The answer to an append that was valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {

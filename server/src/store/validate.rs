@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::config::Limits;
 use super::error::AppendError;
 use super::record::encoded_len;
-use super::types::AppendRequest;
+use super::types::{AppendRequest, MultiAppendRequest};
 
 /// Longest stream name, event type or content type, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -94,6 +94,75 @@ pub fn append(req: &AppendRequest, limits: &Limits) -> Result<(), AppendError> {
         return Err(AppendError::TooLarge {
             what: "append",
             actual: total,
+            limit: limits.max_append_bytes,
+            setting: "max-append-bytes",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a multi-append: each append as `append` does, at least one
+/// append, every stream at most once across appends and checks, no event id
+/// twice, and the whole within the append limits.
+pub fn multi_append(req: &MultiAppendRequest, limits: &Limits) -> Result<(), AppendError> {
+    if req.appends.is_empty() {
+        return Err(AppendError::InvalidArgument(
+            "a multi-append needs at least one append".into(),
+        ));
+    }
+    let mut streams = HashSet::new();
+    let mut ids = HashSet::new();
+    let (mut bytes, mut events) = (0u64, 0usize);
+    for a in &req.appends {
+        append(a, limits)?;
+        if !streams.insert(a.stream.as_str()) {
+            return Err(AppendError::InvalidArgument(format!(
+                "stream '{}' appears more than once in the multi-append",
+                a.stream
+            )));
+        }
+        for e in &a.events {
+            if !ids.insert(e.id) {
+                return Err(AppendError::InvalidArgument(format!(
+                    "event id {} appears twice in the multi-append",
+                    e.id
+                )));
+            }
+        }
+        events += a.events.len();
+        bytes += a
+            .events
+            .iter()
+            .map(|e| {
+                encoded_len(
+                    &a.stream,
+                    &e.event_type,
+                    e.content_type.as_deref().unwrap_or(""),
+                    e.metadata.len(),
+                    e.data.len(),
+                ) as u64
+            })
+            .sum::<u64>();
+    }
+    for c in &req.checks {
+        stream_name(&c.stream, false).map_err(AppendError::InvalidArgument)?;
+        if !streams.insert(c.stream.as_str()) {
+            return Err(AppendError::InvalidArgument(format!(
+                "stream '{}' appears more than once in the multi-append",
+                c.stream
+            )));
+        }
+    }
+    if events > limits.max_append_events {
+        return Err(AppendError::TooManyEvents {
+            actual: events,
+            limit: limits.max_append_events,
+        });
+    }
+    if bytes > limits.max_append_bytes {
+        return Err(AppendError::TooLarge {
+            what: "multi-append",
+            actual: bytes,
             limit: limits.max_append_bytes,
             setting: "max-append-bytes",
         });

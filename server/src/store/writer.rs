@@ -23,7 +23,10 @@ use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
 use super::state::{CommittedBatch, Shared};
-use super::types::{AppendOutcome, AppendRequest, EventId, ExpectedVersion, RecordedEvent};
+use super::types::{
+    AppendOutcome, AppendRequest, Conflict, EventId, ExpectedVersion, MultiAppendOutcome,
+    MultiAppendRequest, RecordedEvent, StreamResult,
+};
 
 /// Most bytes the writer gathers into one batch before it writes; a single
 /// larger append is written alone.
@@ -31,10 +34,27 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Committed batches waiting for the indexer before the writer waits too.
 const INDEX_QUEUE: usize = 64;
 
-/// An append on its way to the writer.
-pub(crate) struct WriteRequest {
-    pub(crate) req: AppendRequest,
-    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+/// Work on its way to the writer: one atomic unit each.
+pub(crate) enum WriteRequest {
+    /// One append.
+    Append {
+        req: AppendRequest,
+        reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+    },
+    /// Several appends and checks, in one atomic write.
+    Multi {
+        req: MultiAppendRequest,
+        reply: oneshot::Sender<Result<MultiAppendOutcome, AppendError>>,
+    },
+}
+
+impl WriteRequest {
+    fn approx_size(&self) -> usize {
+        match self {
+            WriteRequest::Append { req, .. } => approx_size(req),
+            WriteRequest::Multi { req, .. } => req.appends.iter().map(approx_size).sum(),
+        }
+    }
 }
 
 /// Largest event data a committed batch may carry into the live buffer.
@@ -96,6 +116,7 @@ fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment
         base,
         path: shared.log_dir.join(segment::file_name(base)),
         file,
+        version: segment::FORMAT_VERSION,
     });
     shared.segments.insert(seg.clone());
     Ok(seg)
@@ -128,23 +149,61 @@ struct Pending {
     ids: Vec<EventId>,
 }
 
-/// What one request of a batch turned into.
-type Reply = (
-    oneshot::Sender<Result<AppendOutcome, AppendError>>,
-    Result<AppendOutcome, AppendError>,
-);
+/// What one request of a batch turned into, waiting for the sync.
+enum Reply {
+    Append(
+        oneshot::Sender<Result<AppendOutcome, AppendError>>,
+        Result<AppendOutcome, AppendError>,
+    ),
+    Multi(
+        oneshot::Sender<Result<MultiAppendOutcome, AppendError>>,
+        Result<MultiAppendOutcome, AppendError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Append(to, r) => drop(to.send(r)),
+            Reply::Multi(to, r) => drop(to.send(r)),
+        }
+    }
+
+    /// The batch could not be made durable: only what wrote nothing keeps
+    /// its answer.
+    fn send_failed(self, why: &str) {
+        let poisoned = || AppendError::Poisoned(why.to_owned());
+        match self {
+            Reply::Append(to, r) => drop(to.send(match r {
+                Ok(o @ AppendOutcome::WrongExpectedVersion { .. }) => Ok(o),
+                _ => Err(poisoned()),
+            })),
+            Reply::Multi(to, r) => drop(to.send(match r {
+                Ok(o @ MultiAppendOutcome::WrongExpectedVersion { .. }) => Ok(o),
+                _ => Err(poisoned()),
+            })),
+        }
+    }
+
+    fn poisoned(self, why: &str) {
+        match self {
+            Reply::Append(to, _) => drop(to.send(Err(AppendError::Poisoned(why.to_owned())))),
+            Reply::Multi(to, _) => drop(to.send(Err(AppendError::Poisoned(why.to_owned())))),
+        }
+    }
+}
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
         self.prepare_spare();
         let mut requests = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            let mut bytes = approx_size(&first.req);
+            let mut bytes = first.approx_size();
             requests.push(first);
             while bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
                     Ok(r) => {
-                        bytes += approx_size(&r.req);
+                        bytes += r.approx_size();
                         requests.push(r);
                     }
                     Err(_) => break,
@@ -162,7 +221,14 @@ impl Writer {
     fn commit(&mut self, requests: &mut Vec<WriteRequest>) {
         if let Some(why) = self.shared.lifecycle.poisoned() {
             for r in requests.drain(..) {
-                let _ = r.reply.send(Err(AppendError::Poisoned(why.clone())));
+                match r {
+                    WriteRequest::Append { reply, .. } => {
+                        Reply::Append(reply, Err(AppendError::ShuttingDown)).poisoned(&why)
+                    }
+                    WriteRequest::Multi { reply, .. } => {
+                        Reply::Multi(reply, Err(AppendError::ShuttingDown)).poisoned(&why)
+                    }
+                }
             }
             return;
         }
@@ -186,31 +252,70 @@ impl Writer {
         let mut bytes_written = 0;
         let mut sync_time = std::time::Duration::ZERO;
         let mut failure: Option<String> = None;
-        for WriteRequest { req, reply } in requests.drain(..) {
-            if failure.is_some() {
-                replies.push((
-                    reply,
-                    Err(AppendError::Poisoned(failure.clone().unwrap_or_default())),
-                ));
-                continue;
-            }
-            let outcome = match self.check(&req) {
-                Ok(Some(outcome)) => Ok(outcome),
-                Ok(None) => {
-                    match self.stage(&req, now, &mut batch, &mut sync_time, &mut bytes_written) {
-                        Ok(o) => {
-                            appends += 1;
-                            Ok(o)
+        for work in requests.drain(..) {
+            let reply = match work {
+                WriteRequest::Append { req, reply } => {
+                    let outcome = if failure.is_some() {
+                        Err(AppendError::ShuttingDown)
+                    } else {
+                        match self.check(&req) {
+                            Ok(Some(outcome)) => Ok(outcome),
+                            Ok(None) => {
+                                let size = unit_size(std::slice::from_ref(&req));
+                                let mut io = Io {
+                                    sync_time: &mut sync_time,
+                                    bytes_written: &mut bytes_written,
+                                };
+                                match self.make_room(size, false, &mut io) {
+                                    Ok(()) => {
+                                        let (revision, position) =
+                                            self.stage(&req, now, &mut batch, true);
+                                        appends += 1;
+                                        Ok(AppendOutcome::Success {
+                                            next_expected_revision: revision,
+                                            position,
+                                        })
+                                    }
+                                    Err(e) => {
+                                        failure = Some(e.to_string());
+                                        Err(e.into())
+                                    }
+                                }
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => {
-                            failure = Some(e.to_string());
-                            Err(e.into())
-                        }
-                    }
+                    };
+                    Reply::Append(reply, outcome)
                 }
-                Err(e) => Err(e),
+                WriteRequest::Multi { req, reply } => {
+                    let outcome = if failure.is_some() {
+                        Err(AppendError::ShuttingDown)
+                    } else {
+                        match self.check_multi(&req) {
+                            Ok(Some(outcome)) => Ok(outcome),
+                            Ok(None) => {
+                                let mut io = Io {
+                                    sync_time: &mut sync_time,
+                                    bytes_written: &mut bytes_written,
+                                };
+                                match self.stage_multi(&req, now, &mut batch, &mut io) {
+                                    Ok(o) => {
+                                        appends += req.appends.len();
+                                        Ok(o)
+                                    }
+                                    Err(e) => {
+                                        failure = Some(e.to_string());
+                                        Err(e.into())
+                                    }
+                                }
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    Reply::Multi(reply, outcome)
+                }
             };
-            replies.push((reply, outcome));
+            replies.push(reply);
         }
         if failure.is_none() {
             match self.flush_and_sync() {
@@ -223,13 +328,9 @@ impl Writer {
         }
         if let Some(why) = failure {
             self.shared.lifecycle.poison(why.clone());
-            for (reply, outcome) in replies {
+            for reply in replies {
                 // Nothing in this batch is acknowledged: it may not be on disk.
-                let result = match outcome {
-                    Ok(AppendOutcome::WrongExpectedVersion { .. }) => outcome,
-                    _ => Err(AppendError::Poisoned(why.clone())),
-                };
-                let _ = reply.send(result);
+                reply.send_failed(&why);
             }
             return;
         }
@@ -238,8 +339,8 @@ impl Writer {
         // Durable: visible to reads (once indexed), then answered at once;
         // publishing and indexing come after the answers.
         self.shared.progress.set_committed(self.next_position);
-        for (reply, outcome) in replies {
-            let _ = reply.send(outcome);
+        for reply in replies {
+            reply.send();
         }
         if events > 0 {
             if self.shared.live.receiver_count() > 0 {
@@ -275,6 +376,103 @@ impl Writer {
         );
     }
 
+    /// Idempotency and expected-version checks of a multi-append, as
+    /// `check` does for one append. A retry is recognised when every append
+    /// is stored, one right after the other (one earlier multi-append); some
+    /// stored and some not means ids were reused: an error.
+    fn check_multi(
+        &self,
+        req: &MultiAppendRequest,
+    ) -> Result<Option<MultiAppendOutcome>, AppendError> {
+        let mut stored = Vec::with_capacity(req.appends.len());
+        for a in &req.appends {
+            let head = self.heads.get(a.stream.as_str()).copied();
+            stored.push(self.retry_outcome(a, head)?);
+        }
+        let found: Vec<(usize, u64, u64)> = stored
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Some(AppendOutcome::Success {
+                    next_expected_revision,
+                    position,
+                }) => Some((i, *next_expected_revision, *position)),
+                _ => None,
+            })
+            .collect();
+        if found.len() == req.appends.len() {
+            let contiguous = found.windows(2).all(|w| {
+                let n = req.appends[w[1].0].events.len() as u64;
+                w[1].2 + 1 - n == w[0].2 + 1
+            });
+            if contiguous {
+                let results = found
+                    .iter()
+                    .map(|&(i, revision, position)| StreamResult {
+                        stream: req.appends[i].stream.clone(),
+                        next_expected_revision: revision,
+                        position,
+                    })
+                    .collect::<Vec<_>>();
+                let position = found.last().map_or(0, |f| f.2);
+                return Ok(Some(MultiAppendOutcome::Success { results, position }));
+            }
+        }
+        if let Some(&(i, _, position)) = found.first() {
+            let a = &req.appends[i];
+            return Err(AppendError::DuplicateEventId {
+                id: a.events[0].id.to_string(),
+                position: position + 1 - a.events.len() as u64,
+            });
+        }
+        let conditions = req
+            .appends
+            .iter()
+            .map(|a| (&a.stream, a.expected))
+            .chain(req.checks.iter().map(|c| (&c.stream, c.expected)));
+        let mut conflicts = Vec::new();
+        for (stream, expected) in conditions {
+            let current = self.heads.get(stream.as_str()).map(|h| h.last_revision);
+            if !holds(expected, current) {
+                conflicts.push(Conflict {
+                    stream: stream.clone(),
+                    current_revision: current,
+                    expected,
+                });
+            }
+        }
+        if conflicts.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(MultiAppendOutcome::WrongExpectedVersion { conflicts }))
+        }
+    }
+
+    /// Encodes every append of a multi-append into the batch buffer as one
+    /// atomic unit: contiguous, in one segment, with one commit record at
+    /// the very end.
+    fn stage_multi(
+        &mut self,
+        req: &MultiAppendRequest,
+        now: i64,
+        batch: &mut CommittedBatch,
+        io: &mut Io<'_>,
+    ) -> Result<MultiAppendOutcome> {
+        self.make_room(unit_size(&req.appends), req.appends.len() > 1, io)?;
+        let last = req.appends.len() - 1;
+        let mut results = Vec::with_capacity(req.appends.len());
+        for (i, a) in req.appends.iter().enumerate() {
+            let (revision, position) = self.stage(a, now, batch, i == last);
+            results.push(StreamResult {
+                stream: a.stream.clone(),
+                next_expected_revision: revision,
+                position,
+            });
+        }
+        let position = self.next_position - 1;
+        Ok(MultiAppendOutcome::Success { results, position })
+    }
+
     /// Idempotency and expected-version checks. `Ok(Some(_))` answers the
     /// request without writing; `Ok(None)` means: write it.
     fn check(&self, req: &AppendRequest) -> Result<Option<AppendOutcome>, AppendError> {
@@ -283,13 +481,7 @@ impl Writer {
             return Ok(Some(outcome));
         }
         let current = head.map(|h| h.last_revision);
-        let ok = match req.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::StreamExists => current.is_some(),
-            ExpectedVersion::Exact(r) => current == Some(r),
-        };
-        if ok {
+        if holds(req.expected, current) {
             Ok(None)
         } else {
             Ok(Some(AppendOutcome::WrongExpectedVersion {
@@ -346,36 +538,34 @@ impl Writer {
 
     /// Encodes the append into the batch buffer, rolling the segment first
     /// if it does not fit; assigns revisions and positions.
+    /// Makes sure a unit of `size` bytes fits in the active segment: flushes
+    /// and rolls when it does not (a unit never spans segments). A unit of
+    /// several streams never goes into a segment of a format version older
+    /// than 2, which could not say what it means.
+    fn make_room(&mut self, size: u64, several_streams: bool, io: &mut Io<'_>) -> Result<()> {
+        let end = self.offset + self.buf.len() as u64 + size;
+        let old_format = several_streams && self.seg.version < segment::FORMAT_VERSION;
+        if end > self.seg_size || old_format {
+            let (n, t) = self.flush_and_sync()?;
+            *io.bytes_written += n;
+            *io.sync_time += t;
+            if self.offset > HEADER_LEN || HEADER_LEN + size > self.seg_size || old_format {
+                self.roll(size)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the append into the batch buffer (room was made for it) and
+    /// assigns revisions and positions; `commit` marks its last record as
+    /// the end of its atomic unit.
     fn stage(
         &mut self,
         req: &AppendRequest,
         now: i64,
         batch: &mut CommittedBatch,
-        sync_time: &mut std::time::Duration,
-        bytes_written: &mut usize,
-    ) -> Result<AppendOutcome> {
-        let size: u64 = req
-            .events
-            .iter()
-            .map(|e| {
-                record::encoded_len(
-                    &req.stream,
-                    &e.event_type,
-                    e.content_type.as_deref().unwrap_or(""),
-                    e.metadata.len(),
-                    e.data.len(),
-                ) as u64
-            })
-            .sum();
-        let end = self.offset + self.buf.len() as u64 + size;
-        if end > self.seg_size {
-            let (n, t) = self.flush_and_sync()?;
-            *bytes_written += n;
-            *sync_time += t;
-            if self.offset > HEADER_LEN || HEADER_LEN + size > self.seg_size {
-                self.roll(size)?;
-            }
-        }
+        commit: bool,
+    ) -> (u64, u64) {
         let (stream, head) = match self.heads.get_key_value(req.stream.as_str()) {
             Some((k, h)) => (k.clone(), Some(*h)),
             None => (Arc::from(req.stream.as_str()), None),
@@ -405,7 +595,7 @@ impl Writer {
                 ));
             }
             let rec = EventRecord {
-                flags: if i == last { FLAG_COMMIT } else { 0 },
+                flags: if commit && i == last { FLAG_COMMIT } else { 0 },
                 position,
                 revision,
                 recorded_at_micros: now,
@@ -460,10 +650,7 @@ impl Writer {
         };
         self.heads.insert(stream.clone(), new_head);
         batch.heads.push((stream, new_head));
-        Ok(AppendOutcome::Success {
-            next_expected_revision: new_head.last_revision,
-            position: self.next_position - 1,
-        })
+        (new_head.last_revision, self.next_position - 1)
     }
 
     /// Writes the buffer with one positional write and syncs it per the
@@ -515,6 +702,7 @@ impl Writer {
             base,
             path: dir.join(segment::file_name(base)),
             file,
+            version: segment::FORMAT_VERSION,
         });
         self.shared.segments.insert(seg.clone());
         self.seg = seg;
@@ -547,6 +735,40 @@ impl Writer {
             }
         }
     }
+}
+
+/// Whether a stream whose last revision is `current` is in the `expected` state.
+fn holds(expected: ExpectedVersion, current: Option<u64>) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => current.is_none(),
+        ExpectedVersion::StreamExists => current.is_some(),
+        ExpectedVersion::Exact(r) => current == Some(r),
+    }
+}
+
+/// The syncs and bytes a batch's rolls cost, for the observer.
+struct Io<'a> {
+    sync_time: &'a mut std::time::Duration,
+    bytes_written: &'a mut usize,
+}
+
+/// Bytes the records of `appends` take in the log.
+fn unit_size(appends: &[AppendRequest]) -> u64 {
+    appends
+        .iter()
+        .flat_map(|a| {
+            a.events.iter().map(|e| {
+                record::encoded_len(
+                    &a.stream,
+                    &e.event_type,
+                    e.content_type.as_deref().unwrap_or(""),
+                    e.metadata.len(),
+                    e.data.len(),
+                ) as u64
+            })
+        })
+        .sum()
 }
 
 fn approx_size(req: &AppendRequest) -> usize {
