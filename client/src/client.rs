@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
 use crate::filter::Filter;
+use crate::multi::{MultiAppend, MultiAppendResult, StreamAppended, StreamConflict};
 use crate::options::ClientOptions;
 use crate::pipeline::Pipeline;
 use crate::read::{EventStream, ReadOptions};
@@ -135,6 +136,70 @@ impl Client {
             .unary(request, |r| async move { grpc.append(r).await })
             .await?;
         append_outcome(stream, expected, response)
+    }
+
+    /// Appends to several streams in one atomic write, if every append's
+    /// and check's expected version holds: their events take consecutive
+    /// positions in the order the appends were added, or nothing is
+    /// written and [`Error::MultiAppendConflict`] lists every condition that
+    /// failed. Retrying the same multi-append returns the original result.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use strata_client::{EventData, ExpectedVersion, MultiAppend};
+    /// let done = client
+    ///     .multi_append(
+    ///         MultiAppend::new()
+    ///             .append("order-1", ExpectedVersion::NoStream, [EventData::binary("Placed", vec![])])
+    ///             .append("stock-9", ExpectedVersion::Any, [EventData::binary("Reserved", vec![])])
+    ///             .check("customer-7", ExpectedVersion::StreamExists),
+    ///     )
+    ///     .await?;
+    /// println!("committed up to position {}", done.position);
+    /// # Ok(()) }
+    /// ```
+    pub async fn multi_append(&self, multi: MultiAppend) -> Result<MultiAppendResult, Error> {
+        use v1::multi_append_response::Result as Outcome;
+
+        let expectations = multi.expectations();
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .unary(
+                multi.into_wire(),
+                |r| async move { grpc.multi_append(r).await },
+            )
+            .await?;
+        match response.result {
+            Some(Outcome::Success(s)) => Ok(MultiAppendResult {
+                results: s
+                    .results
+                    .into_iter()
+                    .map(|r| StreamAppended {
+                        stream: r.stream,
+                        next_expected_revision: r.next_expected_revision,
+                        position: r.position,
+                    })
+                    .collect(),
+                position: s.position,
+            }),
+            Some(Outcome::WrongExpectedVersion(w)) => Err(Error::MultiAppendConflict {
+                conflicts: w
+                    .conflicts
+                    .into_iter()
+                    .map(|c| StreamConflict {
+                        expected: expectations
+                            .iter()
+                            .find(|(s, _)| *s == c.stream)
+                            .map_or(ExpectedVersion::Any, |(_, e)| *e),
+                        stream: c.stream,
+                        current: c.current_revision,
+                    })
+                    .collect(),
+            }),
+            None => Err(Error::Protocol {
+                message: "multi-append response without a result".into(),
+            }),
+        }
     }
 
     /// Opens a [`Pipeline`]: one `PipelinedAppend` call that any number of

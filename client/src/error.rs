@@ -9,6 +9,7 @@ use strata_proto::v1::error_detail::Detail;
 use tonic::{Code, Status};
 
 use crate::event::ExpectedVersion;
+use crate::multi::StreamConflict;
 
 /// Everything that can go wrong in a call to the server.
 ///
@@ -64,6 +65,14 @@ pub enum Error {
         /// Revision of the stream's last event now; `None` when the stream
         /// does not exist.
         current: Option<u64>,
+    },
+
+    /// Some appends or checks of a multi-append did not hold: nothing was
+    /// written. Every failed one is listed.
+    #[error("wrong expected version in a multi-append: {}", display_conflicts(.conflicts))]
+    MultiAppendConflict {
+        /// Every append and check that failed, appends first.
+        conflicts: Vec<StreamConflict>,
     },
 
     /// The request was malformed or over a configured limit
@@ -268,6 +277,21 @@ pub struct LimitExceeded {
     pub limit: u64,
     /// The server setting that holds the limit, e.g. "max-append-bytes".
     pub setting: String,
+}
+
+fn display_conflicts(conflicts: &[StreamConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "'{}' expected {}, current revision {}",
+                c.stream,
+                c.expected,
+                display_revision(&c.current)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn display_revision(revision: &Option<u64>) -> String {

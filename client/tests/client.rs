@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use common::TestServer;
 use strata_client::{
-    Client, ClientOptions, Error, EventData, ExpectedVersion, Filter, ReadFrom, ReadOptions,
-    RecordedEvent, StreamExt, SubscribeFrom, Subscription, SubscriptionMessage, TryStreamExt,
+    Client, ClientOptions, Error, EventData, ExpectedVersion, Filter, MultiAppend, ReadFrom,
+    ReadOptions, RecordedEvent, StreamExt, SubscribeFrom, Subscription, SubscriptionMessage,
+    TryStreamExt,
 };
 
 fn events(n: usize, event_type: &str) -> Vec<EventData> {
@@ -702,4 +703,65 @@ async fn a_pipeline_serves_many_tasks_over_one_call() {
     .expect("an answer, not a hang")
     .expect_err("the call has ended");
     assert!(e.is_transient(), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_appends_commit_together_or_name_every_conflict() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .append("existing", ExpectedVersion::Any, events(1, "T"))
+        .await
+        .expect("append");
+    let multi = MultiAppend::new()
+        .append("m-1", ExpectedVersion::NoStream, events(2, "A"))
+        .append("m-2", ExpectedVersion::NoStream, events(1, "B"))
+        .check("existing", ExpectedVersion::Exact(0));
+    let done = client
+        .multi_append(multi.clone())
+        .await
+        .expect("multi-append");
+    assert_eq!(done.position, 3);
+    let got: Vec<(&str, u64, u64)> = done
+        .results
+        .iter()
+        .map(|r| (r.stream.as_str(), r.next_expected_revision, r.position))
+        .collect();
+    assert_eq!(got, vec![("m-1", 1, 2), ("m-2", 0, 3)]);
+    // A retry answers the same, and writes nothing.
+    assert_eq!(client.multi_append(multi).await.expect("retry"), done);
+    // Conflicts: both failing conditions are named, with the expectation.
+    let e = client
+        .multi_append(
+            MultiAppend::new()
+                .append("m-1", ExpectedVersion::Exact(0), events(1, "A"))
+                .append("m-3", ExpectedVersion::Any, events(1, "C"))
+                .check("nope", ExpectedVersion::StreamExists),
+        )
+        .await
+        .expect_err("conflicts");
+    match e {
+        Error::MultiAppendConflict { conflicts } => {
+            let named: Vec<(&str, ExpectedVersion, Option<u64>)> = conflicts
+                .iter()
+                .map(|c| (c.stream.as_str(), c.expected, c.current))
+                .collect();
+            assert_eq!(
+                named,
+                vec![
+                    ("m-1", ExpectedVersion::Exact(0), Some(1)),
+                    ("nope", ExpectedVersion::StreamExists, None)
+                ]
+            );
+        }
+        other => panic!("expected MultiAppendConflict, got {other:?}"),
+    }
+    let all: Vec<RecordedEvent> = client
+        .read_all(ReadOptions::forwards(), Filter::new())
+        .await
+        .expect("read")
+        .try_collect()
+        .await
+        .expect("events");
+    assert_eq!(all.len(), 4, "nothing written by the conflict or the retry");
 }

@@ -41,7 +41,14 @@ mod tests {
         let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
         assert_eq!(
             methods,
-            ["Append", "PipelinedAppend", "Read", "Subscribe", "Stats"]
+            [
+                "Append",
+                "MultiAppend",
+                "PipelinedAppend",
+                "Read",
+                "Subscribe",
+                "Stats"
+            ]
         );
         assert_eq!(
             crate::v1::streams_server::SERVICE_NAME,

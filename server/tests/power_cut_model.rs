@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use strata_server::store::io::{CutMode, SimStorage};
 use strata_server::store::{
-    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, OpenError,
-    ReadFrom, RecordedEvent, Store, StoreConfig,
+    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, MultiAppendOutcome,
+    MultiAppendRequest, NewEvent, OpenError, ReadFrom, RecordedEvent, Store, StoreConfig,
 };
 
 const APPENDERS: usize = 3;
@@ -63,6 +63,9 @@ struct Sent {
     events: Vec<NewEvent>,
     /// `(last revision, last position)` once acknowledged.
     acked: Option<(u64, u64)>,
+    /// The multi-append this append was part of, if any: all its parts
+    /// are written together or not at all, at consecutive positions.
+    group: Option<u64>,
 }
 
 fn event(rng: &mut Rng) -> NewEvent {
@@ -104,6 +107,12 @@ async fn appender(
 ) {
     let mut owned = owned;
     loop {
+        if rng.range(0, 4) == 0 {
+            if !multi_appender_step(&store, &mut rng, &mut owned, &ledger).await {
+                return;
+            }
+            continue;
+        }
         let pick = rng.range(0, owned.len() as u64 + 2) as usize;
         let (stream, expected) = if pick < owned.len() {
             let (name, head) = &owned[pick];
@@ -151,11 +160,75 @@ async fn appender(
             stream,
             events,
             acked,
+            group: None,
         });
         if failed {
             return;
         }
     }
+}
+
+/// One multi-append: one owned stream (exact expected version) and one or
+/// two shared ones. Returns whether it succeeded.
+async fn multi_appender_step(
+    store: &Store,
+    rng: &mut Rng,
+    owned: &mut [(String, Option<u64>)],
+    ledger: &Mutex<Vec<Sent>>,
+) -> bool {
+    let k = rng.range(0, owned.len() as u64) as usize;
+    let (name, head) = owned[k].clone();
+    let mut parts = vec![(
+        name.clone(),
+        match head {
+            Some(r) => ExpectedVersion::Exact(r),
+            None => ExpectedVersion::NoStream,
+        },
+    )];
+    let shared = rng.range(1, 3);
+    for j in 0..shared {
+        parts.push((format!("shared-{j}"), ExpectedVersion::Any));
+    }
+    let appends: Vec<AppendRequest> = parts
+        .into_iter()
+        .map(|(stream, expected)| {
+            let n = rng.range(1, 6);
+            AppendRequest {
+                stream,
+                expected,
+                events: (0..n).map(|_| event(rng)).collect(),
+            }
+        })
+        .collect();
+    let group = rng.next();
+    let r = store
+        .multi_append(MultiAppendRequest {
+            appends: appends.clone(),
+            checks: Vec::new(),
+        })
+        .await;
+    let results = match &r {
+        Ok(MultiAppendOutcome::Success { results, .. }) => Some(results.clone()),
+        Ok(MultiAppendOutcome::WrongExpectedVersion { conflicts }) => {
+            panic!("a multi-append conflicted ({conflicts:?}): the test's heads are wrong")
+        }
+        Err(_) => None,
+    };
+    if let Some(results) = &results {
+        owned[k].1 = Some(results[0].next_expected_revision);
+    }
+    let mut l = ledger.lock().expect("ledger");
+    for (i, a) in appends.into_iter().enumerate() {
+        l.push(Sent {
+            stream: a.stream,
+            events: a.events,
+            acked: results
+                .as_ref()
+                .map(|r| (r[i].next_expected_revision, r[i].position)),
+            group: Some(group),
+        });
+    }
+    results.is_some()
 }
 
 /// Checks the log against the ledger; returns the in-doubt appends found
@@ -236,6 +309,38 @@ fn check(log: &[RecordedEvent], sent: &[Sent], v: &mut Vec<String>) -> HashMap<u
             }
         }
     }
+    // The parts of a multi-append: all or none, one right after the other.
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (k, s) in sent.iter().enumerate() {
+        if let Some(g) = s.group {
+            groups.entry(g).or_default().push(k);
+        }
+    }
+    for parts in groups.values() {
+        let stored: Vec<Option<(u64, u64)>> = parts
+            .iter()
+            .map(|&k| {
+                let s = &sent[k];
+                s.acked
+                    .or_else(|| found.get(&k).copied())
+                    .map(|(_, last)| (last + 1 - s.events.len() as u64, last))
+            })
+            .collect();
+        let present = stored.iter().flatten().count();
+        if present != 0 && present != parts.len() {
+            v.push(format!(
+                "PARTIAL multi-append: {present} of its {} appends are stored",
+                parts.len()
+            ));
+        } else if present != 0 {
+            let spans: Vec<(u64, u64)> = stored.into_iter().flatten().collect();
+            if spans.windows(2).any(|w| w[1].0 != w[0].1 + 1) {
+                v.push(format!(
+                    "a multi-append is stored, but not as one unit: {spans:?}"
+                ));
+            }
+        }
+    }
     if known != log.len() {
         v.push(format!(
             "the log holds {} events, {known} of them sent by this test",
@@ -253,37 +358,68 @@ async fn retry_in_doubt(
     found: &HashMap<usize, (u64, u64)>,
     v: &mut Vec<String>,
 ) {
-    for (k, s) in sent.iter_mut().enumerate() {
-        if s.acked.is_some() {
+    let mut k = 0;
+    while k < sent.len() {
+        if sent[k].acked.is_some() {
+            k += 1;
             continue;
         }
-        let r = store
-            .append(AppendRequest {
+        // A multi-append's parts are contiguous in the ledger.
+        let end = match sent[k].group {
+            Some(g) => k + sent[k..].iter().take_while(|s| s.group == Some(g)).count(),
+            None => k + 1,
+        };
+        let appends: Vec<AppendRequest> = sent[k..end]
+            .iter()
+            .map(|s| AppendRequest {
                 stream: s.stream.clone(),
                 expected: ExpectedVersion::Any,
                 events: s.events.clone(),
             })
-            .await;
-        match r {
-            Ok(AppendOutcome::Success {
-                next_expected_revision,
-                position,
-            }) => {
-                if let Some(orig) = found.get(&k) {
-                    if *orig != (next_expected_revision, position) {
-                        v.push(format!(
-                            "retry of a stored append to {} answered ({next_expected_revision}, {position}), it is stored at {orig:?}",
-                            s.stream
-                        ));
-                    }
-                }
-                s.acked = Some((next_expected_revision, position));
+            .collect();
+        let answers: Result<Vec<(u64, u64)>, String> = if sent[k].group.is_some() {
+            match store
+                .multi_append(MultiAppendRequest {
+                    appends,
+                    checks: Vec::new(),
+                })
+                .await
+            {
+                Ok(MultiAppendOutcome::Success { results, .. }) => Ok(results
+                    .iter()
+                    .map(|r| (r.next_expected_revision, r.position))
+                    .collect()),
+                other => Err(format!("{other:?}")),
             }
-            other => v.push(format!(
-                "retry of an in-doubt append to {} failed: {other:?}",
-                s.stream
+        } else {
+            match store.append(appends[0].clone()).await {
+                Ok(AppendOutcome::Success {
+                    next_expected_revision,
+                    position,
+                }) => Ok(vec![(next_expected_revision, position)]),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        match answers {
+            Ok(answers) => {
+                for (i, answer) in answers.into_iter().enumerate() {
+                    if let Some(orig) = found.get(&(k + i)) {
+                        if *orig != answer {
+                            v.push(format!(
+                                "retry of a stored append to {} answered {answer:?}, it is stored at {orig:?}",
+                                sent[k + i].stream
+                            ));
+                        }
+                    }
+                    sent[k + i].acked = Some(answer);
+                }
+            }
+            Err(e) => v.push(format!(
+                "retry of an in-doubt append to {} failed: {e}",
+                sent[k].stream
             )),
         }
+        k = end;
     }
 }
 

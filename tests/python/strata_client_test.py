@@ -237,6 +237,7 @@ class Checks:
         methods = sorted(m.name for m in service.methods)
         assert methods == [
             "Append",
+            "MultiAppend",
             "PipelinedAppend",
             "Read",
             "Stats",

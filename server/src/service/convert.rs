@@ -7,8 +7,9 @@ use strata_proto::v1;
 use tonic::Status;
 
 use crate::store::{
-    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent, ReadFrom,
-    RecordedEvent, SubscribeFrom, SubscriptionTarget,
+    AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, MultiAppendOutcome,
+    MultiAppendRequest, NewEvent, ReadFrom, RecordedEvent, StreamCheck, SubscribeFrom,
+    SubscriptionTarget,
 };
 
 /// The name that addresses the global log where a stream name is expected.
@@ -32,6 +33,66 @@ pub fn append_request(req: v1::AppendRequest) -> Result<AppendRequest, Status> {
         expected,
         events,
     })
+}
+
+/// A multi-append request from the wire.
+pub fn multi_append_request(req: v1::MultiAppendRequest) -> Result<MultiAppendRequest, Status> {
+    let appends = req
+        .appends
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            append_request(a).map_err(|s| invalid(format!("append {i}: {}", s.message())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let checks = req
+        .checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(StreamCheck {
+                stream: c.stream,
+                expected: expected_from_wire(c.expected)
+                    .map_err(|s| invalid(format!("check {i}: {}", s.message())))?,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(MultiAppendRequest { appends, checks })
+}
+
+/// A multi-append answer for the wire.
+pub fn multi_outcome_to_wire(o: MultiAppendOutcome) -> v1::MultiAppendResponse {
+    use v1::multi_append_response::{
+        AppendResult, Conflict, Result as R, Success, WrongExpectedVersion,
+    };
+    let result = match o {
+        MultiAppendOutcome::Success { results, position } => R::Success(Success {
+            results: results
+                .into_iter()
+                .map(|r| AppendResult {
+                    stream: r.stream,
+                    next_expected_revision: r.next_expected_revision,
+                    position: r.position,
+                })
+                .collect(),
+            position,
+        }),
+        MultiAppendOutcome::WrongExpectedVersion { conflicts } => {
+            R::WrongExpectedVersion(WrongExpectedVersion {
+                conflicts: conflicts
+                    .into_iter()
+                    .map(|c| Conflict {
+                        stream: c.stream,
+                        current_revision: c.current_revision,
+                        expected: Some(expected_to_wire(c.expected)),
+                    })
+                    .collect(),
+            })
+        }
+    };
+    v1::MultiAppendResponse {
+        result: Some(result),
+    }
 }
 
 fn event_from_wire(i: usize, e: v1::EventData) -> Result<NewEvent, Status> {

@@ -5,6 +5,7 @@
 mod append;
 pub mod convert;
 mod message_limit;
+mod multi_append;
 mod pipelined_append;
 mod read;
 mod stats;
@@ -61,6 +62,15 @@ impl Streams for StreamsService {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         append::handle(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn multi_append(
+        &self,
+        request: Request<v1::MultiAppendRequest>,
+    ) -> Result<Response<v1::MultiAppendResponse>, Status> {
+        multi_append::handle(self, request.into_inner())
             .await
             .map(Response::new)
     }

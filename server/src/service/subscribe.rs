@@ -62,7 +62,13 @@ pub(super) async fn handle(
                 // Waits while the client is slow; ends if it went away.
                 let sent = tokio::select! {
                     r = tx.send(m) => r.is_ok(),
-                    _ = stopped(&mut shutdown) => false,
+                    _ = stopped(&mut shutdown) => {
+                        // Shutting down while the client was slow: it still
+                        // learns why the subscription ends, if it reads on.
+                        let unavailable = Status::unavailable("the server is shutting down");
+                        let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(unavailable))).await;
+                        false
+                    }
                 };
                 if !sent {
                     end = true;
@@ -77,6 +83,10 @@ pub(super) async fn handle(
     });
     Ok(ReceiverStream::new(rx))
 }
+
+/// How long a subscription waits, at shutdown, for a slow client to take
+/// the UNAVAILABLE status.
+const SHUTDOWN_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn content(c: Content) -> v1::SubscribeResponse {
     v1::SubscribeResponse { content: Some(c) }

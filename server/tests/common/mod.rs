@@ -49,7 +49,15 @@ impl TestServer {
 
     /// Starts a server after letting `configure` change its settings.
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), configure).await
+    }
+
+    /// Starts a server on the data directory below `dir` (kept from an
+    /// earlier server by [`TestServer::stop_and_keep`], or fresh).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> TestServer {
         let mut args = ServeArgs::for_tests(dir.path().join("data"));
         args.log_filter = "warn".into();
         configure(&mut args);
@@ -95,6 +103,19 @@ impl TestServer {
     /// A second, independent connection to the server.
     pub async fn connect(&self) -> Client {
         connect(self.addr).await
+    }
+
+    /// Stops the server cleanly and hands back its directory, for a restart.
+    pub async fn stop_and_keep(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.handle)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+            .expect("clean stop");
+        self.dir
     }
 
     /// Triggers shutdown and waits for `run` to return.

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use strata_proto::v1;
 use strata_proto::v1::append_response::Result as AppendResult;
+use strata_proto::v1::multi_append_response::Result as MultiResult;
 use strata_proto::v1::streams_client::StreamsClient;
 use strata_proto::v1::subscribe_response::Content;
 use tonic::transport::{Channel, Endpoint};
@@ -187,6 +188,9 @@ struct Attempt {
     /// The request's events, kept while the attempt may need a retry.
     events: Option<Vec<v1::EventData>>,
     state: State,
+    /// The multi-append this append was part of: its parts are consecutive
+    /// attempts with the same group, written all together or not at all.
+    group: Option<u64>,
 }
 
 /// One event of the log after a restart, reduced to what is compared.
@@ -456,6 +460,12 @@ async fn run_appender(mut a: Appender) -> AppenderReport {
     // The last acknowledged append, for in-flight idempotent retries.
     let mut last_acked: Option<(String, Vec<v1::EventData>, u64, u64)> = None;
     while !a.stop.load(Ordering::Relaxed) {
+        if a.rng.chance(15) {
+            if !multi_append_step(&mut a, &mut report).await {
+                break;
+            }
+            continue;
+        }
         if let Some((stream, events, rev, pos)) = last_acked.as_ref().filter(|_| a.rng.chance(5)) {
             // A retry of an append that was answered: same result, no write.
             let expected = if a.rng.chance(50) {
@@ -534,6 +544,7 @@ async fn run_appender(mut a: Appender) -> AppenderReport {
             fingerprints,
             events: None,
             state: State::Rejected,
+            group: None,
         };
         let answer = tokio::time::timeout(PATIENCE, a.client.append(req)).await;
         let result = match answer {
@@ -599,6 +610,94 @@ async fn run_appender(mut a: Appender) -> AppenderReport {
         report.attempts.push(attempt);
     }
     report
+}
+
+/// One multi-append: an owned stream (its exact expected version) and one
+/// or two shared streams (`any`). Returns false once the server is gone.
+async fn multi_append_step(a: &mut Appender, report: &mut AppenderReport) -> bool {
+    let k = a.rng.range(0, a.owned.len() as u64 - 1) as usize;
+    let (name, head) = a.owned[k].clone();
+    let expected = head.map_or(Expect::NoStream, Expect::Exact);
+    let mut parts = vec![(name, expected)];
+    let shared = a.rng.range(1, 2) as usize;
+    for s in a.shared.iter().take(shared) {
+        parts.push((s.clone(), Expect::Any));
+    }
+    let group = a.rng.next();
+    let mut attempts = Vec::new();
+    let mut appends = Vec::new();
+    for (stream, expected) in parts {
+        let n = a.rng.range(1, 5) as usize;
+        let (mut events, mut ids, mut fingerprints) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (e, id, fp) = make_event(&mut a.rng);
+            events.push(e);
+            ids.push(id);
+            fingerprints.push(fp);
+        }
+        appends.push(v1::AppendRequest {
+            stream: stream.clone(),
+            expected: Some(expected.wire()),
+            events: events.clone(),
+        });
+        attempts.push(Attempt {
+            stream,
+            expected,
+            ids,
+            fingerprints,
+            events: Some(events),
+            state: State::Rejected,
+            group: Some(group),
+        });
+    }
+    let req = v1::MultiAppendRequest {
+        appends,
+        checks: Vec::new(),
+    };
+    let answer = tokio::time::timeout(PATIENCE, a.client.multi_append(req)).await;
+    let alive = match answer {
+        Ok(Ok(r)) => match r.into_inner().result {
+            Some(MultiResult::Success(s)) if s.results.len() == attempts.len() => {
+                for (at, r) in attempts.iter_mut().zip(&s.results) {
+                    at.state = State::Acked {
+                        rev: r.next_expected_revision,
+                        pos: r.position,
+                    };
+                    at.events = None;
+                }
+                a.owned[k].1 = Some(s.results[0].next_expected_revision);
+                for r in &s.results[1..] {
+                    a.shared_seen
+                        .insert(r.stream.clone(), r.next_expected_revision);
+                }
+                true
+            }
+            other => {
+                report.violations.push(format!(
+                    "a multi-append on owned stream {:?} answered {other:?}",
+                    attempts[0].stream
+                ));
+                for at in &mut attempts {
+                    at.events = None;
+                }
+                true
+            }
+        },
+        Ok(Err(status)) => {
+            for at in &mut attempts {
+                at.state = State::InDoubt(format!("{:?}: {}", status.code(), status.message()));
+            }
+            false
+        }
+        Err(_) => {
+            for at in &mut attempts {
+                at.state = State::InDoubt("no answer in time".into());
+            }
+            false
+        }
+    };
+    report.attempts.extend(attempts);
+    alive
 }
 
 /// What a live `$all` subscriber received: `(position, id, fingerprint)`.
@@ -814,6 +913,45 @@ fn check_log(
             }
         }
     }
+    // A multi-append's parts: all stored or none, one right after the other.
+    let mut k = 0;
+    while k < attempts.len() {
+        let Some(g) = attempts[k].group else {
+            k += 1;
+            continue;
+        };
+        let end = k + attempts[k..]
+            .iter()
+            .take_while(|a| a.group == Some(g))
+            .count();
+        let spans: Vec<Option<(u64, u64)>> = (k..end)
+            .map(|j| {
+                let n = attempts[j].ids.len() as u64;
+                let last = match &attempts[j].state {
+                    State::Acked { pos, .. } => Some(*pos),
+                    _ => in_doubt.get(&j).copied().flatten().map(|(_, pos)| pos),
+                };
+                last.map(|l| (l + 1 - n, l))
+            })
+            .collect();
+        let present = spans.iter().flatten().count();
+        if present != 0 && present != spans.len() {
+            violations.push(format!(
+                "PARTIAL multi-append on {:?}: {present} of its {} appends are stored",
+                attempts[k].stream,
+                spans.len()
+            ));
+        } else if present != 0 {
+            let s: Vec<(u64, u64)> = spans.into_iter().flatten().collect();
+            if s.windows(2).any(|w| w[1].0 != w[0].1 + 1) {
+                violations.push(format!(
+                    "a multi-append on {:?} is stored, but not as one unit: {s:?}",
+                    attempts[k].stream
+                ));
+            }
+        }
+        k = end;
+    }
     for e in log {
         if !known.contains(&e.id) {
             violations.push(format!(
@@ -913,7 +1051,20 @@ async fn retry_in_doubt(
     let mut wrote = false;
     let mut keys: Vec<_> = found.keys().copied().collect();
     keys.sort_unstable();
+    let mut done_until = 0;
     for k in keys {
+        if k < done_until {
+            continue; // retried with its multi-append
+        }
+        if let Some(g) = attempts[k].group {
+            let end = k + attempts[k..]
+                .iter()
+                .take_while(|a| a.group == Some(g))
+                .count();
+            done_until = end;
+            wrote |= retry_multi(client, &mut attempts[k..end], k, found, totals, violations).await;
+            continue;
+        }
         let a = &mut attempts[k];
         let events = a
             .events
@@ -970,6 +1121,79 @@ async fn retry_in_doubt(
         }
     }
     wrote
+}
+
+/// Retries an in-doubt multi-append (its parts, from index `first` of the
+/// attempts) with `any`: a stored one must answer its original results, a
+/// missing one is written now. Returns whether it wrote.
+async fn retry_multi(
+    client: &mut Client,
+    parts: &mut [Attempt],
+    first: usize,
+    found: &HashMap<usize, Option<(u64, u64)>>,
+    totals: &mut Totals,
+    violations: &mut Vec<String>,
+) -> bool {
+    let req = v1::MultiAppendRequest {
+        appends: parts
+            .iter_mut()
+            .map(|a| v1::AppendRequest {
+                stream: a.stream.clone(),
+                expected: Some(Expect::Any.wire()),
+                events: a
+                    .events
+                    .take()
+                    .expect("in-doubt attempts keep their events"),
+            })
+            .collect(),
+        checks: Vec::new(),
+    };
+    let answer = match client.multi_append(req).await {
+        Ok(r) => r.into_inner().result,
+        Err(e) => {
+            violations.push(format!("retry of an in-doubt multi-append failed: {e}"));
+            for a in parts {
+                a.state = State::Rejected;
+            }
+            return false;
+        }
+    };
+    let stored = found.get(&first).copied().flatten().is_some();
+    match answer {
+        Some(MultiResult::Success(s)) if s.results.len() == parts.len() => {
+            for (i, (a, r)) in parts.iter_mut().zip(&s.results).enumerate() {
+                let got = (r.next_expected_revision, r.position);
+                if let Some(Some(orig)) = found.get(&(first + i)) {
+                    if *orig != got {
+                        violations.push(format!(
+                            "retry of an in-doubt multi-append answered {got:?} for {:?}, \
+                             it is stored at {orig:?}",
+                            a.stream
+                        ));
+                    }
+                }
+                a.state = State::Acked {
+                    rev: got.0,
+                    pos: got.1,
+                };
+            }
+            if stored {
+                totals.in_doubt_found_written += 1;
+            } else {
+                totals.in_doubt_written_by_retry += 1;
+            }
+            !stored
+        }
+        other => {
+            violations.push(format!(
+                "retry of an in-doubt multi-append answered {other:?}"
+            ));
+            for a in parts {
+                a.state = State::Rejected;
+            }
+            false
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
