@@ -244,6 +244,31 @@ class Checks:
             "Subscribe",
         ], f"methods {methods}"
 
+    def check_multi_append(self):
+        a, b, c = unique("ma"), unique("mb"), unique("mc")
+        head = self.head()
+        request = pb.MultiAppendRequest(
+            appends=[
+                pb.AppendRequest(stream=a, expected=pb.ExpectedVersion(no_stream=EMPTY), events=[new_event("A"), new_event("A")]),
+                pb.AppendRequest(stream=b, expected=pb.ExpectedVersion(any=EMPTY), events=[new_event("B")]),
+            ],
+            checks=[pb.StreamCheck(stream=c, expected=pb.ExpectedVersion(no_stream=EMPTY))],
+        )
+        r = self.stub.MultiAppend(request, timeout=TIMEOUT)
+        assert r.WhichOneof("result") == "success", f"multi-append: {r}"
+        got = [(x.stream, x.next_expected_revision, x.position) for x in r.success.results]
+        assert got == [(a, 1, head + 1), (b, 0, head + 2)], f"results {got}"
+        # A failed check writes nothing and is named.
+        bad = pb.MultiAppendRequest(
+            appends=[pb.AppendRequest(stream=b, expected=pb.ExpectedVersion(any=EMPTY), events=[new_event("B")])],
+            checks=[pb.StreamCheck(stream=a, expected=pb.ExpectedVersion(no_stream=EMPTY))],
+        )
+        r = self.stub.MultiAppend(bad, timeout=TIMEOUT)
+        assert r.WhichOneof("result") == "wrong_expected_version", f"conflict: {r}"
+        named = [(x.stream, x.current_revision) for x in r.wrong_expected_version.conflicts]
+        assert named == [(a, 1)], f"conflicts {named}"
+        assert self.head() == head + 3, "the conflict wrote something"
+
     def check_pipelined_append(self):
         stream = unique("pipe")
         any_ = pb.ExpectedVersion(any=EMPTY)

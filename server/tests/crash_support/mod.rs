@@ -229,6 +229,7 @@ struct Totals {
     in_doubt_written_by_retry: u64,
     in_doubt_rejected_on_retry: u64,
     idempotent_retries: u64,
+    multi_appends_sent: u64,
     live_events_checked: u64,
     lost_events: u64,
 }
@@ -407,6 +408,7 @@ struct AppenderReport {
     attempts: Vec<Attempt>,
     violations: Vec<String>,
     idempotent_retries: u64,
+    multi_appends: u64,
 }
 
 fn make_event(rng: &mut Rng) -> (v1::EventData, [u8; 16], u64) {
@@ -654,6 +656,7 @@ async fn multi_append_step(a: &mut Appender, report: &mut AppenderReport) -> boo
         appends,
         checks: Vec::new(),
     };
+    report.multi_appends += 1;
     let answer = tokio::time::timeout(PATIENCE, a.client.multi_append(req)).await;
     let alive = match answer {
         Ok(Ok(r)) => match r.into_inner().result {
@@ -1340,6 +1343,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
                 .expect("appender task");
             violations.extend(report.violations);
             totals.idempotent_retries += report.idempotent_retries;
+            totals.multi_appends_sent += report.multi_appends;
             dir.attempts.extend(report.attempts);
         }
         let seen = tokio::time::timeout(PATIENCE, live)
