@@ -22,6 +22,12 @@ pub(super) async fn handle(
         Ok(AppendOutcome::WrongExpectedVersion { .. }) => "wrong_expected_version",
         Err(_) => "error",
     };
+    observe(svc, outcome, started);
+    result.map(convert::outcome_to_wire)
+}
+
+/// Counts an append's (or multi-append's) outcome and its latency.
+pub(super) fn observe(svc: &StreamsService, outcome: &str, started: Instant) {
     svc.metrics
         .append_results
         .with_label_values(&[outcome])
@@ -29,5 +35,4 @@ pub(super) async fn handle(
     svc.metrics
         .append_seconds
         .observe(started.elapsed().as_secs_f64());
-    result.map(convert::outcome_to_wire)
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use strata_proto::v1;
 use tonic::Status;
 
-use super::{convert, status::status_from_append, StreamsService};
+use super::{append, convert, status::status_from_append, StreamsService};
 use crate::store::MultiAppendOutcome;
 
 pub(super) async fn handle(
@@ -27,12 +27,6 @@ pub(super) async fn handle(
         Ok(MultiAppendOutcome::WrongExpectedVersion { .. }) => "wrong_expected_version",
         Err(_) => "error",
     };
-    svc.metrics
-        .append_results
-        .with_label_values(&[outcome])
-        .inc();
-    svc.metrics
-        .append_seconds
-        .observe(started.elapsed().as_secs_f64());
+    append::observe(svc, outcome, started);
     result.map(convert::multi_outcome_to_wire)
 }

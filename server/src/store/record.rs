@@ -156,6 +156,22 @@ fn frame_crc(len_bytes: &[u8], payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// Bytes the records of one append take in the log.
+pub fn append_len(a: &super::types::AppendRequest) -> u64 {
+    a.events
+        .iter()
+        .map(|e| {
+            encoded_len(
+                &a.stream,
+                &e.event_type,
+                e.content_type.as_deref().unwrap_or(""),
+                e.metadata.len(),
+                e.data.len(),
+            ) as u64
+        })
+        .sum()
+}
+
 /// Reads the payload length announced at the start of `bytes`, if 4 bytes are there.
 pub fn peek_len(bytes: &[u8]) -> Option<usize> {
     bytes

@@ -130,19 +130,7 @@ pub fn multi_append(req: &MultiAppendRequest, limits: &Limits) -> Result<(), App
             }
         }
         events += a.events.len();
-        bytes += a
-            .events
-            .iter()
-            .map(|e| {
-                encoded_len(
-                    &a.stream,
-                    &e.event_type,
-                    e.content_type.as_deref().unwrap_or(""),
-                    e.metadata.len(),
-                    e.data.len(),
-                ) as u64
-            })
-            .sum::<u64>();
+        bytes += super::record::append_len(a);
     }
     for c in &req.checks {
         stream_name(&c.stream, false).map_err(AppendError::InvalidArgument)?;

@@ -755,20 +755,7 @@ struct Io<'a> {
 
 /// Bytes the records of `appends` take in the log.
 fn unit_size(appends: &[AppendRequest]) -> u64 {
-    appends
-        .iter()
-        .flat_map(|a| {
-            a.events.iter().map(|e| {
-                record::encoded_len(
-                    &a.stream,
-                    &e.event_type,
-                    e.content_type.as_deref().unwrap_or(""),
-                    e.metadata.len(),
-                    e.data.len(),
-                ) as u64
-            })
-        })
-        .sum()
+    appends.iter().map(record::append_len).sum()
 }
 
 fn approx_size(req: &AppendRequest) -> usize {
