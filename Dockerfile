@@ -9,6 +9,9 @@ COPY proto proto
 COPY server server
 COPY client client
 COPY bench bench
+# A workspace member (the power-cut tier's test filesystem): cargo needs its
+# manifest to resolve the workspace, though the image does not build it.
+COPY tests/forgetfs tests/forgetfs
 RUN cargo build --release --locked -p strata-server --bin strata \
  && cp target/release/strata /usr/local/bin/strata
 
