@@ -261,7 +261,11 @@ impl Drop for Server {
 /// Starts `strata` on `data`, appending its log to `log`; does not wait.
 fn spawn_server(data: &Path, log: &Path, segment_size: u64) -> Server {
     let addr = free_addr();
-    let metrics = free_addr();
+    // Two free ports in a row can be the same one: the first was released.
+    let mut metrics = free_addr();
+    while metrics == addr {
+        metrics = free_addr();
+    }
     let stderr = OpenOptions::new()
         .create(true)
         .append(true)
