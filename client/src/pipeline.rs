@@ -68,9 +68,11 @@ impl Pipeline {
                     Some(Ok(a)) => {
                         let answer = match a.outcome {
                             Some(Outcome::Result(r)) => Ok(r),
-                            Some(Outcome::Error(e)) => {
-                                Err(Status::new(Code::from(e.code), e.message))
-                            }
+                            Some(Outcome::Error(e)) => Err(Status::with_details(
+                                Code::from(e.code),
+                                e.message,
+                                e.details.into(),
+                            )),
                             None => Err(Status::internal("pipelined answer without an outcome")),
                         };
                         let to = lock(&w).as_mut().and_then(|m| m.remove(&a.correlation_id));
@@ -100,7 +102,9 @@ impl Pipeline {
 
     /// Appends `events` to `stream` atomically, with exactly
     /// [`Client::append`](crate::Client::append)'s semantics, and waits for
-    /// this append's own answer.
+    /// this append's own answer. Appends in flight at the same time are
+    /// independent and may commit in any order: to chain expected versions
+    /// on one stream, await each answer before the next append to it.
     pub async fn append(
         &self,
         stream: impl Into<String>,
@@ -109,13 +113,16 @@ impl Pipeline {
     ) -> Result<AppendResult, Error> {
         let stream = stream.into();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         match lock(&self.inner.waiting).as_mut() {
             Some(m) => {
                 m.insert(id, tx);
             }
             None => return Err(ended()),
         }
+        // However this future ends (answered, timed out, dropped), its entry
+        // does not outlive it.
+        let _forget = Forget { pipeline: self, id };
         let request = v1::PipelinedAppendRequest {
             correlation_id: id,
             append: Some(v1::AppendRequest {
@@ -124,26 +131,26 @@ impl Pipeline {
                 events: events.into_iter().map(EventData::into_wire).collect(),
             }),
         };
-        if self.inner.requests.send(request).await.is_err() {
-            self.forget(id);
-            return Err(ended());
-        }
-        let answer = match self.inner.deadline {
-            None => rx.await,
-            Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(a) => a,
-                Err(_) => {
-                    self.forget(id);
-                    return Err(error_from_status(Status::deadline_exceeded(format!(
-                        "no answer within {d:?}"
-                    ))));
+        let exchange = async {
+            // While the request waits for room, the call may end: its end
+            // reaches `rx`.
+            tokio::select! {
+                sent = self.inner.requests.send(request) => {
+                    if sent.is_err() {
+                        return Err(ended());
+                    }
                 }
-            },
+                early = &mut rx => return answer(stream.clone(), expected, early),
+            }
+            answer(stream.clone(), expected, rx.await)
         };
-        match answer {
-            Ok(Ok(response)) => append_outcome(stream, expected, response),
-            Ok(Err(status)) => Err(error_from_status(status)),
-            Err(_) => Err(ended()),
+        match self.inner.deadline {
+            None => exchange.await,
+            Some(d) => tokio::time::timeout(d, exchange).await.unwrap_or_else(|_| {
+                Err(error_from_status(Status::deadline_exceeded(format!(
+                    "no answer within {d:?}"
+                ))))
+            }),
         }
     }
 
@@ -151,6 +158,31 @@ impl Pipeline {
         if let Some(m) = lock(&self.inner.waiting).as_mut() {
             m.remove(&id);
         }
+    }
+}
+
+/// Removes an append's entry from the waiting map when its future ends.
+struct Forget<'a> {
+    pipeline: &'a Pipeline,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.pipeline.forget(self.id);
+    }
+}
+
+/// The result of one append from what its waiter received.
+fn answer(
+    stream: String,
+    expected: ExpectedVersion,
+    got: Result<Answer, oneshot::error::RecvError>,
+) -> Result<AppendResult, Error> {
+    match got {
+        Ok(Ok(response)) => append_outcome(stream, expected, response),
+        Ok(Err(status)) => Err(error_from_status(status)),
+        Err(_) => Err(ended()),
     }
 }
 

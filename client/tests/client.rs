@@ -684,6 +684,16 @@ async fn a_pipeline_serves_many_tasks_over_one_call() {
                 .await
                 .expect_err("reserved name");
             assert!(matches!(bad, Error::InvalidArgument { .. }), "{bad:?}");
+            // Typed details travel on the pipelined call too.
+            let big = EventData::binary("T", vec![0u8; (1 << 20) + 1]);
+            let over = p
+                .append(&stream, ExpectedVersion::Any, [big])
+                .await
+                .expect_err("over the event limit");
+            assert!(
+                matches!(over, Error::InvalidArgument { limit: Some(_), .. }),
+                "{over:?}"
+            );
         }));
     }
     for t in tasks {

@@ -179,3 +179,36 @@ async fn a_client_that_stops_reading_its_answers_stalls_the_call_without_errors(
     assert_eq!(got, n, "every request was answered");
     assert_eq!(stats(&mut client).await.head_position, n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_call_whose_client_stopped_reading() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let _unread = client
+        .pipelined_append(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("call")
+        .into_inner();
+    // Keeps sending (never half-closes) and never reads an answer.
+    let sender = tokio::spawn(async move {
+        for i in 0..5_000u64 {
+            let a = append_req(
+                "stuck",
+                v1::ExpectedVersion::any(),
+                events(1, "T", &i.to_string()),
+            );
+            if tx.send(pipelined(i, a)).await.is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // `stop` fails the test if the server does not stop within PATIENCE.
+    server
+        .stop()
+        .await
+        .expect("the server stops although a pipelined client stopped reading");
+    sender.abort();
+}

@@ -6,6 +6,7 @@
 //! and every request is answered.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_proto::v1;
 use strata_proto::v1::pipelined_append_response::{Error as WireError, Outcome};
@@ -17,6 +18,22 @@ use super::{append, StreamsService};
 
 /// Appends of one call in flight at most (read, not yet answered).
 pub(super) const MAX_IN_FLIGHT: usize = 256;
+/// How long the call waits at shutdown for the answers of appends in
+/// flight, and then for a slow client to take the UNAVAILABLE status.
+const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
+
+/// At shutdown: no more requests are read; the appends in flight are
+/// answered first (they may have committed), then the call ends with
+/// UNAVAILABLE. A client that stopped reading does not hold shutdown up.
+async fn end_at_shutdown(
+    in_flight: &Arc<Semaphore>,
+    tx: &mpsc::Sender<Result<v1::PipelinedAppendResponse, Status>>,
+) {
+    let all = MAX_IN_FLIGHT as u32;
+    let _ = tokio::time::timeout(SHUTDOWN_NOTICE, in_flight.acquire_many(all)).await;
+    let unavailable = Status::unavailable("the server is shutting down");
+    let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(unavailable))).await;
+}
 
 pub(super) async fn handle(
     svc: &StreamsService,
@@ -32,13 +49,21 @@ pub(super) async fn handle(
         let mut shutdown = svc.shutdown.clone();
         loop {
             // Backpressure: no new request is read while the bound is reached.
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
+            let permit = tokio::select! {
+                p = in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    end_at_shutdown(&in_flight, &tx).await;
+                    break;
+                }
             };
             let next = tokio::select! {
                 m = requests.message() => m,
                 _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                    let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                    drop(permit);
+                    end_at_shutdown(&in_flight, &tx).await;
                     break;
                 }
             };
@@ -60,6 +85,7 @@ pub(super) async fn handle(
                     Err(s) => Outcome::Error(WireError {
                         code: s.code() as i32,
                         message: s.message().to_owned(),
+                        details: s.details().to_vec().into(),
                     }),
                 };
                 let answer = v1::PipelinedAppendResponse {

@@ -335,34 +335,57 @@ impl ReadBatches {
 /// the blocking pool, so a slow consumer holds memory (one batch), not a
 /// thread.
 pub struct ReadStream {
-    /// `None` once the read is over (or while a hop has it).
-    batches: Option<ReadBatches>,
+    state: Hop,
 }
+
+/// Where a read's cursor is: here, on the blocking pool, or gone.
+enum Hop {
+    Idle(ReadBatches),
+    /// A hop in progress; kept, so that a `next()` dropped before it
+    /// finished (a timeout, a lost `select!`) loses nothing.
+    Busy(tokio::task::JoinHandle<(ReadBatches, Option<BatchResult>)>),
+    Done,
+}
+
+type BatchResult = Result<Vec<RecordedEvent>, ReadError>;
 
 impl ReadStream {
     pub(crate) fn new(batches: ReadBatches) -> Self {
         ReadStream {
-            batches: Some(batches),
+            state: Hop::Idle(batches),
         }
     }
 
     /// The next non-empty batch, in order; `None` at the end of the read.
-    /// After an error the read is over.
-    pub async fn next(&mut self) -> Option<Result<Vec<RecordedEvent>, ReadError>> {
-        let mut batches = self.batches.take()?;
-        match super::hop(move || {
-            let b = batches.next();
-            (batches, b)
-        })
-        .await
-        {
+    /// After an error the read is over. Cancel-safe: a call dropped before
+    /// it returned leaves its batch to the next call.
+    pub async fn next(&mut self) -> Option<BatchResult> {
+        let handle = match std::mem::replace(&mut self.state, Hop::Done) {
+            Hop::Done => return None,
+            Hop::Busy(h) => h,
+            Hop::Idle(mut batches) => tokio::task::spawn_blocking(move || {
+                let b = batches.next();
+                (batches, b)
+            }),
+        };
+        self.state = Hop::Busy(handle);
+        let Hop::Busy(handle) = &mut self.state else {
+            return None;
+        };
+        let joined = handle.await;
+        match joined {
             Ok((batches, b)) => {
-                if matches!(b, Some(Ok(_))) {
-                    self.batches = Some(batches);
-                }
+                self.state = if matches!(b, Some(Ok(_))) {
+                    Hop::Idle(batches)
+                } else {
+                    Hop::Done
+                };
                 b
             }
-            Err(e) => Some(Err(e)),
+            Err(_) => {
+                self.state = Hop::Done;
+                Some(Err(ReadError::ShuttingDown))
+            }
         }
     }
 
