@@ -85,7 +85,7 @@ pub(super) async fn handle(
                     Err(s) => Outcome::Error(WireError {
                         code: s.code() as i32,
                         message: s.message().to_owned(),
-                        details: s.details().to_vec().into(),
+                        details: s.details().to_vec(),
                     }),
                 };
                 let answer = v1::PipelinedAppendResponse {

@@ -340,10 +340,10 @@ pub struct ReadStream {
 
 /// Where a read's cursor is: here, on the blocking pool, or gone.
 enum Hop {
-    Idle(ReadBatches),
+    Idle(Box<ReadBatches>),
     /// A hop in progress; kept, so that a `next()` dropped before it
     /// finished (a timeout, a lost `select!`) loses nothing.
-    Busy(tokio::task::JoinHandle<(ReadBatches, Option<BatchResult>)>),
+    Busy(tokio::task::JoinHandle<(Box<ReadBatches>, Option<BatchResult>)>),
     Done,
 }
 
@@ -352,7 +352,7 @@ type BatchResult = Result<Vec<RecordedEvent>, ReadError>;
 impl ReadStream {
     pub(crate) fn new(batches: ReadBatches) -> Self {
         ReadStream {
-            state: Hop::Idle(batches),
+            state: Hop::Idle(Box::new(batches)),
         }
     }
 
