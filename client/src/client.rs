@@ -126,11 +126,7 @@ impl Client {
         events: impl IntoIterator<Item = EventData>,
     ) -> Result<AppendResult, Error> {
         let stream = stream.into();
-        let request = v1::AppendRequest {
-            stream: stream.clone(),
-            expected: Some(expected.to_wire()),
-            events: events.into_iter().map(EventData::into_wire).collect(),
-        };
+        let request = append_request(stream.clone(), expected, events);
         let mut grpc = self.grpc.clone();
         let response = self
             .unary(request, |r| async move { grpc.append(r).await })
@@ -389,6 +385,19 @@ impl Client {
         result
             .map(tonic::Response::into_inner)
             .map_err(error_from_status)
+    }
+}
+
+/// An append for the wire (`Append`, `MultiAppend`, `PipelinedAppend`).
+pub(crate) fn append_request(
+    stream: String,
+    expected: ExpectedVersion,
+    events: impl IntoIterator<Item = EventData>,
+) -> v1::AppendRequest {
+    v1::AppendRequest {
+        stream,
+        expected: Some(expected.to_wire()),
+        events: events.into_iter().map(EventData::into_wire).collect(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use strata_proto::v1;
 
+use crate::client::append_request;
 use crate::event::{EventData, ExpectedVersion};
 
 /// A multi-append being built: appends (each to a different stream) and
@@ -71,11 +72,7 @@ impl MultiAppend {
             appends: self
                 .appends
                 .into_iter()
-                .map(|(stream, expected, events)| v1::AppendRequest {
-                    stream,
-                    expected: Some(expected.to_wire()),
-                    events: events.into_iter().map(EventData::into_wire).collect(),
-                })
+                .map(|(stream, expected, events)| append_request(stream, expected, events))
                 .collect(),
             checks: self
                 .checks

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::client::append_outcome;
+use crate::client::{append_outcome, append_request};
 use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
 
@@ -125,11 +125,7 @@ impl Pipeline {
         let _forget = Forget { pipeline: self, id };
         let request = v1::PipelinedAppendRequest {
             correlation_id: id,
-            append: Some(v1::AppendRequest {
-                stream: stream.clone(),
-                expected: Some(expected.to_wire()),
-                events: events.into_iter().map(EventData::into_wire).collect(),
-            }),
+            append: Some(append_request(stream.clone(), expected, events)),
         };
         let exchange = async {
             // While the request waits for room, the call may end: its end

@@ -116,6 +116,15 @@ impl Streams for StreamsService {
     }
 }
 
+/// How long a streaming call waits, at shutdown, for work in flight and for
+/// a slow client to take the UNAVAILABLE status.
+const SHUTDOWN_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves once the server starts shutting down.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
 /// Splits events into wire batches of at most `max_events` events and
 /// about `RESPONSE_BYTES` bytes.
 fn wire_batches(

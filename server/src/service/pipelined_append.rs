@@ -6,7 +6,6 @@
 //! and every request is answered.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use strata_proto::v1;
 use strata_proto::v1::pipelined_append_response::{Error as WireError, Outcome};
@@ -14,13 +13,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::{append, StreamsService};
+use super::{append, stopped, StreamsService, SHUTDOWN_NOTICE};
 
 /// Appends of one call in flight at most (read, not yet answered).
 pub(super) const MAX_IN_FLIGHT: usize = 256;
-/// How long the call waits at shutdown for the answers of appends in
-/// flight, and then for a slow client to take the UNAVAILABLE status.
-const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
 
 /// At shutdown: no more requests are read; the appends in flight are
 /// answered first (they may have committed), then the call ends with
@@ -54,14 +50,14 @@ pub(super) async fn handle(
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                _ = stopped(&mut shutdown) => {
                     end_at_shutdown(&in_flight, &tx).await;
                     break;
                 }
             };
             let next = tokio::select! {
                 m = requests.message() => m,
-                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                _ = stopped(&mut shutdown) => {
                     drop(permit);
                     end_at_shutdown(&in_flight, &tx).await;
                     break;

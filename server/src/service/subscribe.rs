@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{convert, status::status_from_read, wire_batches, StreamsService};
+use super::{
+    convert, status::status_from_read, stopped, wire_batches, StreamsService, SHUTDOWN_NOTICE,
+};
 use crate::store::SubscriptionMessage;
 
 pub(super) async fn handle(
@@ -84,15 +86,6 @@ pub(super) async fn handle(
     Ok(ReceiverStream::new(rx))
 }
 
-/// How long a subscription waits, at shutdown, for a slow client to take
-/// the UNAVAILABLE status.
-const SHUTDOWN_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
-
 fn content(c: Content) -> v1::SubscribeResponse {
     v1::SubscribeResponse { content: Some(c) }
-}
-
-/// Resolves once the server starts shutting down.
-async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }

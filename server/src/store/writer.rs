@@ -184,13 +184,6 @@ impl Reply {
             })),
         }
     }
-
-    fn poisoned(self, why: &str) {
-        match self {
-            Reply::Append(to, _) => drop(to.send(Err(AppendError::Poisoned(why.to_owned())))),
-            Reply::Multi(to, _) => drop(to.send(Err(AppendError::Poisoned(why.to_owned())))),
-        }
-    }
 }
 
 impl Writer {
@@ -223,12 +216,13 @@ impl Writer {
             for r in requests.drain(..) {
                 match r {
                     WriteRequest::Append { reply, .. } => {
-                        Reply::Append(reply, Err(AppendError::ShuttingDown)).poisoned(&why)
+                        Reply::Append(reply, Err(AppendError::ShuttingDown))
                     }
                     WriteRequest::Multi { reply, .. } => {
-                        Reply::Multi(reply, Err(AppendError::ShuttingDown)).poisoned(&why)
+                        Reply::Multi(reply, Err(AppendError::ShuttingDown))
                     }
                 }
+                .send_failed(&why);
             }
             return;
         }
@@ -253,65 +247,37 @@ impl Writer {
         let mut sync_time = std::time::Duration::ZERO;
         let mut failure: Option<String> = None;
         for work in requests.drain(..) {
+            let mut io = Io {
+                sync_time: &mut sync_time,
+                bytes_written: &mut bytes_written,
+            };
             let reply = match work {
                 WriteRequest::Append { req, reply } => {
-                    let outcome = if failure.is_some() {
-                        Err(AppendError::ShuttingDown)
-                    } else {
-                        match self.check(&req) {
-                            Ok(Some(outcome)) => Ok(outcome),
-                            Ok(None) => {
-                                let size = unit_size(std::slice::from_ref(&req));
-                                let mut io = Io {
-                                    sync_time: &mut sync_time,
-                                    bytes_written: &mut bytes_written,
-                                };
-                                match self.make_room(size, false, &mut io) {
-                                    Ok(()) => {
-                                        let (revision, position) =
-                                            self.stage(&req, now, &mut batch, true);
-                                        appends += 1;
-                                        Ok(AppendOutcome::Success {
-                                            next_expected_revision: revision,
-                                            position,
-                                        })
-                                    }
-                                    Err(e) => {
-                                        failure = Some(e.to_string());
-                                        Err(e.into())
-                                    }
-                                }
-                            }
-                            Err(e) => Err(e),
-                        }
-                    };
+                    let outcome = self.unit(
+                        &mut failure,
+                        |w| w.check(&req),
+                        |w| {
+                            w.make_room(unit_size(std::slice::from_ref(&req)), false, &mut io)?;
+                            let (revision, position) = w.stage(&req, now, &mut batch, true);
+                            appends += 1;
+                            Ok(AppendOutcome::Success {
+                                next_expected_revision: revision,
+                                position,
+                            })
+                        },
+                    );
                     Reply::Append(reply, outcome)
                 }
                 WriteRequest::Multi { req, reply } => {
-                    let outcome = if failure.is_some() {
-                        Err(AppendError::ShuttingDown)
-                    } else {
-                        match self.check_multi(&req) {
-                            Ok(Some(outcome)) => Ok(outcome),
-                            Ok(None) => {
-                                let mut io = Io {
-                                    sync_time: &mut sync_time,
-                                    bytes_written: &mut bytes_written,
-                                };
-                                match self.stage_multi(&req, now, &mut batch, &mut io) {
-                                    Ok(o) => {
-                                        appends += req.appends.len();
-                                        Ok(o)
-                                    }
-                                    Err(e) => {
-                                        failure = Some(e.to_string());
-                                        Err(e.into())
-                                    }
-                                }
-                            }
-                            Err(e) => Err(e),
-                        }
-                    };
+                    let outcome = self.unit(
+                        &mut failure,
+                        |w| w.check_multi(&req),
+                        |w| {
+                            let o = w.stage_multi(&req, now, &mut batch, &mut io)?;
+                            appends += req.appends.len();
+                            Ok(o)
+                        },
+                    );
                     Reply::Multi(reply, outcome)
                 }
             };
@@ -374,6 +340,27 @@ impl Writer {
             elapsed_us = started.elapsed().as_micros() as u64,
             "batch committed"
         );
+    }
+
+    /// One atomic unit of a batch: refused after an earlier failure of the
+    /// batch; answered without writing when `check` says so (a retry, a
+    /// conflict); otherwise staged. A staging failure (I/O) fails the batch.
+    fn unit<T>(
+        &mut self,
+        failure: &mut Option<String>,
+        check: impl FnOnce(&Self) -> Result<Option<T>, AppendError>,
+        stage: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T, AppendError> {
+        if failure.is_some() {
+            return Err(AppendError::ShuttingDown);
+        }
+        if let Some(answer) = check(self)? {
+            return Ok(answer);
+        }
+        stage(self).map_err(|e| {
+            *failure = Some(e.to_string());
+            e.into()
+        })
     }
 
     /// Idempotency and expected-version checks of a multi-append, as
