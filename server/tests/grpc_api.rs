@@ -120,11 +120,11 @@ async fn append_answers_and_recorded_events_carry_every_field() {
         );
     }
 
-    let s = stats(&mut c).await;
+    let s = stats_once_indexed(&mut c).await;
     assert_eq!(s.head_position, 4);
     assert_eq!(s.events, 4);
     assert_eq!(s.streams, 2);
-    assert_eq!(s.indexed_position, 4, "index caught up after a read");
+    assert_eq!(s.indexed_position, 4);
     assert!(s.disk_bytes > 0);
     assert!(s.format_version >= 1);
     server.stop().await.expect("clean stop");
@@ -812,9 +812,9 @@ async fn stats_follow_appends() {
         )
         .await;
     }
-    // Reads wait for the index, so after one it covers the head.
-    read_all(&mut c).await;
-    let s = stats(&mut c).await;
+    // Reads never wait for the on-disk index; it catches up by itself.
+    assert_eq!(read_all(&mut c).await.len(), 10);
+    let s = stats_once_indexed(&mut c).await;
     assert_eq!(
         (s.head_position, s.streams, s.events, s.indexed_position),
         (10, 2, 10, 10)

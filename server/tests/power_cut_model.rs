@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_server::store::io::{CutMode, SimStorage};
@@ -87,6 +88,14 @@ fn config(data: &Path, sim: &SimStorage, segment_size: u64) -> StoreConfig {
     let mut c = StoreConfig::new(data);
     c.segment_size = segment_size;
     c.storage = Arc::new(sim.clone());
+    // The sled index lags the log by a different amount per segment size:
+    // written after every batch, every few milliseconds, or only at a
+    // clean close (so a cut leaves everything to replay).
+    c.index_interval = match segment_size {
+        s if s == SEGMENT_SIZES[0] => Duration::ZERO,
+        s if s == SEGMENT_SIZES[1] => Duration::from_millis(5),
+        _ => Duration::from_secs(3600),
+    };
     c
 }
 

@@ -61,6 +61,13 @@ pub struct StoreConfig {
     pub checkpoint_every_events: u64,
     /// …or after this much time with progress, whichever comes first.
     pub checkpoint_interval: Duration,
+    /// Longest a committed append waits in the in-memory index tail before
+    /// it is written to the sled index. Reads never wait for it; a crash
+    /// replays at most this much of the log at the next open.
+    pub index_interval: Duration,
+    /// Appends waiting for the sled index that make it write before the
+    /// interval ends.
+    pub index_appends: usize,
     /// Where segment I/O goes: the file system in production, a fault
     /// injector or a power-loss model in tests.
     pub storage: Arc<dyn Storage>,
@@ -78,6 +85,8 @@ impl StoreConfig {
             read_batch: 512,
             checkpoint_every_events: 1024,
             checkpoint_interval: Duration::from_secs(2),
+            index_interval: Duration::from_millis(200),
+            index_appends: 32 << 10,
             storage: super::io::os(),
         }
     }

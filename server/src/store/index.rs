@@ -244,9 +244,9 @@ impl Index {
     /// Stores the entries of committed appends and the new heads of the
     /// streams they touched, then marks `covered` as indexed. Re-applying
     /// the same entries is harmless, which recovery relies on.
-    pub fn apply(
+    pub fn apply<'a>(
         &self,
-        appends: &[AppendEntry],
+        appends: impl IntoIterator<Item = &'a AppendEntry>,
         heads: &[(&str, StreamHead)],
         covered: u64,
     ) -> Result<()> {

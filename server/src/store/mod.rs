@@ -27,6 +27,7 @@ mod scanner;
 mod segment;
 mod state;
 mod subscription;
+mod tail;
 mod types;
 mod validate;
 mod verify;
@@ -61,6 +62,7 @@ use index::Index;
 use segment::SegmentSet;
 use state::{Lifecycle, Progress, Shared};
 pub use state::{NoObserver, Observer};
+use tail::Tail;
 use writer::WriteRequest;
 
 /// An open data directory. Cheap to share behind an `Arc`; `close` (or
@@ -107,12 +109,16 @@ impl Store {
             log_dir,
             segments: SegmentSet::default(),
             index,
+            tail: Tail::default(),
             progress: Progress::default(),
             lifecycle: Lifecycle::default(),
             live,
             observer,
         });
         let recovered = recovery::recover(&shared)?;
+        shared
+            .tail
+            .reset(recovered.next_position, recovered.next_stream_id);
         shared.progress.set_committed(recovered.next_position);
         shared.progress.set_indexed(recovered.next_position);
         shared.observer.indexed(recovered.next_position);
@@ -216,20 +222,16 @@ impl Store {
         self.shared.progress.committed()
     }
 
-    /// Counters for stats and metrics, as of everything committed when the
-    /// call started (it waits briefly for the index to cover that).
+    /// Counters for stats and metrics.
     pub async fn stats(&self) -> Result<StoreStats, ReadError> {
         let shared = self.shared.clone();
         hop(move || {
-            // Stream counts come from the index; let it catch up first. A
-            // poisoned indexer still yields the counters it has.
-            let _ = shared.progress.readable_head();
             let segments = shared.segments.all();
             let log_bytes = segments.iter().filter_map(|s| s.len().ok()).sum();
             StoreStats {
                 head_position: shared.progress.committed(),
                 indexed_position: shared.progress.indexed(),
-                streams: shared.index.stream_count() as u64,
+                streams: shared.tail.streams(),
                 log_bytes,
                 segments: segments.len() as u64,
                 index_bytes: shared.index.size_on_disk(),

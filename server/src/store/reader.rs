@@ -1,8 +1,9 @@
 //! Reads: a stream by revision or `$all` by position, forwards or
 //! backwards, in bounded batches. Forward `$all` reads scan segments
 //! sequentially through a fixed-size buffer; everything else goes through
-//! the index to a record's location. Reads never look at positions the
-//! index does not cover yet, and never hold a whole result in memory.
+//! the index (its in-memory tail, then sled) to a record's location. Reads
+//! look at committed positions only, never wait for sled, and never hold a
+//! whole result in memory.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use super::index::{Location, RevisionRun};
 use super::record::EventRecord;
 use super::scanner::{self, Step};
 use super::segment::{Segment, HEADER_LEN};
-use super::state::Shared;
+use super::state::{Runs, Shared};
 use super::types::{Direction, EventId, Filter, ReadFrom, RecordedEvent};
 
 /// Bytes read from a segment at a time by sequential scans.
@@ -46,7 +47,7 @@ enum Kind {
         filter: Filter,
     },
     Stream {
-        runs: Box<dyn Iterator<Item = Result<RevisionRun>> + Send>,
+        runs: Runs,
         /// Lowest and highest revision wanted.
         from: u64,
         to: u64,
@@ -68,7 +69,7 @@ impl ReadBatches {
         max_count: u64,
         filter: Filter,
     ) -> Result<Self, ReadError> {
-        let end = shared.progress.readable_head();
+        let end = shared.progress.committed();
         let kind = match direction {
             Direction::Forwards => {
                 let next = match from {
@@ -106,8 +107,8 @@ impl ReadBatches {
         from: ReadFrom,
         max_count: u64,
     ) -> Result<Self, ReadError> {
-        let end = shared.progress.readable_head();
-        let Some(head) = shared.index.stream(stream)? else {
+        let end = shared.progress.committed();
+        let Some(head) = shared.stream_head(stream)? else {
             return Err(ReadError::StreamNotFound(stream.to_owned()));
         };
         let backwards = direction == Direction::Backwards;
@@ -121,7 +122,7 @@ impl ReadBatches {
         };
         let kind = match range {
             Some((from, to)) => Kind::Stream {
-                runs: shared.index.runs(head.id, from, to, backwards)?,
+                runs: shared.runs(head.id, from, to, backwards)?,
                 from,
                 to,
                 end,
@@ -437,7 +438,7 @@ impl NameCache {
     }
 }
 
-/// Reads the events at positions `lo..hi` (which the index covers), in order.
+/// Reads the events at positions `lo..hi` (committed), in order.
 fn read_range(
     shared: &Shared,
     lo: u64,
@@ -486,10 +487,10 @@ pub(crate) struct LogCursor {
 }
 
 impl LogCursor {
-    /// A cursor at the record of `position` (which the index must cover):
+    /// A cursor at the record of `position` (which must be committed):
     /// from the nearest indexed location at or before it, skipping records.
     pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
-        let (indexed, loc) = shared.index.locate(position)?.ok_or_else(|| {
+        let (indexed, loc) = shared.locate(position)?.ok_or_else(|| {
             StorageError::IndexMismatch(format!("position {position} is not in the index"))
         })?;
         let seg = segment_of(shared, loc)?;

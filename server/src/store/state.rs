@@ -3,112 +3,70 @@
 //! readers, subscriptions, recovery) depend on this module; it depends on
 //! none of them.
 //!
-//! - [`Progress`]: how far the log and the index have got. One mutex and
-//!   one condvar: every wait for "committed" or "indexed" waits here.
+//! - [`Progress`]: how far the log and the sled index have got, as two
+//!   atomics; nothing waits on them (live subscribers wait on the live
+//!   broadcast).
 //! - [`Lifecycle`]: whether the store takes appends (open, poisoned by an
 //!   I/O failure, closing). One `watch` channel: async waiters
 //!   (subscriptions) and readers of the flag use the same value.
 //! - [`Shared`]: the two above, plus what never changes after open
 //!   (config, directories) and the structures with their own
-//!   synchronisation (segment set, sled index, live broadcast).
+//!   synchronisation (segment set, sled index and its in-memory tail, live
+//!   broadcast). Its `stream_head`, `locate` and `runs` are the index as
+//!   readers see it: the tail first, then sled.
 //! - [`CommittedBatch`]: what the writer hands to subscribers and the
 //!   indexer; [`Observer`]: where the engine reports its work.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
 use super::config::StoreConfig;
-use super::index::{AppendEntry, Index, StreamHead};
+use super::error::Result;
+use super::index::{AppendEntry, Index, Location, RevisionRun, StreamHead};
 use super::segment::SegmentSet;
+use super::tail::Tail;
 use super::types::RecordedEvent;
 
-/// How far the log and the index have got.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Positions {
+/// How far the log and the sled index have got. Each value has one writer
+/// thread and only grows.
+///
+/// `committed` is stored with `Release` after everything a reader needs to
+/// read up to it (segments, the index tail) is in place, and loaded with
+/// `Acquire`: a reader that sees a position sees what it takes to read it.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
     /// Durable events: the position the next event gets. Written by
     /// recovery before the writer starts, then only by the writer thread,
     /// after each group commit's sync.
-    pub(crate) committed: u64,
-    /// Positions the sled index covers. Written by recovery, then only by
-    /// the indexer thread.
-    pub(crate) indexed: u64,
-    /// The indexer thread has exited (the writer dropped its channel, or
-    /// sled failed): `indexed` will not grow any more. Written by the
-    /// indexer thread as it exits.
-    pub(crate) indexer_stopped: bool,
-}
-
-/// [`Positions`] behind one mutex, with one condvar that is signalled on
-/// every change.
-#[derive(Debug, Default)]
-pub(crate) struct Progress {
-    positions: Mutex<Positions>,
-    changed: Condvar,
+    committed: AtomicU64,
+    /// Positions the sled index covers (the tail holds the rest). Written
+    /// by recovery, then only by the indexer thread.
+    indexed: AtomicU64,
 }
 
 impl Progress {
-    fn lock(&self) -> MutexGuard<'_, Positions> {
-        self.positions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Durable events so far.
     pub(crate) fn committed(&self) -> u64 {
-        self.lock().committed
+        self.committed.load(Ordering::Acquire)
     }
 
-    /// Positions the index covers.
+    /// Positions the sled index covers.
     pub(crate) fn indexed(&self) -> u64 {
-        self.lock().indexed
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Positions)) {
-        let mut p = self.lock();
-        f(&mut p);
-        drop(p);
-        self.changed.notify_all();
+        self.indexed.load(Ordering::Acquire)
     }
 
     /// Writer (and recovery): events up to `position` are durable.
     pub(crate) fn set_committed(&self, position: u64) {
-        self.update(|p| p.committed = position);
+        self.committed.store(position, Ordering::Release);
     }
 
-    /// Indexer (and recovery): the index covers `position` positions.
+    /// Indexer (and recovery): sled covers `position` positions.
     pub(crate) fn set_indexed(&self, position: u64) {
-        self.update(|p| p.indexed = position);
-    }
-
-    /// Indexer, as it exits.
-    pub(crate) fn indexer_stopped(&self) {
-        self.update(|p| p.indexer_stopped = true);
-    }
-
-    /// Blocks until the index covers `position` positions, or the indexer
-    /// has stopped; returns what it covers.
-    pub(crate) fn wait_indexed(&self, position: u64) -> u64 {
-        let mut p = self.lock();
-        // A poisoned writer does not stop the indexer from catching up with
-        // what was committed. If the indexer itself stopped (say, the disk
-        // is full), reads go on over what it covers; a restart replays the
-        // rest from the log.
-        while p.indexed < position && !p.indexer_stopped {
-            p = self
-                .changed
-                .wait_timeout(p, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        p.indexed
-    }
-
-    /// Waits until everything committed so far is indexed; returns the
-    /// number of positions a read may look at.
-    pub(crate) fn readable_head(&self) -> u64 {
-        let committed = self.committed();
-        self.wait_indexed(committed)
+        self.indexed.store(position, Ordering::Release);
     }
 }
 
@@ -188,6 +146,10 @@ pub(crate) struct Shared {
     /// The derived sled index. Written by recovery, then only by the
     /// indexer thread; read by readers and by the writer (id lookups).
     pub(crate) index: Index,
+    /// What sled does not cover yet. Set by recovery; then added to by the
+    /// writer thread before each batch is visible, trimmed by the indexer
+    /// thread once sled covers it.
+    pub(crate) tail: Tail,
     /// How far the log and the index have got.
     pub(crate) progress: Progress,
     /// Open, poisoned or closing.
@@ -197,6 +159,51 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
     /// Where the engine reports its work. Set at open.
     pub(crate) observer: Arc<dyn Observer>,
+}
+
+/// Revision runs as the index hands them out, lazily.
+pub(crate) type Runs = Box<dyn Iterator<Item = Result<RevisionRun>> + Send>;
+
+/// The index as readers see it: the tail for what sled does not cover yet,
+/// sled for the rest. Each takes what it needs of the tail under one lock
+/// before it asks sled, so nothing is missed while the indexer trims.
+impl Shared {
+    /// Head of a stream, if the stream exists (committed or about to be:
+    /// a caller bounds what it reads by the committed position).
+    pub(crate) fn stream_head(&self, name: &str) -> Result<Option<StreamHead>> {
+        match self.tail.head(name) {
+            Some(h) => Ok(Some(h)),
+            None => self.index.stream(name),
+        }
+    }
+
+    /// The nearest indexed location at or before `position`, with its
+    /// position.
+    pub(crate) fn locate(&self, position: u64) -> Result<Option<(u64, Location)>> {
+        match self.tail.locate(position) {
+            Some(found) => Ok(Some(found)),
+            None => self.index.locate(position),
+        }
+    }
+
+    /// The revision runs of stream `id` that hold revisions in `from..=to`,
+    /// ascending or descending.
+    pub(crate) fn runs(&self, id: u64, from: u64, to: u64, backwards: bool) -> Result<Runs> {
+        let tail = self.tail.runs(id, from, to);
+        let base = tail.base;
+        // Runs starting at or past the base may be in sled already, and
+        // are in the tail's copy too.
+        let sled = self
+            .index
+            .runs(id, from, to, backwards)?
+            .filter(move |r| r.as_ref().map_or(true, |r| r.first_position < base));
+        let tail = tail.runs.into_iter().map(Ok);
+        Ok(if backwards {
+            Box::new(tail.rev().chain(sled))
+        } else {
+            Box::new(sled.chain(tail))
+        })
+    }
 }
 
 /// A durable batch as subscribers and the indexer see it.

@@ -66,11 +66,10 @@ impl Subscription {
             (SubscriptionTarget::All(_), SubscribeFrom::After(p)) => (0, p.saturating_add(1)),
             (SubscriptionTarget::Stream(_), SubscribeFrom::Start) => (0, 0),
             (SubscriptionTarget::Stream(name), SubscribeFrom::End) => {
-                shared.progress.wait_indexed(head);
-                let next = shared
-                    .index
-                    .stream(name)?
-                    .map_or(0, |h| h.last_revision + 1);
+                // The head may already count a batch committed after
+                // `head`: it is then also delivered live, and skipped there
+                // by revision.
+                let next = shared.stream_head(name)?.map_or(0, |h| h.last_revision + 1);
                 (next, 0)
             }
             (SubscriptionTarget::Stream(_), SubscribeFrom::After(r)) => (r.saturating_add(1), 0),
@@ -249,7 +248,7 @@ fn read_chunk(
     match target {
         SubscriptionTarget::All(filter) => all_chunk(shared, filter, global_next),
         SubscriptionTarget::Stream(name) => {
-            let head = shared.progress.readable_head();
+            let head = shared.progress.committed();
             let mut reader = match ReadBatches::stream(
                 shared.clone(),
                 name,

@@ -1,9 +1,9 @@
 //! The single writer: it owns the active segment and the in-memory stream
 //! heads, drains every waiting append into one group-commit batch, checks
 //! expected versions, assigns revisions and dense positions in commit
-//! order, writes the batch with one write and one `fdatasync`, and only
-//! then answers, publishes to subscribers and hands the batch to the
-//! indexer. Nothing else assigns positions or writes the log.
+//! order, writes the batch with one write and one `fdatasync`, adds it to
+//! the index tail, and only then answers, publishes to subscribers and
+//! hands the batch to the indexer. Nothing else assigns positions or writes the log.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -302,8 +302,11 @@ impl Writer {
         }
         batch.end_position = self.next_position;
         let events = (batch.end_position - batch.first_position) as usize;
-        // Durable: visible to reads (once indexed), then answered at once;
-        // publishing and indexing come after the answers.
+        // Durable: in the index tail, visible to reads, then answered at
+        // once; publishing and the sled index come after the answers.
+        if events > 0 {
+            self.shared.tail.add(&batch.entries, &batch.heads);
+        }
         self.shared.progress.set_committed(self.next_position);
         for reply in replies {
             reply.send();

@@ -318,6 +318,25 @@ pub async fn stats(client: &mut Client) -> v1::StatsResponse {
         .into_inner()
 }
 
+/// Stats once the on-disk index has caught up with the head (it is
+/// written in the background within a fraction of a second; reads never
+/// wait for it). Fails after 10 s.
+pub async fn stats_once_indexed(client: &mut Client) -> v1::StatsResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = stats(client).await;
+        assert!(s.indexed_position <= s.head_position, "{s:?}");
+        if s.indexed_position == s.head_position {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the index never caught up: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Positions of events, for compact assertions.
 pub fn positions(events: &[v1::RecordedEvent]) -> Vec<u64> {
     events.iter().map(|e| e.position).collect()
