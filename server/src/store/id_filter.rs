@@ -8,11 +8,16 @@
 //! The hash is SipHash with keys chosen at random per process, so ids
 //! chosen by a client cannot be made to collide on purpose (that would only
 //! cost index lookups, never correctness: a "maybe" is always checked).
-//! Owned by the writer thread; filled at open from the index.
+//! Owned by the writer thread; filled from the index by a thread of its
+//! own after open ([`Ids`]), so that a large index does not delay the first
+//! append: until it is full, every id is a "maybe".
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::Instant;
 
+use super::index::Index;
 use super::types::EventId;
 
 /// Bits per entry of a level (about 1% false positives with 7 probes).
@@ -48,8 +53,9 @@ impl Level {
     }
 
     fn insert(&mut self, h: u64) {
-        let bits: Vec<u64> = self.probes(h).collect();
-        for b in bits {
+        let h2 = h.rotate_left(32) | 1;
+        for i in 0..PROBES {
+            let b = h.wrapping_add(i.wrapping_mul(h2)) & self.mask;
             self.bits[(b / 64) as usize] |= 1 << (b % 64);
         }
         self.len += 1;
@@ -109,6 +115,95 @@ impl IdFilter {
     }
 }
 
+/// The writer's filter: being filled from the index in the background at
+/// first, then complete.
+pub(crate) enum Ids {
+    /// The fill is running; every id is a "maybe". The ids written
+    /// meanwhile are kept to add to the filter when it arrives, since the
+    /// fill may have passed them in the index already, or not reached
+    /// them.
+    Filling {
+        rx: Receiver<Option<IdFilter>>,
+        written: Vec<EventId>,
+    },
+    /// Every id written is in the filter.
+    Ready(IdFilter),
+    /// The fill failed; every id stays a "maybe" (correct, slower).
+    Unavailable,
+}
+
+impl Ids {
+    /// Starts filling a filter from every first id the index holds.
+    pub(crate) fn fill(index: Index) -> Self {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("strata-id-filter".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut filter = IdFilter::new();
+                let mut count = 0u64;
+                for id in index.first_ids() {
+                    match id {
+                        Ok(id) => filter.insert(&id),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "filling the event id filter failed; every id is checked in the index");
+                            let _ = tx.send(None);
+                            return;
+                        }
+                    }
+                    count += 1;
+                }
+                tracing::info!(
+                    ids = count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "event id filter filled"
+                );
+                let _ = tx.send(Some(filter));
+            });
+        match spawned {
+            Ok(_) => Ids::Filling {
+                rx,
+                written: Vec::new(),
+            },
+            Err(_) => Ids::Unavailable,
+        }
+    }
+
+    /// Takes the filled filter if it has arrived.
+    pub(crate) fn poll(&mut self) {
+        let Ids::Filling { rx, written } = self else {
+            return;
+        };
+        *self = match rx.try_recv() {
+            Ok(Some(mut filter)) => {
+                for id in written.iter() {
+                    filter.insert(id);
+                }
+                Ids::Ready(filter)
+            }
+            Err(TryRecvError::Empty) => return,
+            Ok(None) | Err(TryRecvError::Disconnected) => Ids::Unavailable,
+        };
+    }
+
+    /// Records an id.
+    pub(crate) fn insert(&mut self, id: &EventId) {
+        match self {
+            Ids::Filling { written, .. } => written.push(*id),
+            Ids::Ready(filter) => filter.insert(id),
+            Ids::Unavailable => {}
+        }
+    }
+
+    /// False only if `id` was never written.
+    pub(crate) fn may_contain(&self, id: &EventId) -> bool {
+        match self {
+            Ids::Ready(filter) => filter.may_contain(id),
+            Ids::Filling { .. } | Ids::Unavailable => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +230,28 @@ mod tests {
         assert!(
             false_positives < 6_000,
             "{false_positives} false positives in 100000"
+        );
+    }
+
+    #[test]
+    fn ids_written_while_filling_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Index::open(dir.path(), std::time::Duration::ZERO).expect("index");
+        let mut ids = Ids::fill(index);
+        let early = id(7);
+        ids.insert(&early);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !matches!(ids, Ids::Ready(_)) {
+            assert!(ids.may_contain(&id(8)), "a maybe until filled");
+            assert!(Instant::now() < deadline, "the fill never finished");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            ids.poll();
+        }
+        assert!(ids.may_contain(&early), "written while filling");
+        let never = (100..200).filter(|&i| !ids.may_contain(&id(i))).count();
+        assert!(
+            never > 90,
+            "the filter answers \"new\" once filled: {never}"
         );
     }
 

@@ -115,6 +115,7 @@ impl Store {
             live,
             observer,
         });
+        let started = std::time::Instant::now();
         let recovered = recovery::recover(&shared)?;
         shared
             .tail
@@ -126,6 +127,7 @@ impl Store {
             head_position = recovered.next_position,
             streams = recovered.heads.len(),
             replayed = recovered.replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "store recovered"
         );
         let (tx, threads) = writer::start(shared.clone(), recovered)?;

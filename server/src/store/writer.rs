@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::SyncMode;
 use super::error::{AppendError, Result, StorageError};
-use super::id_filter::IdFilter;
+use super::id_filter::Ids;
 use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
 use super::indexer;
 use super::io::StorageFile;
@@ -75,10 +75,7 @@ pub(crate) fn start(
     };
     let seg_size = seg.len()?;
     // Every append's first id, so that new ids need no index lookup.
-    let mut ids = IdFilter::new();
-    for id in shared.index.first_ids() {
-        ids.insert(&id?);
-    }
+    let ids = Ids::fill(shared.index.clone());
     let writer = Writer {
         ids,
         seg_size,
@@ -132,7 +129,7 @@ struct Writer {
     next_stream_id: u64,
     next_position: u64,
     /// The first id of every append written: "new" needs no index lookup.
-    ids: IdFilter,
+    ids: Ids,
     /// Appends written but maybe not yet in the index, by first event id,
     /// so idempotency checks see them; pruned once the indexer has them.
     pending: HashMap<EventId, Pending>,
@@ -202,6 +199,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.ids.poll();
             self.commit(&mut requests);
         }
         if let Some(h) = self.spare.take() {
