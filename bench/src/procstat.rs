@@ -7,6 +7,11 @@
 //! a single process. Before each measured window the driver writes `5` to
 //! `/proc/<pid>/clear_refs` of each process so `VmHWM` covers that window only
 //! (possible because the driver owns, or runs as root beside, the server).
+//!
+//! The driver's own CPU is [`self_cpu`]: `utime + stime` of this process
+//! alone (all its threads), never its children. The server the driver
+//! spawned is one of those children, so a tree reading of the driver would
+//! count the server twice.
 
 use std::time::Instant;
 
@@ -86,6 +91,18 @@ pub fn cpu(pid: u32) -> CpuReading {
     }
 }
 
+/// CPU time of this process alone: every thread's `utime + stime`, without
+/// children (live or reaped), so a server the driver spawned is not counted.
+pub fn self_cpu() -> CpuReading {
+    let ticks = stat_fields(std::process::id())
+        .map(|f| f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0))
+        .unwrap_or(0);
+    CpuReading {
+        ticks,
+        at: Instant::now(),
+    }
+}
+
 impl CpuReading {
     /// CPU used between `self` and `later`, in percent of one core.
     pub fn percent_until(&self, later: &CpuReading) -> f64 {
@@ -130,6 +147,28 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_cpu_excludes_children() {
+        let me = std::process::id();
+        // A child that burns CPU, reaped before the second reading.
+        let before = self_cpu();
+        let tree_before = cpu(me);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+            .status()
+            .expect("sh runs");
+        assert!(status.success());
+        let after = self_cpu();
+        let tree_after = cpu(me);
+        let own = after.ticks.saturating_sub(before.ticks);
+        let tree = tree_after.ticks.saturating_sub(tree_before.ticks);
+        assert!(
+            tree > own,
+            "the reaped child's CPU is in the tree reading ({tree} ticks), not in self_cpu ({own})"
+        );
+    }
 
     #[test]
     fn reads_this_process() {

@@ -189,17 +189,16 @@ pub struct Usage {
 pub fn watch(pid: Option<u32>, window: Arc<Window>) -> tokio::task::JoinHandle<Usage> {
     tokio::spawn(async move {
         tokio::time::sleep_until(tokio::time::Instant::from_std(window.start())).await;
-        let me = std::process::id();
         if let Some(pid) = pid {
             procstat::reset_peak_rss(pid);
         }
         let server0 = pid.map(procstat::cpu);
-        let client0 = procstat::cpu(me);
+        let client0 = procstat::self_cpu();
         while window.running() {
             let left = window.deadline().saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(10))).await;
         }
-        let client1 = procstat::cpu(me);
+        let client1 = procstat::self_cpu();
         Usage {
             server_cpu: pid
                 .zip(server0)
