@@ -203,6 +203,12 @@ pub struct Options {
     #[arg(long)]
     pub url: Option<String>,
 
+    /// Prometheus endpoint of the --url server (loopback only, e.g.
+    /// http://127.0.0.1:2114/metrics), scraped around each window; a spawned
+    /// Strata's is found by itself.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+
     /// The `strata` binary (default: next to this binary, then target/release/strata).
     #[arg(long)]
     pub strata_bin: Option<PathBuf>,
@@ -301,6 +307,15 @@ impl Options {
                     .into(),
             );
         }
+        if let Some(url) = &self.metrics_url {
+            if self.url.is_none() {
+                return bad(
+                    "--metrics-url goes with --url (a spawned Strata's metrics are found by itself)"
+                        .into(),
+                );
+            }
+            check_loopback_flag("--metrics-url", url)?;
+        }
         if let Some(url) = &self.url {
             check_loopback(url)?;
             if self.systems.iter().any(|s| *s != SystemKind::Strata) {
@@ -321,9 +336,14 @@ impl Options {
 /// Refuses a URL whose host is not a loopback address: the driver sends load
 /// to this machine only.
 pub fn check_loopback(url: &str) -> Result<()> {
+    check_loopback_flag("--url", url)
+}
+
+/// [`check_loopback`] for the URL given to option `flag`.
+pub fn check_loopback_flag(flag: &str, url: &str) -> Result<()> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| BenchError::Config(format!("--url {url}: only http:// is supported")))?;
+        .ok_or_else(|| BenchError::Config(format!("{flag} {url}: only http:// is supported")))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let host = match authority.rsplit_once(':') {
         Some((h, port)) if port.parse::<u16>().is_ok() => h,
@@ -342,7 +362,7 @@ pub fn check_loopback(url: &str) -> Result<()> {
         Ok(())
     } else {
         Err(BenchError::Config(format!(
-            "--url {url}: not a loopback address; the driver only sends load to this machine"
+            "{flag} {url}: not a loopback address; the driver only sends load to this machine"
         )))
     }
 }
@@ -377,6 +397,12 @@ mod tests {
         o.validate().expect("defaults are valid");
         assert_eq!(o.selected_workloads(), Workload::ALL.to_vec());
         assert_eq!(o.clients, vec![1, 16, 256]);
+        let o = Options::parse_from([
+            "strata-bench",
+            "--metrics-url",
+            "http://127.0.0.1:1/metrics",
+        ]);
+        assert!(o.validate().is_err(), "--metrics-url without --url");
         let o = Options::parse_from(["strata-bench", "append", "--workload", "read-all,append"]);
         assert_eq!(
             o.selected_workloads(),

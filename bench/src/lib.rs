@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod procstat;
 pub mod report;
+pub mod scrape;
 pub mod stats;
 pub mod target;
 pub mod workload;

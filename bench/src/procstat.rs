@@ -110,8 +110,12 @@ impl CpuReading {
         if wall <= 0.0 {
             return 0.0;
         }
-        let cpu = later.ticks.saturating_sub(self.ticks) as f64 / ticks_per_second();
-        100.0 * cpu / wall
+        100.0 * self.seconds_until(later) / wall
+    }
+
+    /// CPU seconds used between `self` and `later` (10 ms resolution).
+    pub fn seconds_until(&self, later: &CpuReading) -> f64 {
+        later.ticks.saturating_sub(self.ticks) as f64 / ticks_per_second()
     }
 }
 
@@ -137,6 +141,16 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         }
     }
     kib as f64 / 1024.0
+}
+
+/// The 1-minute load average (first field of `/proc/loadavg`), if readable.
+pub fn load_avg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CPU seconds used so far by the process tree rooted at `pid`.
@@ -183,5 +197,7 @@ mod tests {
         let b = cpu(me);
         assert!(a.percent_until(&b) >= 0.0);
         assert!(peak_rss_mib(me) > 0.0);
+        assert!(a.seconds_until(&b) >= 0.0);
+        assert!(load_avg_1m().is_some_and(|l| l >= 0.0));
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+use crate::scrape::ServerMetrics;
 use crate::stats::Latency;
 
 /// One measured cell: a system, a workload, a client count.
@@ -28,10 +29,20 @@ pub struct Row {
     pub latency: Latency,
     /// Server CPU over the measured window, percent of one core.
     pub server_cpu_pct: Option<f64>,
+    /// Server CPU seconds over the window ÷ operations counted in it, µs.
+    pub server_cpu_us_per_op: Option<f64>,
     /// Server peak RSS over the measured window, MiB.
     pub server_peak_rss_mib: Option<f64>,
-    /// The driver's own CPU over the window, percent of one core.
+    /// The driver's own CPU over the window (this process alone, without
+    /// the server it spawned), percent of one core.
     pub client_cpu_pct: Option<f64>,
+    /// Driver CPU seconds over the window ÷ operations counted in it, µs.
+    pub client_cpu_us_per_op: Option<f64>,
+    /// The machine's 1-minute load average at the end of the cell.
+    pub load_avg_1m: Option<f64>,
+    /// Deltas of Strata's `/metrics` across the window (Strata only, and
+    /// not with `--url` unless `--metrics-url` is given).
+    pub server_metrics: Option<ServerMetrics>,
     /// Length of the measured window, seconds.
     pub seconds: f64,
     /// Strata's events/s divided by this row's (peer rows only).
@@ -84,6 +95,21 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// A ratio as `1.23×`, `-` when absent.
+fn ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.2}×"))
+}
+
+/// Microseconds, as `ms` formats, `-` when absent.
+fn us(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), ms)
+}
+
+/// Milliseconds, `-` when absent.
+fn ms_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), ms)
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
@@ -102,14 +128,24 @@ pub fn table(rows: &[Row]) -> String {
         "p99 ms",
         "max ms",
         "srv CPU%",
+        "srv µs/op",
         "srv RSS MiB",
         "cli CPU%",
+        "cli µs/op",
+        "load1",
+        "app/batch",
+        "ev/batch",
+        "fsync ms",
+        "srv app ms",
+        "srv p50",
+        "srv p99",
         "strata÷peer",
         "notes",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let lat = &r.latency;
+        let m = r.server_metrics.as_ref();
         let has_lat = lat.samples > 0;
         let l = |v: f64| if has_lat { ms(v) } else { "-".into() };
         let mut notes = r.notes.clone();
@@ -139,10 +175,18 @@ pub fn table(rows: &[Row]) -> String {
             l(lat.p99_ms),
             l(lat.max_ms),
             opt(r.server_cpu_pct, 0),
+            us(r.server_cpu_us_per_op),
             opt(r.server_peak_rss_mib, 0),
             opt(r.client_cpu_pct, 0),
-            r.strata_ratio
-                .map_or_else(|| "-".into(), |x| format!("{x:.2}×")),
+            us(r.client_cpu_us_per_op),
+            opt(r.load_avg_1m, 2),
+            opt(m.and_then(|m| m.appends_per_batch), 1),
+            opt(m.and_then(|m| m.events_per_batch), 1),
+            ms_opt(m.and_then(|m| m.fsync_ms)),
+            ms_opt(m.and_then(|m| m.append_ms)),
+            ms_opt(m.and_then(|m| m.append_p50_ms)),
+            ms_opt(m.and_then(|m| m.append_p99_ms)),
+            ratio(r.strata_ratio),
             notes,
         ]);
     }

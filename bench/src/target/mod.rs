@@ -153,6 +153,10 @@ pub struct Running {
     pub url: String,
     /// The root process of the server, for CPU and memory readings.
     pub pid: Option<u32>,
+    /// Strata's Prometheus endpoint (`http://…/metrics`), scraped around
+    /// each window; `None` for the peers and for `--url` without
+    /// `--metrics-url`.
+    pub metrics_url: Option<String>,
     clients_per_connection: usize,
     #[cfg_attr(not(feature = "peers"), allow(dead_code))]
     poll_interval: Duration,
@@ -174,10 +178,17 @@ impl Running {
             kind,
             url,
             pid,
+            metrics_url: None,
             clients_per_connection,
             poll_interval,
             _guard: guard,
         }
+    }
+
+    /// The same, with Strata's Prometheus endpoint to scrape.
+    pub fn with_metrics(mut self, metrics_url: Option<String>) -> Self {
+        self.metrics_url = metrics_url;
+        self
     }
 
     /// `n` clients. Strata and UmaDB share one HTTP/2 connection among
@@ -231,6 +242,7 @@ pub async fn start_strata(
         return Err(e);
     }
     let pid = server.pid();
+    let metrics_url = server.metrics_url();
     Ok(Running::new(
         SystemKind::Strata,
         url,
@@ -238,10 +250,12 @@ pub async fn start_strata(
         options.clients_per_connection,
         Duration::ZERO,
         Box::new(StopOnDrop(server)),
-    ))
+    )
+    .with_metrics(metrics_url))
 }
 
-/// Targets an already-running Strata (`--url`): nothing to stop, no pid.
+/// Targets an already-running Strata (`--url`): nothing to stop, no pid;
+/// its metrics only if `--metrics-url` names them.
 pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
     strata::wait_serving(url, Duration::from_secs(10)).await?;
     Ok(Running::new(
@@ -251,7 +265,8 @@ pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
         options.clients_per_connection,
         Duration::ZERO,
         Box::new(()),
-    ))
+    )
+    .with_metrics(options.metrics_url.clone()))
 }
 
 struct StopOnDrop(Box<dyn strata::ServerProcess>);

@@ -204,6 +204,10 @@ pub trait ServerProcess: Send {
     fn url(&self) -> &str;
     /// The process id whose CPU and memory are reported, if known.
     fn pid(&self) -> Option<u32>;
+    /// Its Prometheus endpoint (`http://127.0.0.1:PORT/metrics`), if known.
+    fn metrics_url(&self) -> Option<String> {
+        None
+    }
     /// Stops it gracefully and waits until it has exited.
     fn stop(&mut self) -> Result<()>;
 }
@@ -269,18 +273,32 @@ impl BinaryLauncher {
 
 /// A free loopback port (bound then released; the race is harmless here).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BenchError::io("binding a loopback port", "127.0.0.1:0", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| BenchError::io("reading a bound port", "127.0.0.1:0", e))
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free loopback ports: all are held bound until each is
+/// known, since two ports bound and released one after the other can be
+/// the same one.
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| BenchError::io("binding a loopback port", "127.0.0.1:0", e))?;
+        *port = l
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| BenchError::io("reading a bound port", "127.0.0.1:0", e))?;
+        held.push(l);
+    }
+    Ok(ports)
 }
 
 impl Launcher for BinaryLauncher {
     fn launch(&self, data_dir: &Path, durability: Durability) -> Result<Box<dyn ServerProcess>> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| BenchError::io("creating the data directory", data_dir, e))?;
-        let (grpc, metrics) = (free_port()?, free_port()?);
+        let [grpc, metrics] = free_ports::<2>()?;
         let log_path = data_dir.with_extension("log");
         let log = File::create(&log_path)
             .map_err(|e| BenchError::io("creating the server log", &log_path, e))?;
@@ -307,6 +325,7 @@ impl Launcher for BinaryLauncher {
         Ok(Box::new(ChildServer {
             child: Some(child),
             url: format!("http://127.0.0.1:{grpc}"),
+            metrics_url: format!("http://127.0.0.1:{metrics}/metrics"),
             log: log_path,
         }))
     }
@@ -316,6 +335,7 @@ impl Launcher for BinaryLauncher {
 struct ChildServer {
     child: Option<Child>,
     url: String,
+    metrics_url: String,
     log: PathBuf,
 }
 
@@ -326,6 +346,10 @@ impl ServerProcess for ChildServer {
 
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    fn metrics_url(&self) -> Option<String> {
+        Some(self.metrics_url.clone())
     }
 
     fn stop(&mut self) -> Result<()> {

@@ -21,7 +21,7 @@ pub async fn run(
     let o = &ctx.options;
     let clients = running.clients(writers).await?;
     let window = Window::new(o.warmup(), o.duration(), o.max_ops);
-    let usage = watch(running.pid, window.clone());
+    let usage = watch(running, window.clone());
     let prefix = ctx.prefix(workload, writers);
     let handles = clients
         .into_iter()
