@@ -15,6 +15,8 @@ use crate::error::{BenchError, Result};
 pub enum Workload {
     /// Each writer appends 1 event per call to its own stream (exact expected version).
     Append,
+    /// As append, but the writers share PipelinedAppend calls (one per --clients-per-connection).
+    AppendPipelined,
     /// Each writer appends `--batch-size` events per call to its own stream.
     AppendBatch,
     /// Writers share `--hot-streams` streams with expected versions; conflicts are retried.
@@ -35,9 +37,10 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::ProbeDisk,
         Workload::Append,
+        Workload::AppendPipelined,
         Workload::AppendBatch,
         Workload::Contended,
         Workload::Subscribe,
@@ -51,6 +54,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Append => "append",
+            Workload::AppendPipelined => "append-pipelined",
             Workload::AppendBatch => "append-batch",
             Workload::Contended => "contended",
             Workload::ReadAll => "read-all",

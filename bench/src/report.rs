@@ -47,6 +47,10 @@ pub struct Row {
     pub seconds: f64,
     /// Strata's events/s divided by this row's (peer rows only).
     pub strata_ratio: Option<f64>,
+    /// Strata `append-pipelined` rows only: their events/s divided by
+    /// PostgreSQL's best at the same writer count, the larger of its
+    /// `append` and `append-pipelined`.
+    pub strata_vs_pg_best: Option<f64>,
     /// Workload-specific figures (conflicts, append latency, …).
     pub extra: BTreeMap<String, f64>,
     /// Free-text remarks (errors, caveats).
@@ -54,15 +58,26 @@ pub struct Row {
 }
 
 /// Fills `strata_ratio` of every peer row from the Strata row of the same
-/// workload and client count.
+/// workload and client count, and `strata_vs_pg_best` of Strata's
+/// `append-pipelined` rows.
 pub fn fill_ratios(rows: &mut [Row]) {
     let strata: BTreeMap<(String, usize), f64> = rows
         .iter()
         .filter(|r| r.system == "strata")
         .map(|r| ((r.workload.clone(), r.clients), r.events_per_s))
         .collect();
+    let pg_best = postgres_best_append(rows);
     for r in rows.iter_mut() {
-        if r.system == "strata" || r.system == "disk" {
+        if r.system == "strata" {
+            if r.workload == "append-pipelined" {
+                r.strata_vs_pg_best = pg_best
+                    .get(&r.clients)
+                    .filter(|best| **best > 0.0)
+                    .map(|best| r.events_per_s / best);
+            }
+            continue;
+        }
+        if r.system == "disk" {
             continue;
         }
         if let Some(s) = strata.get(&(r.workload.clone(), r.clients)) {
@@ -71,6 +86,19 @@ pub fn fill_ratios(rows: &mut [Row]) {
             }
         }
     }
+}
+
+/// PostgreSQL's best events/s per writer count over `append` and
+/// `append-pipelined`.
+fn postgres_best_append(rows: &[Row]) -> BTreeMap<usize, f64> {
+    let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        r.system == "postgres" && matches!(r.workload.as_str(), "append" | "append-pipelined")
+    }) {
+        let b = best.entry(r.clients).or_default();
+        *b = b.max(r.events_per_s);
+    }
+    best
 }
 
 fn human(v: f64) -> String {
@@ -140,6 +168,7 @@ pub fn table(rows: &[Row]) -> String {
         "srv p50",
         "srv p99",
         "strata÷peer",
+        "÷pg best",
         "notes",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -187,6 +216,7 @@ pub fn table(rows: &[Row]) -> String {
             ms_opt(m.and_then(|m| m.append_p50_ms)),
             ms_opt(m.and_then(|m| m.append_p99_ms)),
             ratio(r.strata_ratio),
+            ratio(r.strata_vs_pg_best),
             notes,
         ]);
     }
@@ -274,5 +304,23 @@ mod tests {
         let t = table(&rows);
         assert!(t.contains("3.00×"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn pipelined_compares_with_postgres_best() {
+        let mut rows = vec![
+            row("strata", 40_000.0),
+            row("postgres", 8_000.0),
+            row("postgres", 10_000.0),
+            row("postgres", 5_000.0),
+        ];
+        rows[0].workload = "append-pipelined".into();
+        rows[1].workload = "append-pipelined".into();
+        rows[3].clients = 1; // another writer count: ignored
+        fill_ratios(&mut rows);
+        assert_eq!(rows[0].strata_vs_pg_best, Some(4.0));
+        assert_eq!(rows[1].strata_ratio, Some(5.0));
+        assert_eq!(rows[2].strata_ratio, None); // no strata append row
+        assert_eq!(rows[1].strata_vs_pg_best, None);
     }
 }

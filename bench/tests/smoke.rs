@@ -154,6 +154,7 @@ async fn every_workload_runs_at_a_tiny_size() {
     let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     for workload in [
         "append",
+        "append-pipelined",
         "append-batch",
         "contended",
         "read-all",
@@ -190,7 +191,7 @@ async fn every_workload_runs_at_a_tiny_size() {
     assert!(disk.iter().all(|r| r.ops_per_s > 0.0));
     // The write workloads' server metrics come from the in-process server's
     // /metrics, scraped around each window.
-    for workload in ["append", "append-batch"] {
+    for workload in ["append", "append-pipelined", "append-batch"] {
         for c in rows.iter().filter(|r| r.workload == workload) {
             let m = c
                 .server_metrics

@@ -145,6 +145,33 @@ impl Client {
     }
 }
 
+/// How one writer sends its appends.
+pub enum Writer {
+    /// One call (Strata, UmaDB) or statement (PostgreSQL) per append,
+    /// through a client that may share its connection with other writers.
+    Unary(Client),
+    /// Strata: one append at a time on a `PipelinedAppend` call shared with
+    /// other writers.
+    Pipelined(strata::PipelineSlot),
+}
+
+impl Writer {
+    /// Appends `events` events of `payload` bytes to `stream`, expecting
+    /// `expect`, and waits for this append's answer.
+    pub async fn append(
+        &mut self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        match self {
+            Writer::Unary(c) => c.append(stream, expect, events, payload).await,
+            Writer::Pipelined(p) => p.append(stream, expect, events, payload).await,
+        }
+    }
+}
+
 /// A started system: where it listens, which process to watch, how to stop it.
 pub struct Running {
     /// Which system.
@@ -207,6 +234,45 @@ impl Running {
             }
         }
         Ok(out)
+    }
+
+    /// `n` writers for `append`: one unary client each, connections shared
+    /// as [`Running::clients`] shares them.
+    pub async fn unary_writers(&self, n: usize) -> Result<Vec<Writer>> {
+        Ok(self
+            .clients(n)
+            .await?
+            .into_iter()
+            .map(Writer::Unary)
+            .collect())
+    }
+
+    /// `n` writers for `append-pipelined`, in groups of
+    /// `--clients-per-connection`: Strata opens one connection and one
+    /// `PipelinedAppend` call per group; PostgreSQL opens one connection per
+    /// group, whose writers' statements tokio-postgres pipelines. `None`
+    /// for UmaDB, whose client has no pipelined append.
+    pub async fn pipelined_writers(&self, n: usize) -> Result<Option<Vec<Writer>>> {
+        if self.kind == SystemKind::Umadb {
+            return Ok(None);
+        }
+        let per = self.clients_per_connection;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let k = per.min(n - out.len());
+            match self.connect().await? {
+                Client::Strata(c) => out.extend(
+                    strata::open_pipeline(&c, k)
+                        .await?
+                        .into_iter()
+                        .map(Writer::Pipelined),
+                ),
+                // PostgreSQL: the group's writers share one connection.
+                #[cfg(feature = "peers")]
+                shared => out.extend((0..k).map(|_| Writer::Unary(shared.clone()))),
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn connect(&self) -> Result<Client> {

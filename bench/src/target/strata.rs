@@ -7,10 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    self, append_response, read_request, streams_client::StreamsClient, subscribe_request,
-    subscribe_response,
+    self, append_response, pipelined_append_response, read_request, streams_client::StreamsClient,
+    subscribe_request, subscribe_response,
 };
+use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 use super::{AppendResult, Expect, FollowFrom};
 use crate::cli::Durability;
@@ -51,38 +53,9 @@ impl StrataClient {
         events: usize,
         payload: usize,
     ) -> Result<AppendResult> {
-        let expected = match expect.revision {
-            Some(r) => v1::ExpectedVersion::exact(r),
-            None => v1::ExpectedVersion::no_stream(),
-        };
-        let events = (0..events)
-            .map(|_| v1::EventData {
-                id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
-                r#type: EVENT_TYPE.to_owned(),
-                data: clock::stamped_payload(payload),
-                metadata: Vec::new(),
-                content_type: None,
-            })
-            .collect();
-        let request = v1::AppendRequest {
-            stream: stream.to_owned(),
-            expected: Some(expected),
-            events,
-        };
+        let request = append_request(stream, expect, events, payload);
         let response = self.inner.clone().append(request).await?.into_inner();
-        match response.result {
-            Some(append_response::Result::Success(s)) => Ok(AppendResult::Ok(Expect {
-                revision: Some(s.next_expected_revision),
-                position: Some(s.position),
-            })),
-            Some(append_response::Result::WrongExpectedVersion(w)) => {
-                Ok(AppendResult::Conflict(Expect {
-                    revision: w.current_revision,
-                    position: None,
-                }))
-            }
-            None => Err(BenchError::server(SYSTEM, "append answered with no result")),
-        }
+        append_result(response)
     }
 
     /// Reads up to `count` events of `$all` from `from`; reports each batch.
@@ -175,6 +148,153 @@ impl StrataClient {
                 }
             }
         }
+    }
+}
+
+/// An `Append` request of `events` stamped payloads with the expected
+/// version `expect` stands for (exact revision, or no stream).
+fn append_request(
+    stream: &str,
+    expect: Expect,
+    events: usize,
+    payload: usize,
+) -> v1::AppendRequest {
+    let expected = match expect.revision {
+        Some(r) => v1::ExpectedVersion::exact(r),
+        None => v1::ExpectedVersion::no_stream(),
+    };
+    let events = (0..events)
+        .map(|_| v1::EventData {
+            id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
+            r#type: EVENT_TYPE.to_owned(),
+            data: clock::stamped_payload(payload),
+            metadata: Vec::new(),
+            content_type: None,
+        })
+        .collect();
+    v1::AppendRequest {
+        stream: stream.to_owned(),
+        expected: Some(expected),
+        events,
+    }
+}
+
+/// The driver's view of an `Append` answer.
+fn append_result(response: v1::AppendResponse) -> Result<AppendResult> {
+    match response.result {
+        Some(append_response::Result::Success(s)) => Ok(AppendResult::Ok(Expect {
+            revision: Some(s.next_expected_revision),
+            position: Some(s.position),
+        })),
+        Some(append_response::Result::WrongExpectedVersion(w)) => {
+            Ok(AppendResult::Conflict(Expect {
+                revision: w.current_revision,
+                position: None,
+            }))
+        }
+        None => Err(BenchError::server(SYSTEM, "append answered with no result")),
+    }
+}
+
+/// An answer of a `PipelinedAppend` call as the reader task routes it:
+/// the correlation id it carried and the append's outcome.
+type PipelinedAnswer = (u64, std::result::Result<v1::AppendResponse, Status>);
+
+/// One writer's share of a `PipelinedAppend` call. The writer has at most
+/// one append in flight; its correlation ids are `slot << 32 | sequence`,
+/// so the call's reader task routes each answer to its writer by the high
+/// half, and the writer checks the whole id against the one it sent.
+pub struct PipelineSlot {
+    requests: mpsc::Sender<v1::PipelinedAppendRequest>,
+    answers: mpsc::Receiver<PipelinedAnswer>,
+    slot: u64,
+    sent: u64,
+}
+
+/// Opens one `PipelinedAppend` call on `client`'s connection, shared by
+/// `writers` slots. The call ends when every slot is dropped (the request
+/// stream then ends, which half-closes the call).
+pub async fn open_pipeline(client: &StrataClient, writers: usize) -> Result<Vec<PipelineSlot>> {
+    let (tx, rx) = mpsc::channel(writers.max(1));
+    let outgoing =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let answers = client
+        .inner
+        .clone()
+        .pipelined_append(outgoing)
+        .await?
+        .into_inner();
+    let (routes, slots): (Vec<_>, Vec<_>) = (0..writers as u64)
+        .map(|slot| {
+            let (to, from) = mpsc::channel(1);
+            let slot = PipelineSlot {
+                requests: tx.clone(),
+                answers: from,
+                slot,
+                sent: 0,
+            };
+            (to, slot)
+        })
+        .unzip();
+    tokio::spawn(route_answers(answers, routes));
+    Ok(slots)
+}
+
+/// Hands every answer of a pipelined call to the slot its correlation id
+/// names; when the call ends, tells every slot why.
+async fn route_answers(
+    mut answers: tonic::Streaming<v1::PipelinedAppendResponse>,
+    routes: Vec<mpsc::Sender<PipelinedAnswer>>,
+) {
+    let end = loop {
+        match answers.message().await {
+            Ok(Some(a)) => {
+                let outcome = match a.outcome {
+                    Some(pipelined_append_response::Outcome::Result(r)) => Ok(r),
+                    Some(pipelined_append_response::Outcome::Error(e)) => {
+                        Err(Status::new(Code::from(e.code), e.message))
+                    }
+                    None => Err(Status::internal("pipelined answer without an outcome")),
+                };
+                if let Some(to) = routes.get((a.correlation_id >> 32) as usize) {
+                    let _ = to.send((a.correlation_id, outcome)).await;
+                }
+            }
+            Ok(None) => break Status::unavailable("the pipelined call ended"),
+            Err(status) => break status,
+        }
+    };
+    for to in &routes {
+        let _ = to.try_send((u64::MAX, Err(end.clone())));
+    }
+}
+
+impl PipelineSlot {
+    /// Sends one append on the shared call and waits for its own answer.
+    pub async fn append(
+        &mut self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        self.sent += 1;
+        let id = (self.slot << 32) | (self.sent & 0xFFFF_FFFF);
+        let request = v1::PipelinedAppendRequest {
+            correlation_id: id,
+            append: Some(append_request(stream, expect, events, payload)),
+        };
+        let ended = || BenchError::server(SYSTEM, "the pipelined call ended");
+        self.requests.send(request).await.map_err(|_| ended())?;
+        let (got, outcome) = self.answers.recv().await.ok_or_else(ended)?;
+        let response = outcome?;
+        if got != id {
+            return Err(BenchError::server(
+                SYSTEM,
+                format!("pipelined answer for correlation id {got}, expected {id}"),
+            ));
+        }
+        append_result(response)
     }
 }
 

@@ -299,6 +299,7 @@ pub async fn run_cell(
             )
             .await
         }
+        Workload::AppendPipelined => append::run_pipelined(ctx, running, clients).await,
         Workload::Contended => contended::run(ctx, running, clients).await,
         Workload::Subscribe => subscribe::run(ctx, running, clients).await,
         Workload::ReadAll => read_all::run(ctx, running, read_set, clients).await,
