@@ -19,6 +19,8 @@ pub enum Workload {
     AppendPipelined,
     /// Each writer appends `--batch-size` events per call to its own stream.
     AppendBatch,
+    /// Each writer appends 1 event to each of `--multi-streams` own streams in one atomic call.
+    MultiAppend,
     /// Writers share `--hot-streams` streams with expected versions; conflicts are retried.
     Contended,
     /// Readers read `--read-count` events of $all forwards from a random position.
@@ -37,11 +39,12 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::ProbeDisk,
         Workload::Append,
         Workload::AppendPipelined,
         Workload::AppendBatch,
+        Workload::MultiAppend,
         Workload::Contended,
         Workload::Subscribe,
         Workload::ReadAll,
@@ -56,6 +59,7 @@ impl Workload {
             Workload::Append => "append",
             Workload::AppendPipelined => "append-pipelined",
             Workload::AppendBatch => "append-batch",
+            Workload::MultiAppend => "multi-append",
             Workload::Contended => "contended",
             Workload::ReadAll => "read-all",
             Workload::ReadStream => "read-stream",
@@ -162,6 +166,10 @@ pub struct Options {
     /// Events per call in append-batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+
+    /// Streams of its own each multi-append writer writes (1 event each) per call.
+    #[arg(long, default_value_t = 4)]
+    pub multi_streams: usize,
 
     /// Streams shared by the writers of the contended workload.
     #[arg(long, default_value_t = 4)]
@@ -289,9 +297,14 @@ impl Options {
                 self.payload
             ));
         }
-        if self.batch_size == 0 || self.hot_streams == 0 || self.clients_per_connection == 0 {
+        if self.batch_size == 0
+            || self.hot_streams == 0
+            || self.clients_per_connection == 0
+            || self.multi_streams == 0
+        {
             return bad(
-                "--batch-size, --hot-streams and --clients-per-connection must be at least 1"
+                "--batch-size, --hot-streams, --multi-streams and --clients-per-connection \
+                 must be at least 1"
                     .into(),
             );
         }

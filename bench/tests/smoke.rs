@@ -117,6 +117,8 @@ async fn every_workload_runs_at_a_tiny_size() {
         "0.1",
         "--batch-size",
         "10",
+        "--multi-streams",
+        "3",
         "--events",
         "3000",
         "--read-count",
@@ -156,6 +158,7 @@ async fn every_workload_runs_at_a_tiny_size() {
         "append",
         "append-pipelined",
         "append-batch",
+        "multi-append",
         "contended",
         "read-all",
         "read-stream",
@@ -191,7 +194,7 @@ async fn every_workload_runs_at_a_tiny_size() {
     assert!(disk.iter().all(|r| r.ops_per_s > 0.0));
     // The write workloads' server metrics come from the in-process server's
     // /metrics, scraped around each window.
-    for workload in ["append", "append-pipelined", "append-batch"] {
+    for workload in ["append", "append-pipelined", "append-batch", "multi-append"] {
         for c in rows.iter().filter(|r| r.workload == workload) {
             let m = c
                 .server_metrics
@@ -205,6 +208,15 @@ async fn every_workload_runs_at_a_tiny_size() {
             assert!(c.client_cpu_us_per_op.is_some() && c.load_avg_1m.is_some());
         }
     }
+    let multi = rows
+        .iter()
+        .find(|r| r.workload == "multi-append")
+        .expect("multi-append row");
+    assert_eq!(
+        multi.events_per_s,
+        3.0 * multi.ops_per_s,
+        "3 events per multi-append"
+    );
     let contended = rows
         .iter()
         .find(|r| r.workload == "contended" && r.clients == 3)

@@ -47,6 +47,15 @@ pub enum AppendResult {
     Conflict(Expect),
 }
 
+/// Outcome of a multi-stream append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MultiResult {
+    /// Everything written; each stream's new state, in request order.
+    Ok(Vec<Expect>),
+    /// Some expectation did not hold and nothing was written; which, as text.
+    Conflict(String),
+}
+
 /// Where a `$all` subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FollowFrom {
@@ -84,6 +93,23 @@ impl Client {
             Client::Postgres(c) => c.append(stream, expect, events, payload).await,
             #[cfg(feature = "peers")]
             Client::Umadb(c) => c.append(stream, expect, events, payload).await,
+        }
+    }
+
+    /// Appends 1 event of `payload` bytes to each of `streams` in one atomic
+    /// operation, each stream expecting what `expects` says (same order).
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        match self {
+            Client::Strata(c) => c.multi_append(streams, expects, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.multi_append(streams, expects, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.multi_append(streams, expects, payload).await,
         }
     }
 

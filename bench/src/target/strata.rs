@@ -7,14 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    self, append_response, pipelined_append_response, read_request, streams_client::StreamsClient,
-    subscribe_request, subscribe_response,
+    self, append_response, multi_append_response, pipelined_append_response, read_request,
+    streams_client::StreamsClient, subscribe_request, subscribe_response,
 };
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::{AppendResult, Expect, FollowFrom};
+use super::{AppendResult, Expect, FollowFrom, MultiResult};
 use crate::cli::Durability;
 use crate::clock::{self, stamp_of};
 use crate::error::{BenchError, Result};
@@ -56,6 +56,48 @@ impl StrataClient {
         let request = append_request(stream, expect, events, payload);
         let response = self.inner.clone().append(request).await?.into_inner();
         append_result(response)
+    }
+
+    /// One `MultiAppend` of 1 event to each of `streams`, each expecting
+    /// what `expects` says (same order), in one atomic write.
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        let request = v1::MultiAppendRequest {
+            appends: streams
+                .iter()
+                .zip(expects)
+                .map(|(stream, expect)| append_request(stream, *expect, 1, payload))
+                .collect(),
+            checks: Vec::new(),
+        };
+        let response = self.inner.clone().multi_append(request).await?.into_inner();
+        match response.result {
+            Some(multi_append_response::Result::Success(s)) => Ok(MultiResult::Ok(
+                s.results
+                    .iter()
+                    .map(|r| Expect {
+                        revision: Some(r.next_expected_revision),
+                        position: Some(r.position),
+                    })
+                    .collect(),
+            )),
+            Some(multi_append_response::Result::WrongExpectedVersion(w)) => {
+                let conflicts: Vec<String> = w
+                    .conflicts
+                    .iter()
+                    .map(|c| format!("{} at {:?}", c.stream, c.current_revision))
+                    .collect();
+                Ok(MultiResult::Conflict(conflicts.join(", ")))
+            }
+            None => Err(BenchError::server(
+                SYSTEM,
+                "multi-append answered with no result",
+            )),
+        }
     }
 
     /// Reads up to `count` events of `$all` from `from`; reports each batch.

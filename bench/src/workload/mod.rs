@@ -10,6 +10,7 @@
 mod append;
 mod catch_up;
 mod contended;
+mod multi_append;
 mod preload;
 mod probe_disk;
 mod read_all;
@@ -300,6 +301,7 @@ pub async fn run_cell(
             .await
         }
         Workload::AppendPipelined => append::run_pipelined(ctx, running, clients).await,
+        Workload::MultiAppend => multi_append::run(ctx, running, clients).await,
         Workload::Contended => contended::run(ctx, running, clients).await,
         Workload::Subscribe => subscribe::run(ctx, running, clients).await,
         Workload::ReadAll => read_all::run(ctx, running, read_set, clients).await,
