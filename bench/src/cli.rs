@@ -15,8 +15,12 @@ use crate::error::{BenchError, Result};
 pub enum Workload {
     /// Each writer appends 1 event per call to its own stream (exact expected version).
     Append,
+    /// As append, but the writers share PipelinedAppend calls (one per --clients-per-connection).
+    AppendPipelined,
     /// Each writer appends `--batch-size` events per call to its own stream.
     AppendBatch,
+    /// Each writer appends 1 event to each of `--multi-streams` own streams in one atomic call.
+    MultiAppend,
     /// Writers share `--hot-streams` streams with expected versions; conflicts are retried.
     Contended,
     /// Readers read `--read-count` events of $all forwards from a random position.
@@ -35,10 +39,12 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 11] = [
         Workload::ProbeDisk,
         Workload::Append,
+        Workload::AppendPipelined,
         Workload::AppendBatch,
+        Workload::MultiAppend,
         Workload::Contended,
         Workload::Subscribe,
         Workload::ReadAll,
@@ -51,7 +57,9 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Append => "append",
+            Workload::AppendPipelined => "append-pipelined",
             Workload::AppendBatch => "append-batch",
+            Workload::MultiAppend => "multi-append",
             Workload::Contended => "contended",
             Workload::ReadAll => "read-all",
             Workload::ReadStream => "read-stream",
@@ -159,6 +167,10 @@ pub struct Options {
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
 
+    /// Streams of its own each multi-append writer writes (1 event each) per call.
+    #[arg(long, default_value_t = 4)]
+    pub multi_streams: usize,
+
     /// Streams shared by the writers of the contended workload.
     #[arg(long, default_value_t = 4)]
     pub hot_streams: usize,
@@ -202,6 +214,12 @@ pub struct Options {
     /// A running Strata to target instead of spawning one (loopback only, e.g. http://127.0.0.1:2113).
     #[arg(long)]
     pub url: Option<String>,
+
+    /// Prometheus endpoint of the --url server (loopback only, e.g.
+    /// http://127.0.0.1:2114/metrics), scraped around each window; a spawned
+    /// Strata's is found by itself.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
 
     /// The `strata` binary (default: next to this binary, then target/release/strata).
     #[arg(long)]
@@ -279,9 +297,14 @@ impl Options {
                 self.payload
             ));
         }
-        if self.batch_size == 0 || self.hot_streams == 0 || self.clients_per_connection == 0 {
+        if self.batch_size == 0
+            || self.hot_streams == 0
+            || self.clients_per_connection == 0
+            || self.multi_streams == 0
+        {
             return bad(
-                "--batch-size, --hot-streams and --clients-per-connection must be at least 1"
+                "--batch-size, --hot-streams, --multi-streams and --clients-per-connection \
+                 must be at least 1"
                     .into(),
             );
         }
@@ -300,6 +323,15 @@ impl Options {
                 "--subscribe-writers, --recovery-runs and --recovery-rebuild-runs must be at least 1"
                     .into(),
             );
+        }
+        if let Some(url) = &self.metrics_url {
+            if self.url.is_none() {
+                return bad(
+                    "--metrics-url goes with --url (a spawned Strata's metrics are found by itself)"
+                        .into(),
+                );
+            }
+            check_loopback_flag("--metrics-url", url)?;
         }
         if let Some(url) = &self.url {
             check_loopback(url)?;
@@ -321,9 +353,14 @@ impl Options {
 /// Refuses a URL whose host is not a loopback address: the driver sends load
 /// to this machine only.
 pub fn check_loopback(url: &str) -> Result<()> {
+    check_loopback_flag("--url", url)
+}
+
+/// [`check_loopback`] for the URL given to option `flag`.
+pub fn check_loopback_flag(flag: &str, url: &str) -> Result<()> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| BenchError::Config(format!("--url {url}: only http:// is supported")))?;
+        .ok_or_else(|| BenchError::Config(format!("{flag} {url}: only http:// is supported")))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let host = match authority.rsplit_once(':') {
         Some((h, port)) if port.parse::<u16>().is_ok() => h,
@@ -342,7 +379,7 @@ pub fn check_loopback(url: &str) -> Result<()> {
         Ok(())
     } else {
         Err(BenchError::Config(format!(
-            "--url {url}: not a loopback address; the driver only sends load to this machine"
+            "{flag} {url}: not a loopback address; the driver only sends load to this machine"
         )))
     }
 }
@@ -377,6 +414,12 @@ mod tests {
         o.validate().expect("defaults are valid");
         assert_eq!(o.selected_workloads(), Workload::ALL.to_vec());
         assert_eq!(o.clients, vec![1, 16, 256]);
+        let o = Options::parse_from([
+            "strata-bench",
+            "--metrics-url",
+            "http://127.0.0.1:1/metrics",
+        ]);
+        assert!(o.validate().is_err(), "--metrics-url without --url");
         let o = Options::parse_from(["strata-bench", "append", "--workload", "read-all,append"]);
         assert_eq!(
             o.selected_workloads(),

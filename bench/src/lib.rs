@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod procstat;
 pub mod report;
+pub mod scrape;
 pub mod stats;
 pub mod target;
 pub mod workload;
@@ -180,7 +181,7 @@ fn failed(system: &str, workload: Workload, clients: usize, e: &BenchError) -> R
 
 /// Prints a one-line progress report and keeps the row.
 fn emit(rows: &mut Vec<Row>, row: Row) {
-    if row.notes.starts_with("FAILED") {
+    if row.notes.starts_with("FAILED") || row.notes.starts_with("n/a") {
         println!(
             "  {} {} {}: {}",
             row.system, row.workload, row.clients, row.notes

@@ -7,6 +7,11 @@
 //! a single process. Before each measured window the driver writes `5` to
 //! `/proc/<pid>/clear_refs` of each process so `VmHWM` covers that window only
 //! (possible because the driver owns, or runs as root beside, the server).
+//!
+//! The driver's own CPU is [`self_cpu`]: `utime + stime` of this process
+//! alone (all its threads), never its children. The server the driver
+//! spawned is one of those children, so a tree reading of the driver would
+//! count the server twice.
 
 use std::time::Instant;
 
@@ -86,6 +91,18 @@ pub fn cpu(pid: u32) -> CpuReading {
     }
 }
 
+/// CPU time of this process alone: every thread's `utime + stime`, without
+/// children (live or reaped), so a server the driver spawned is not counted.
+pub fn self_cpu() -> CpuReading {
+    let ticks = stat_fields(std::process::id())
+        .map(|f| f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0))
+        .unwrap_or(0);
+    CpuReading {
+        ticks,
+        at: Instant::now(),
+    }
+}
+
 impl CpuReading {
     /// CPU used between `self` and `later`, in percent of one core.
     pub fn percent_until(&self, later: &CpuReading) -> f64 {
@@ -93,8 +110,12 @@ impl CpuReading {
         if wall <= 0.0 {
             return 0.0;
         }
-        let cpu = later.ticks.saturating_sub(self.ticks) as f64 / ticks_per_second();
-        100.0 * cpu / wall
+        100.0 * self.seconds_until(later) / wall
+    }
+
+    /// CPU seconds used between `self` and `later` (10 ms resolution).
+    pub fn seconds_until(&self, later: &CpuReading) -> f64 {
+        later.ticks.saturating_sub(self.ticks) as f64 / ticks_per_second()
     }
 }
 
@@ -122,6 +143,16 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The 1-minute load average (first field of `/proc/loadavg`), if readable.
+pub fn load_avg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// CPU seconds used so far by the process tree rooted at `pid`.
 pub fn cpu_seconds(pid: u32) -> f64 {
     cpu(pid).ticks as f64 / ticks_per_second()
@@ -130,6 +161,28 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_cpu_excludes_children() {
+        let me = std::process::id();
+        // A child that burns CPU, reaped before the second reading.
+        let before = self_cpu();
+        let tree_before = cpu(me);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+            .status()
+            .expect("sh runs");
+        assert!(status.success());
+        let after = self_cpu();
+        let tree_after = cpu(me);
+        let own = after.ticks.saturating_sub(before.ticks);
+        let tree = tree_after.ticks.saturating_sub(tree_before.ticks);
+        assert!(
+            tree > own,
+            "the reaped child's CPU is in the tree reading ({tree} ticks), not in self_cpu ({own})"
+        );
+    }
 
     #[test]
     fn reads_this_process() {
@@ -144,5 +197,7 @@ mod tests {
         let b = cpu(me);
         assert!(a.percent_until(&b) >= 0.0);
         assert!(peak_rss_mib(me) > 0.0);
+        assert!(a.seconds_until(&b) >= 0.0);
+        assert!(load_avg_1m().is_some_and(|l| l >= 0.0));
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+use crate::scrape::ServerMetrics;
 use crate::stats::Latency;
 
 /// One measured cell: a system, a workload, a client count.
@@ -28,14 +29,28 @@ pub struct Row {
     pub latency: Latency,
     /// Server CPU over the measured window, percent of one core.
     pub server_cpu_pct: Option<f64>,
+    /// Server CPU seconds over the window ÷ operations counted in it, µs.
+    pub server_cpu_us_per_op: Option<f64>,
     /// Server peak RSS over the measured window, MiB.
     pub server_peak_rss_mib: Option<f64>,
-    /// The driver's own CPU over the window, percent of one core.
+    /// The driver's own CPU over the window (this process alone, without
+    /// the server it spawned), percent of one core.
     pub client_cpu_pct: Option<f64>,
+    /// Driver CPU seconds over the window ÷ operations counted in it, µs.
+    pub client_cpu_us_per_op: Option<f64>,
+    /// The machine's 1-minute load average at the end of the cell.
+    pub load_avg_1m: Option<f64>,
+    /// Deltas of Strata's `/metrics` across the window (Strata only, and
+    /// not with `--url` unless `--metrics-url` is given).
+    pub server_metrics: Option<ServerMetrics>,
     /// Length of the measured window, seconds.
     pub seconds: f64,
     /// Strata's events/s divided by this row's (peer rows only).
     pub strata_ratio: Option<f64>,
+    /// Strata `append-pipelined` rows only: their events/s divided by
+    /// PostgreSQL's best at the same writer count, the larger of its
+    /// `append` and `append-pipelined`.
+    pub strata_vs_pg_best: Option<f64>,
     /// Workload-specific figures (conflicts, append latency, …).
     pub extra: BTreeMap<String, f64>,
     /// Free-text remarks (errors, caveats).
@@ -43,15 +58,26 @@ pub struct Row {
 }
 
 /// Fills `strata_ratio` of every peer row from the Strata row of the same
-/// workload and client count.
+/// workload and client count, and `strata_vs_pg_best` of Strata's
+/// `append-pipelined` rows.
 pub fn fill_ratios(rows: &mut [Row]) {
     let strata: BTreeMap<(String, usize), f64> = rows
         .iter()
         .filter(|r| r.system == "strata")
         .map(|r| ((r.workload.clone(), r.clients), r.events_per_s))
         .collect();
+    let pg_best = postgres_best_append(rows);
     for r in rows.iter_mut() {
-        if r.system == "strata" || r.system == "disk" {
+        if r.system == "strata" {
+            if r.workload == "append-pipelined" {
+                r.strata_vs_pg_best = pg_best
+                    .get(&r.clients)
+                    .filter(|best| **best > 0.0)
+                    .map(|best| r.events_per_s / best);
+            }
+            continue;
+        }
+        if r.system == "disk" {
             continue;
         }
         if let Some(s) = strata.get(&(r.workload.clone(), r.clients)) {
@@ -60,6 +86,19 @@ pub fn fill_ratios(rows: &mut [Row]) {
             }
         }
     }
+}
+
+/// PostgreSQL's best events/s per writer count over `append` and
+/// `append-pipelined`.
+fn postgres_best_append(rows: &[Row]) -> BTreeMap<usize, f64> {
+    let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        r.system == "postgres" && matches!(r.workload.as_str(), "append" | "append-pipelined")
+    }) {
+        let b = best.entry(r.clients).or_default();
+        *b = b.max(r.events_per_s);
+    }
+    best
 }
 
 fn human(v: f64) -> String {
@@ -84,6 +123,21 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// A ratio as `1.23×`, `-` when absent.
+fn ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.2}×"))
+}
+
+/// Microseconds, as `ms` formats, `-` when absent.
+fn us(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), ms)
+}
+
+/// Milliseconds, `-` when absent.
+fn ms_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), ms)
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
@@ -102,14 +156,25 @@ pub fn table(rows: &[Row]) -> String {
         "p99 ms",
         "max ms",
         "srv CPU%",
+        "srv µs/op",
         "srv RSS MiB",
         "cli CPU%",
+        "cli µs/op",
+        "load1",
+        "app/batch",
+        "ev/batch",
+        "fsync ms",
+        "srv app ms",
+        "srv p50",
+        "srv p99",
         "strata÷peer",
+        "÷pg best",
         "notes",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let lat = &r.latency;
+        let m = r.server_metrics.as_ref();
         let has_lat = lat.samples > 0;
         let l = |v: f64| if has_lat { ms(v) } else { "-".into() };
         let mut notes = r.notes.clone();
@@ -139,10 +204,19 @@ pub fn table(rows: &[Row]) -> String {
             l(lat.p99_ms),
             l(lat.max_ms),
             opt(r.server_cpu_pct, 0),
+            us(r.server_cpu_us_per_op),
             opt(r.server_peak_rss_mib, 0),
             opt(r.client_cpu_pct, 0),
-            r.strata_ratio
-                .map_or_else(|| "-".into(), |x| format!("{x:.2}×")),
+            us(r.client_cpu_us_per_op),
+            opt(r.load_avg_1m, 2),
+            opt(m.and_then(|m| m.appends_per_batch), 1),
+            opt(m.and_then(|m| m.events_per_batch), 1),
+            ms_opt(m.and_then(|m| m.fsync_ms)),
+            ms_opt(m.and_then(|m| m.append_ms)),
+            ms_opt(m.and_then(|m| m.append_p50_ms)),
+            ms_opt(m.and_then(|m| m.append_p99_ms)),
+            ratio(r.strata_ratio),
+            ratio(r.strata_vs_pg_best),
             notes,
         ]);
     }
@@ -230,5 +304,23 @@ mod tests {
         let t = table(&rows);
         assert!(t.contains("3.00×"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn pipelined_compares_with_postgres_best() {
+        let mut rows = vec![
+            row("strata", 40_000.0),
+            row("postgres", 8_000.0),
+            row("postgres", 10_000.0),
+            row("postgres", 5_000.0),
+        ];
+        rows[0].workload = "append-pipelined".into();
+        rows[1].workload = "append-pipelined".into();
+        rows[3].clients = 1; // another writer count: ignored
+        fill_ratios(&mut rows);
+        assert_eq!(rows[0].strata_vs_pg_best, Some(4.0));
+        assert_eq!(rows[1].strata_ratio, Some(5.0));
+        assert_eq!(rows[2].strata_ratio, None); // no strata append row
+        assert_eq!(rows[1].strata_vs_pg_best, None);
     }
 }

@@ -20,6 +20,7 @@ struct InProcess;
 
 struct InProcessServer {
     url: String,
+    metrics_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<std::result::Result<(), String>>>,
 }
@@ -47,7 +48,11 @@ impl Launcher for InProcess {
                 let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
                     .await
                     .map_err(|e| e.to_string())?;
-                let _ = addr_tx.send(grpc.local_addr().map_err(|e| e.to_string())?);
+                let addrs = (grpc.local_addr(), metrics.local_addr());
+                let (Ok(grpc_addr), Ok(metrics_addr)) = addrs else {
+                    return Err("reading the bound addresses".to_owned());
+                };
+                let _ = addr_tx.send((grpc_addr, metrics_addr));
                 strata_server::run(args, grpc, metrics, async move {
                     let _ = stop_rx.await;
                 })
@@ -55,11 +60,12 @@ impl Launcher for InProcess {
                 .map_err(|e| e.to_string())
             })
         });
-        let addr = addr_rx
+        let (addr, metrics_addr) = addr_rx
             .recv()
             .map_err(|_| BenchError::server("strata", "in-process server did not start"))?;
         Ok(Box::new(InProcessServer {
             url: format!("http://{addr}"),
+            metrics_url: format!("http://{metrics_addr}/metrics"),
             stop: Some(stop_tx),
             thread: Some(thread),
         }))
@@ -73,6 +79,10 @@ impl ServerProcess for InProcessServer {
 
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn metrics_url(&self) -> Option<String> {
+        Some(self.metrics_url.clone())
     }
 
     fn stop(&mut self) -> Result<()> {
@@ -107,6 +117,8 @@ async fn every_workload_runs_at_a_tiny_size() {
         "0.1",
         "--batch-size",
         "10",
+        "--multi-streams",
+        "3",
         "--events",
         "3000",
         "--read-count",
@@ -144,7 +156,9 @@ async fn every_workload_runs_at_a_tiny_size() {
     let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     for workload in [
         "append",
+        "append-pipelined",
         "append-batch",
+        "multi-append",
         "contended",
         "read-all",
         "read-stream",
@@ -178,6 +192,31 @@ async fn every_workload_runs_at_a_tiny_size() {
     let disk: Vec<_> = rows.iter().filter(|r| r.system == "disk").collect();
     assert_eq!(disk.len(), 3, "three disk probes");
     assert!(disk.iter().all(|r| r.ops_per_s > 0.0));
+    // The write workloads' server metrics come from the in-process server's
+    // /metrics, scraped around each window.
+    for workload in ["append", "append-pipelined", "append-batch", "multi-append"] {
+        for c in rows.iter().filter(|r| r.workload == workload) {
+            let m = c
+                .server_metrics
+                .unwrap_or_else(|| panic!("{workload} {}: no server metrics", c.clients));
+            assert!(
+                m.batches > 0 && m.appends > 0,
+                "{workload} {}: {m:?}",
+                c.clients
+            );
+            assert!(m.appends_per_batch.is_some() && m.append_ms.is_some());
+            assert!(c.client_cpu_us_per_op.is_some() && c.load_avg_1m.is_some());
+        }
+    }
+    let multi = rows
+        .iter()
+        .find(|r| r.workload == "multi-append")
+        .expect("multi-append row");
+    assert_eq!(
+        multi.events_per_s,
+        3.0 * multi.ops_per_s,
+        "3 events per multi-append"
+    );
     let contended = rows
         .iter()
         .find(|r| r.workload == "contended" && r.clients == 3)

@@ -47,6 +47,15 @@ pub enum AppendResult {
     Conflict(Expect),
 }
 
+/// Outcome of a multi-stream append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MultiResult {
+    /// Everything written; each stream's new state, in request order.
+    Ok(Vec<Expect>),
+    /// Some expectation did not hold and nothing was written; which, as text.
+    Conflict(String),
+}
+
 /// Where a `$all` subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FollowFrom {
@@ -84,6 +93,23 @@ impl Client {
             Client::Postgres(c) => c.append(stream, expect, events, payload).await,
             #[cfg(feature = "peers")]
             Client::Umadb(c) => c.append(stream, expect, events, payload).await,
+        }
+    }
+
+    /// Appends 1 event of `payload` bytes to each of `streams` in one atomic
+    /// operation, each stream expecting what `expects` says (same order).
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        match self {
+            Client::Strata(c) => c.multi_append(streams, expects, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.multi_append(streams, expects, payload).await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.multi_append(streams, expects, payload).await,
         }
     }
 
@@ -145,6 +171,33 @@ impl Client {
     }
 }
 
+/// How one writer sends its appends.
+pub enum Writer {
+    /// One call (Strata, UmaDB) or statement (PostgreSQL) per append,
+    /// through a client that may share its connection with other writers.
+    Unary(Client),
+    /// Strata: one append at a time on a `PipelinedAppend` call shared with
+    /// other writers.
+    Pipelined(strata::PipelineSlot),
+}
+
+impl Writer {
+    /// Appends `events` events of `payload` bytes to `stream`, expecting
+    /// `expect`, and waits for this append's answer.
+    pub async fn append(
+        &mut self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        match self {
+            Writer::Unary(c) => c.append(stream, expect, events, payload).await,
+            Writer::Pipelined(p) => p.append(stream, expect, events, payload).await,
+        }
+    }
+}
+
 /// A started system: where it listens, which process to watch, how to stop it.
 pub struct Running {
     /// Which system.
@@ -153,6 +206,10 @@ pub struct Running {
     pub url: String,
     /// The root process of the server, for CPU and memory readings.
     pub pid: Option<u32>,
+    /// Strata's Prometheus endpoint (`http://…/metrics`), scraped around
+    /// each window; `None` for the peers and for `--url` without
+    /// `--metrics-url`.
+    pub metrics_url: Option<String>,
     clients_per_connection: usize,
     #[cfg_attr(not(feature = "peers"), allow(dead_code))]
     poll_interval: Duration,
@@ -174,10 +231,17 @@ impl Running {
             kind,
             url,
             pid,
+            metrics_url: None,
             clients_per_connection,
             poll_interval,
             _guard: guard,
         }
+    }
+
+    /// The same, with Strata's Prometheus endpoint to scrape.
+    pub fn with_metrics(mut self, metrics_url: Option<String>) -> Self {
+        self.metrics_url = metrics_url;
+        self
     }
 
     /// `n` clients. Strata and UmaDB share one HTTP/2 connection among
@@ -196,6 +260,45 @@ impl Running {
             }
         }
         Ok(out)
+    }
+
+    /// `n` writers for `append`: one unary client each, connections shared
+    /// as [`Running::clients`] shares them.
+    pub async fn unary_writers(&self, n: usize) -> Result<Vec<Writer>> {
+        Ok(self
+            .clients(n)
+            .await?
+            .into_iter()
+            .map(Writer::Unary)
+            .collect())
+    }
+
+    /// `n` writers for `append-pipelined`, in groups of
+    /// `--clients-per-connection`: Strata opens one connection and one
+    /// `PipelinedAppend` call per group; PostgreSQL opens one connection per
+    /// group, whose writers' statements tokio-postgres pipelines. `None`
+    /// for UmaDB, whose client has no pipelined append.
+    pub async fn pipelined_writers(&self, n: usize) -> Result<Option<Vec<Writer>>> {
+        if self.kind == SystemKind::Umadb {
+            return Ok(None);
+        }
+        let per = self.clients_per_connection;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let k = per.min(n - out.len());
+            match self.connect().await? {
+                Client::Strata(c) => out.extend(
+                    strata::open_pipeline(&c, k)
+                        .await?
+                        .into_iter()
+                        .map(Writer::Pipelined),
+                ),
+                // PostgreSQL: the group's writers share one connection.
+                #[cfg(feature = "peers")]
+                shared => out.extend((0..k).map(|_| Writer::Unary(shared.clone()))),
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn connect(&self) -> Result<Client> {
@@ -231,6 +334,7 @@ pub async fn start_strata(
         return Err(e);
     }
     let pid = server.pid();
+    let metrics_url = server.metrics_url();
     Ok(Running::new(
         SystemKind::Strata,
         url,
@@ -238,10 +342,12 @@ pub async fn start_strata(
         options.clients_per_connection,
         Duration::ZERO,
         Box::new(StopOnDrop(server)),
-    ))
+    )
+    .with_metrics(metrics_url))
 }
 
-/// Targets an already-running Strata (`--url`): nothing to stop, no pid.
+/// Targets an already-running Strata (`--url`): nothing to stop, no pid;
+/// its metrics only if `--metrics-url` names them.
 pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
     strata::wait_serving(url, Duration::from_secs(10)).await?;
     Ok(Running::new(
@@ -251,7 +357,8 @@ pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
         options.clients_per_connection,
         Duration::ZERO,
         Box::new(()),
-    ))
+    )
+    .with_metrics(options.metrics_url.clone()))
 }
 
 struct StopOnDrop(Box<dyn strata::ServerProcess>);

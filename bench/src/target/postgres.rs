@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Statement};
 
-use super::{AppendResult, Expect, FollowFrom, Running};
+use super::{AppendResult, Expect, FollowFrom, MultiResult, Running};
 use crate::cli::{Options, SystemKind};
 use crate::clock::{self, stamp_of};
 use crate::error::{BenchError, Result};
@@ -51,12 +51,38 @@ WITH cur AS (
 )
 SELECT (SELECT r FROM cur), (SELECT max(position) FROM ins), (SELECT max(revision) FROM ins)";
 
+/// One statement (so one transaction) appending 1 event to each of several
+/// streams, all or none: read each stream's head; insert every event, at
+/// the revision after its stream's head, only if every head equals its
+/// expectation; return each stream's head seen and its new row, in request
+/// order. A stream with no new row = the whole append was refused. As for
+/// `APPEND`, a racing writer that passed the same checks fails on the
+/// unique (stream, revision) index instead.
+const MULTI_APPEND: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $5::bytea[])
+        WITH ORDINALITY AS u(stream, expected, id, data, o)
+), cur AS (
+    SELECT i.*, coalesce((SELECT max(e.revision) FROM events e WHERE e.stream = i.stream), -1) AS r
+    FROM input i
+), ins AS (
+    INSERT INTO events (stream, revision, id, type, data)
+    SELECT c.stream, c.r + 1, c.id, $4, c.data FROM cur c
+    WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.r <> cur.expected)
+    ORDER BY c.o
+    RETURNING stream, position, revision
+)
+SELECT c.stream, c.r, ins.position, ins.revision
+FROM cur c LEFT JOIN ins ON ins.stream = c.stream
+ORDER BY c.o";
+
 const COLUMNS: &str = "position, stream, revision, id, type, data, metadata, recorded_at";
 
 /// A connection (one server backend) with its prepared statements.
 pub struct PgClient {
     client: tokio_postgres::Client,
     append: Statement,
+    multi_append: Statement,
     current: Statement,
     read_all: Statement,
     read_stream: Statement,
@@ -82,6 +108,7 @@ impl PgClient {
             let _ = connection.await;
         });
         let append = client.prepare(APPEND).await.map_err(peer_err)?;
+        let multi_append = client.prepare(MULTI_APPEND).await.map_err(peer_err)?;
         let current = client
             .prepare("SELECT max(revision) FROM events WHERE stream = $1")
             .await
@@ -105,6 +132,7 @@ impl PgClient {
         Ok(PgClient {
             client,
             append,
+            multi_append,
             current,
             read_all,
             read_stream,
@@ -156,6 +184,50 @@ impl PgClient {
                 }))
             }
             Err(e) => Err(peer_err(e)),
+        }
+    }
+
+    /// Appends 1 event to each of `streams` in one statement, all or none.
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        let expected: Vec<i64> = expects
+            .iter()
+            .map(|e| e.revision.map_or(-1, |r| r as i64))
+            .collect();
+        let ids: Vec<uuid::Uuid> = streams.iter().map(|_| uuid::Uuid::new_v4()).collect();
+        let data: Vec<Vec<u8>> = streams
+            .iter()
+            .map(|_| clock::stamped_payload(payload))
+            .collect();
+        let params: [&(dyn ToSql + Sync); 5] = [&streams, &expected, &ids, &"BenchEvent", &data];
+        let rows = match self.client.query(&self.multi_append, &params).await {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Ok(MultiResult::Conflict(format!("racing writer: {e}")))
+            }
+            Err(e) => return Err(peer_err(e)),
+        };
+        let mut written = Vec::with_capacity(rows.len());
+        let mut conflicts = Vec::new();
+        for row in &rows {
+            let (stream, current): (&str, i64) = (row.get(0), row.get(1));
+            let (position, revision): (Option<i64>, Option<i64>) = (row.get(2), row.get(3));
+            match (position, revision) {
+                (Some(p), Some(r)) => written.push(Expect {
+                    revision: Some(r as u64),
+                    position: Some(p as u64),
+                }),
+                _ => conflicts.push(format!("{stream} at {current}")),
+            }
+        }
+        if conflicts.is_empty() && written.len() == streams.len() {
+            Ok(MultiResult::Ok(written))
+        } else {
+            Ok(MultiResult::Conflict(conflicts.join(", ")))
         }
     }
 

@@ -7,12 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_proto::v1::{
-    self, append_response, read_request, streams_client::StreamsClient, subscribe_request,
-    subscribe_response,
+    self, append_response, multi_append_response, pipelined_append_response, read_request,
+    streams_client::StreamsClient, subscribe_request, subscribe_response,
 };
+use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
-use super::{AppendResult, Expect, FollowFrom};
+use super::{AppendResult, Expect, FollowFrom, MultiResult};
 use crate::cli::Durability;
 use crate::clock::{self, stamp_of};
 use crate::error::{BenchError, Result};
@@ -51,37 +53,50 @@ impl StrataClient {
         events: usize,
         payload: usize,
     ) -> Result<AppendResult> {
-        let expected = match expect.revision {
-            Some(r) => v1::ExpectedVersion::exact(r),
-            None => v1::ExpectedVersion::no_stream(),
-        };
-        let events = (0..events)
-            .map(|_| v1::EventData {
-                id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
-                r#type: EVENT_TYPE.to_owned(),
-                data: clock::stamped_payload(payload),
-                metadata: Vec::new(),
-                content_type: None,
-            })
-            .collect();
-        let request = v1::AppendRequest {
-            stream: stream.to_owned(),
-            expected: Some(expected),
-            events,
-        };
+        let request = append_request(stream, expect, events, payload);
         let response = self.inner.clone().append(request).await?.into_inner();
+        append_result(response)
+    }
+
+    /// One `MultiAppend` of 1 event to each of `streams`, each expecting
+    /// what `expects` says (same order), in one atomic write.
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        let request = v1::MultiAppendRequest {
+            appends: streams
+                .iter()
+                .zip(expects)
+                .map(|(stream, expect)| append_request(stream, *expect, 1, payload))
+                .collect(),
+            checks: Vec::new(),
+        };
+        let response = self.inner.clone().multi_append(request).await?.into_inner();
         match response.result {
-            Some(append_response::Result::Success(s)) => Ok(AppendResult::Ok(Expect {
-                revision: Some(s.next_expected_revision),
-                position: Some(s.position),
-            })),
-            Some(append_response::Result::WrongExpectedVersion(w)) => {
-                Ok(AppendResult::Conflict(Expect {
-                    revision: w.current_revision,
-                    position: None,
-                }))
+            Some(multi_append_response::Result::Success(s)) => Ok(MultiResult::Ok(
+                s.results
+                    .iter()
+                    .map(|r| Expect {
+                        revision: Some(r.next_expected_revision),
+                        position: Some(r.position),
+                    })
+                    .collect(),
+            )),
+            Some(multi_append_response::Result::WrongExpectedVersion(w)) => {
+                let conflicts: Vec<String> = w
+                    .conflicts
+                    .iter()
+                    .map(|c| format!("{} at {:?}", c.stream, c.current_revision))
+                    .collect();
+                Ok(MultiResult::Conflict(conflicts.join(", ")))
             }
-            None => Err(BenchError::server(SYSTEM, "append answered with no result")),
+            None => Err(BenchError::server(
+                SYSTEM,
+                "multi-append answered with no result",
+            )),
         }
     }
 
@@ -178,6 +193,153 @@ impl StrataClient {
     }
 }
 
+/// An `Append` request of `events` stamped payloads with the expected
+/// version `expect` stands for (exact revision, or no stream).
+fn append_request(
+    stream: &str,
+    expect: Expect,
+    events: usize,
+    payload: usize,
+) -> v1::AppendRequest {
+    let expected = match expect.revision {
+        Some(r) => v1::ExpectedVersion::exact(r),
+        None => v1::ExpectedVersion::no_stream(),
+    };
+    let events = (0..events)
+        .map(|_| v1::EventData {
+            id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
+            r#type: EVENT_TYPE.to_owned(),
+            data: clock::stamped_payload(payload),
+            metadata: Vec::new(),
+            content_type: None,
+        })
+        .collect();
+    v1::AppendRequest {
+        stream: stream.to_owned(),
+        expected: Some(expected),
+        events,
+    }
+}
+
+/// The driver's view of an `Append` answer.
+fn append_result(response: v1::AppendResponse) -> Result<AppendResult> {
+    match response.result {
+        Some(append_response::Result::Success(s)) => Ok(AppendResult::Ok(Expect {
+            revision: Some(s.next_expected_revision),
+            position: Some(s.position),
+        })),
+        Some(append_response::Result::WrongExpectedVersion(w)) => {
+            Ok(AppendResult::Conflict(Expect {
+                revision: w.current_revision,
+                position: None,
+            }))
+        }
+        None => Err(BenchError::server(SYSTEM, "append answered with no result")),
+    }
+}
+
+/// An answer of a `PipelinedAppend` call as the reader task routes it:
+/// the correlation id it carried and the append's outcome.
+type PipelinedAnswer = (u64, std::result::Result<v1::AppendResponse, Status>);
+
+/// One writer's share of a `PipelinedAppend` call. The writer has at most
+/// one append in flight; its correlation ids are `slot << 32 | sequence`,
+/// so the call's reader task routes each answer to its writer by the high
+/// half, and the writer checks the whole id against the one it sent.
+pub struct PipelineSlot {
+    requests: mpsc::Sender<v1::PipelinedAppendRequest>,
+    answers: mpsc::Receiver<PipelinedAnswer>,
+    slot: u64,
+    sent: u64,
+}
+
+/// Opens one `PipelinedAppend` call on `client`'s connection, shared by
+/// `writers` slots. The call ends when every slot is dropped (the request
+/// stream then ends, which half-closes the call).
+pub async fn open_pipeline(client: &StrataClient, writers: usize) -> Result<Vec<PipelineSlot>> {
+    let (tx, rx) = mpsc::channel(writers.max(1));
+    let outgoing =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let answers = client
+        .inner
+        .clone()
+        .pipelined_append(outgoing)
+        .await?
+        .into_inner();
+    let (routes, slots): (Vec<_>, Vec<_>) = (0..writers as u64)
+        .map(|slot| {
+            let (to, from) = mpsc::channel(1);
+            let slot = PipelineSlot {
+                requests: tx.clone(),
+                answers: from,
+                slot,
+                sent: 0,
+            };
+            (to, slot)
+        })
+        .unzip();
+    tokio::spawn(route_answers(answers, routes));
+    Ok(slots)
+}
+
+/// Hands every answer of a pipelined call to the slot its correlation id
+/// names; when the call ends, tells every slot why.
+async fn route_answers(
+    mut answers: tonic::Streaming<v1::PipelinedAppendResponse>,
+    routes: Vec<mpsc::Sender<PipelinedAnswer>>,
+) {
+    let end = loop {
+        match answers.message().await {
+            Ok(Some(a)) => {
+                let outcome = match a.outcome {
+                    Some(pipelined_append_response::Outcome::Result(r)) => Ok(r),
+                    Some(pipelined_append_response::Outcome::Error(e)) => {
+                        Err(Status::new(Code::from(e.code), e.message))
+                    }
+                    None => Err(Status::internal("pipelined answer without an outcome")),
+                };
+                if let Some(to) = routes.get((a.correlation_id >> 32) as usize) {
+                    let _ = to.send((a.correlation_id, outcome)).await;
+                }
+            }
+            Ok(None) => break Status::unavailable("the pipelined call ended"),
+            Err(status) => break status,
+        }
+    };
+    for to in &routes {
+        let _ = to.try_send((u64::MAX, Err(end.clone())));
+    }
+}
+
+impl PipelineSlot {
+    /// Sends one append on the shared call and waits for its own answer.
+    pub async fn append(
+        &mut self,
+        stream: &str,
+        expect: Expect,
+        events: usize,
+        payload: usize,
+    ) -> Result<AppendResult> {
+        self.sent += 1;
+        let id = (self.slot << 32) | (self.sent & 0xFFFF_FFFF);
+        let request = v1::PipelinedAppendRequest {
+            correlation_id: id,
+            append: Some(append_request(stream, expect, events, payload)),
+        };
+        let ended = || BenchError::server(SYSTEM, "the pipelined call ended");
+        self.requests.send(request).await.map_err(|_| ended())?;
+        let (got, outcome) = self.answers.recv().await.ok_or_else(ended)?;
+        let response = outcome?;
+        if got != id {
+            return Err(BenchError::server(
+                SYSTEM,
+                format!("pipelined answer for correlation id {got}, expected {id}"),
+            ));
+        }
+        append_result(response)
+    }
+}
+
 /// Polls Stats until the server at `url` answers, for at most `timeout`.
 /// Returns when it first answered.
 pub async fn wait_serving(url: &str, timeout: Duration) -> Result<Instant> {
@@ -204,6 +366,10 @@ pub trait ServerProcess: Send {
     fn url(&self) -> &str;
     /// The process id whose CPU and memory are reported, if known.
     fn pid(&self) -> Option<u32>;
+    /// Its Prometheus endpoint (`http://127.0.0.1:PORT/metrics`), if known.
+    fn metrics_url(&self) -> Option<String> {
+        None
+    }
     /// Stops it gracefully and waits until it has exited.
     fn stop(&mut self) -> Result<()>;
 }
@@ -269,18 +435,32 @@ impl BinaryLauncher {
 
 /// A free loopback port (bound then released; the race is harmless here).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BenchError::io("binding a loopback port", "127.0.0.1:0", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| BenchError::io("reading a bound port", "127.0.0.1:0", e))
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free loopback ports: all are held bound until each is
+/// known, since two ports bound and released one after the other can be
+/// the same one.
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| BenchError::io("binding a loopback port", "127.0.0.1:0", e))?;
+        *port = l
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| BenchError::io("reading a bound port", "127.0.0.1:0", e))?;
+        held.push(l);
+    }
+    Ok(ports)
 }
 
 impl Launcher for BinaryLauncher {
     fn launch(&self, data_dir: &Path, durability: Durability) -> Result<Box<dyn ServerProcess>> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| BenchError::io("creating the data directory", data_dir, e))?;
-        let (grpc, metrics) = (free_port()?, free_port()?);
+        let [grpc, metrics] = free_ports::<2>()?;
         let log_path = data_dir.with_extension("log");
         let log = File::create(&log_path)
             .map_err(|e| BenchError::io("creating the server log", &log_path, e))?;
@@ -307,6 +487,7 @@ impl Launcher for BinaryLauncher {
         Ok(Box::new(ChildServer {
             child: Some(child),
             url: format!("http://127.0.0.1:{grpc}"),
+            metrics_url: format!("http://127.0.0.1:{metrics}/metrics"),
             log: log_path,
         }))
     }
@@ -316,6 +497,7 @@ impl Launcher for BinaryLauncher {
 struct ChildServer {
     child: Option<Child>,
     url: String,
+    metrics_url: String,
     log: PathBuf,
 }
 
@@ -326,6 +508,10 @@ impl ServerProcess for ChildServer {
 
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    fn metrics_url(&self) -> Option<String> {
+        Some(self.metrics_url.clone())
     }
 
     fn stop(&mut self) -> Result<()> {

@@ -13,7 +13,7 @@ use umadb_dcb::{
     DcbAppendCondition, DcbError, DcbEvent, DcbEventStoreAsync, DcbQuery, DcbQueryItem,
 };
 
-use super::{AppendResult, Expect, FollowFrom, Running};
+use super::{AppendResult, Expect, FollowFrom, MultiResult, Running};
 use crate::cli::{Options, SystemKind};
 use crate::clock::{self, stamp_of};
 use crate::error::{BenchError, Result};
@@ -95,6 +95,52 @@ impl UmaClient {
                     position,
                 }))
             }
+            Err(e) => Err(peer_err(e)),
+        }
+    }
+
+    /// Appends 1 event to each of `streams` in one call: each event tagged
+    /// with its stream; the condition has one query item per stream tag
+    /// and `after` = the latest position the writer knows among them (none
+    /// for new streams). That is "no event of any of these streams after my
+    /// last view of them": each stream's exact expected version when, as in
+    /// `multi-append`, the writer's streams were last written together.
+    pub async fn multi_append(
+        &self,
+        streams: &[String],
+        expects: &[Expect],
+        payload: usize,
+    ) -> Result<MultiResult> {
+        let batch: Vec<DcbEvent> = streams
+            .iter()
+            .map(|s| {
+                DcbEvent::new()
+                    .event_type("BenchEvent")
+                    .tags([tag(s)])
+                    .data(clock::stamped_payload(payload))
+                    .uuid(uuid::Uuid::new_v4())
+            })
+            .collect();
+        let query = streams.iter().fold(DcbQuery::new(), |q, s| {
+            q.item(DcbQueryItem::new().tags([tag(s)]))
+        });
+        let after = expects.iter().filter_map(|e| e.position).max();
+        let condition = DcbAppendCondition::new(query).after(after);
+        match self.inner.append(batch, Some(condition), None).await {
+            Ok(last) => {
+                let k = streams.len() as u64;
+                Ok(MultiResult::Ok(
+                    expects
+                        .iter()
+                        .zip(0..)
+                        .map(|(e, i)| Expect {
+                            revision: Some(e.revision.map_or(0, |r| r + 1)),
+                            position: Some(last + 1 + i - k),
+                        })
+                        .collect(),
+                ))
+            }
+            Err(DcbError::IntegrityError(e)) => Ok(MultiResult::Conflict(e.to_string())),
             Err(e) => Err(peer_err(e)),
         }
     }

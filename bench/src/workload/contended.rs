@@ -19,7 +19,7 @@ pub async fn run(ctx: &Ctx, running: &Running, writers: usize) -> Result<Row> {
     let o = &ctx.options;
     let clients = running.clients(writers).await?;
     let window = Window::new(o.warmup(), o.duration(), o.max_ops);
-    let usage = watch(running.pid, window.clone());
+    let usage = watch(running, window.clone());
     let prefix = ctx.prefix(Workload::Contended, writers);
     let hot: Vec<String> = (0..o.hot_streams)
         .map(|h| format!("{prefix}-hot{h}"))

@@ -10,6 +10,7 @@
 mod append;
 mod catch_up;
 mod contended;
+mod multi_append;
 mod preload;
 mod probe_disk;
 mod read_all;
@@ -31,6 +32,7 @@ use crate::clock;
 use crate::error::Result;
 use crate::procstat;
 use crate::report::Row;
+use crate::scrape::{self, ServerMetrics};
 use crate::stats::Latency;
 use crate::target::Running;
 
@@ -173,41 +175,72 @@ impl Tally {
     }
 }
 
-/// CPU and memory of the server and the driver over a window.
-#[derive(Clone, Copy, Debug, Default)]
+/// CPU and memory of the server and the driver over a window, the deltas
+/// of Strata's metrics across it, and the machine's load at its end.
+#[derive(Clone, Debug, Default)]
 pub struct Usage {
     /// Server CPU, percent of one core.
     pub server_cpu: Option<f64>,
+    /// Server CPU seconds over the window.
+    pub server_cpu_s: Option<f64>,
     /// Server peak RSS, MiB.
     pub server_rss: Option<f64>,
     /// Driver CPU, percent of one core.
     pub client_cpu: Option<f64>,
+    /// Driver CPU seconds over the window.
+    pub client_cpu_s: Option<f64>,
+    /// The 1-minute load average when the window closed.
+    pub load_1m: Option<f64>,
+    /// Strata's metrics over the window (when it has a metrics URL).
+    pub server_metrics: Option<ServerMetrics>,
+    /// Why the metrics are missing although a URL was known.
+    pub metrics_error: Option<String>,
 }
 
 /// Reads CPU at the window's start and end (resetting the server's peak-RSS
-/// mark at the start), in a task of its own.
-pub fn watch(pid: Option<u32>, window: Arc<Window>) -> tokio::task::JoinHandle<Usage> {
+/// mark at the start) and scrapes the server's metrics just before the
+/// first reading and just after the last, in a task of its own.
+pub fn watch(running: &Running, window: Arc<Window>) -> tokio::task::JoinHandle<Usage> {
+    let (pid, metrics_url) = (running.pid, running.metrics_url.clone());
     tokio::spawn(async move {
         tokio::time::sleep_until(tokio::time::Instant::from_std(window.start())).await;
-        let me = std::process::id();
+        let scrape0 = match &metrics_url {
+            Some(url) => Some(scrape::fetch(url).await),
+            None => None,
+        };
         if let Some(pid) = pid {
             procstat::reset_peak_rss(pid);
         }
         let server0 = pid.map(procstat::cpu);
-        let client0 = procstat::cpu(me);
+        let client0 = procstat::self_cpu();
         while window.running() {
             let left = window.deadline().saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(10))).await;
         }
-        let client1 = procstat::cpu(me);
-        Usage {
-            server_cpu: pid
-                .zip(server0)
-                .map(|(p, s0)| s0.percent_until(&procstat::cpu(p))),
+        let client1 = procstat::self_cpu();
+        let server = pid.zip(server0).map(|(p, s0)| (s0, procstat::cpu(p)));
+        let mut usage = Usage {
+            server_cpu: server.map(|(s0, s1)| s0.percent_until(&s1)),
+            server_cpu_s: server.map(|(s0, s1)| s0.seconds_until(&s1)),
             server_rss: pid.map(procstat::peak_rss_mib),
             client_cpu: Some(client0.percent_until(&client1)),
+            client_cpu_s: Some(client0.seconds_until(&client1)),
+            load_1m: procstat::load_avg_1m(),
+            ..Usage::default()
+        };
+        if let (Some(url), Some(before)) = (&metrics_url, scrape0) {
+            match (before, scrape::fetch(url).await) {
+                (Ok(b), Ok(a)) => usage.server_metrics = Some(ServerMetrics::between(&b, &a)),
+                (Err(e), _) | (_, Err(e)) => usage.metrics_error = Some(e.to_string()),
+            }
         }
+        usage
     })
+}
+
+/// CPU microseconds per operation: `cpu_s` over `ops` (none without ops).
+pub fn cpu_us_per_op(cpu_s: Option<f64>, ops: u64) -> Option<f64> {
+    cpu_s.filter(|_| ops > 0).map(|s| s * 1e6 / ops as f64)
 }
 
 /// Builds a row from a merged tally.
@@ -234,12 +267,16 @@ pub fn row(
         mib_per_s: tally.events as f64 * payload as f64 / secs / (1 << 20) as f64,
         latency: Latency::from_nanos(&mut tally.latencies),
         server_cpu_pct: usage.server_cpu,
+        server_cpu_us_per_op: cpu_us_per_op(usage.server_cpu_s, tally.ops),
         server_peak_rss_mib: usage.server_rss,
         client_cpu_pct: usage.client_cpu,
+        client_cpu_us_per_op: cpu_us_per_op(usage.client_cpu_s, tally.ops),
+        load_avg_1m: usage.load_1m,
+        server_metrics: usage.server_metrics,
         seconds: secs,
-        strata_ratio: None,
         extra,
-        notes: String::new(),
+        notes: usage.metrics_error.unwrap_or_default(),
+        ..Row::default()
     }
 }
 
@@ -263,6 +300,8 @@ pub async fn run_cell(
             )
             .await
         }
+        Workload::AppendPipelined => append::run_pipelined(ctx, running, clients).await,
+        Workload::MultiAppend => multi_append::run(ctx, running, clients).await,
         Workload::Contended => contended::run(ctx, running, clients).await,
         Workload::Subscribe => subscribe::run(ctx, running, clients).await,
         Workload::ReadAll => read_all::run(ctx, running, read_set, clients).await,

@@ -77,6 +77,7 @@ fn probe_row(name: &str, bytes_per_op: usize, mut samples: Vec<u64>, elapsed: Du
         mib_per_s: ops * bytes_per_op as f64 / secs / (1 << 20) as f64,
         latency: Latency::from_nanos(&mut samples),
         seconds: secs,
+        load_avg_1m: crate::procstat::load_avg_1m(),
         notes: format!("{} KiB per write+fdatasync", bytes_per_op / 1024),
         ..Row::default()
     }

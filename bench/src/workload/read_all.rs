@@ -25,7 +25,7 @@ pub async fn run(
     let count = o.read_count.min(head);
     let clients = running.clients(readers).await?;
     let window = Window::new(o.warmup(), o.duration(), o.max_ops);
-    let usage = watch(running.pid, window.clone());
+    let usage = watch(running, window.clone());
     let handles = clients
         .into_iter()
         .enumerate()

@@ -85,6 +85,7 @@ pub async fn recovery(options: &Options, launcher: &dyn Launcher, work: &Path) -
             latency,
             server_cpu_pct: usage.server_cpu,
             server_peak_rss_mib: usage.server_rss,
+            load_avg_1m: procstat::load_avg_1m(),
             seconds: secs,
             notes: format!(
                 "N={} events; latency = start→serving",

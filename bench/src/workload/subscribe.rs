@@ -24,7 +24,7 @@ pub async fn run(ctx: &Ctx, running: &Running, subscribers: usize) -> Result<Row
     let sub_clients = running.clients(subscribers).await?;
     let writer_clients = running.clients(o.subscribe_writers).await?;
     let window = Window::new(o.warmup(), o.duration(), None);
-    let usage = watch(running.pid, window.clone());
+    let usage = watch(running, window.clone());
     let prefix = ctx.prefix(Workload::Subscribe, subscribers);
     let listen_until = window.deadline() + GRACE;
     let subs: Vec<_> = sub_clients
