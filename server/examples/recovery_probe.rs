@@ -6,7 +6,8 @@
 //!
 //! Set `RUST_LOG=info` to see the parts of an open (recovery, id filter).
 //! `PROBE_LOAD_NO_SYNC=1` loads without `fdatasync` (faster to set up; the
-//! directory is the same once the load has closed the store).
+//! directory is the same once the load has closed the store);
+//! `PROBE_SKIP_REBUILD=1` skips the open with `index/` deleted.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,6 +77,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if std::env::var_os("PROBE_LOAD_NO_SYNC").is_some() {
             config.sync_mode = strata_server::store::SyncMode::UnsafeNoSync;
         }
+        if let Some(ms) = std::env::var("PROBE_INDEX_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.index_interval = std::time::Duration::from_millis(ms);
+        }
         let store = Arc::new(Store::open(config)?);
         let t = Instant::now();
         load(store.clone(), events, per_append.max(1)).await;
@@ -91,6 +98,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 1..=3 {
         let store = open_timed(&dir, &format!("index present, run {run}"))?;
         tokio::task::spawn_blocking(move || store.close()).await??;
+    }
+    if std::env::var_os("PROBE_SKIP_REBUILD").is_some() {
+        return Ok(());
     }
     std::fs::remove_dir_all(dir.join("index"))?;
     let store = open_timed(&dir, "index deleted")?;

@@ -786,11 +786,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A real full disk: an 8 MiB tmpfs as the data directory, filled through
 /// gRPC until an append fails.
 ///
-/// FAILS today: the sled index hits ENOSPC before the log does; the
-/// indexer poisons the store and stops, so the index never covers the
-/// committed head again and every read fails with UNAVAILABLE ("index
-/// update failed: … No space left on device") until restart. Nothing
-/// acknowledged is lost: the copy reopens with every acknowledged event.
+/// Either the log or the sled index hits ENOSPC first. When sled does, it
+/// refuses every later call, reads included: the in-memory index tail and
+/// the segments' own starts keep `$all` readable. Nothing acknowledged is
+/// lost: the copy reopens with every acknowledged event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_tmpfs_fails_cleanly_and_loses_nothing() {
     let Some(fs) = Tmpfs::mount("8m") else {

@@ -14,7 +14,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::index::Index;
@@ -125,6 +128,7 @@ pub(crate) enum Ids {
     Filling {
         rx: Receiver<Option<IdFilter>>,
         written: Vec<EventId>,
+        _fill: Fill,
     },
     /// Every id written is in the filter.
     Ready(IdFilter),
@@ -132,10 +136,28 @@ pub(crate) enum Ids {
     Unavailable,
 }
 
+/// The thread filling the filter. Dropping it stops the thread and waits
+/// for it, so that the index it reads is let go of when the writer stops.
+pub(crate) struct Fill {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Ids {
     /// Starts filling a filter from every first id the index holds.
     pub(crate) fn fill(index: Index) -> Self {
         let (tx, rx) = mpsc::sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("strata-id-filter".into())
             .spawn(move || {
@@ -143,6 +165,9 @@ impl Ids {
                 let mut filter = IdFilter::new();
                 let mut count = 0u64;
                 for id in index.first_ids() {
+                    if count.is_multiple_of(4096) && stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
                     match id {
                         Ok(id) => filter.insert(&id),
                         Err(e) => {
@@ -161,9 +186,13 @@ impl Ids {
                 let _ = tx.send(Some(filter));
             });
         match spawned {
-            Ok(_) => Ids::Filling {
+            Ok(thread) => Ids::Filling {
                 rx,
                 written: Vec::new(),
+                _fill: Fill {
+                    stop,
+                    thread: Some(thread),
+                },
             },
             Err(_) => Ids::Unavailable,
         }
@@ -171,7 +200,7 @@ impl Ids {
 
     /// Takes the filled filter if it has arrived.
     pub(crate) fn poll(&mut self) {
-        let Ids::Filling { rx, written } = self else {
+        let Ids::Filling { rx, written, .. } = self else {
             return;
         };
         *self = match rx.try_recv() {

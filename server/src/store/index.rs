@@ -33,6 +33,9 @@ pub struct StreamHead {
 /// that finding any position scans at most this many records.
 pub const LOCATION_STRIDE: u64 = 64;
 
+/// Most appends (or stream heads) in one sled batch.
+const APPLY_CHUNK: usize = 1024;
+
 /// What the index knows of an append, keyed by the id of its first event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdEntry {
@@ -250,37 +253,46 @@ impl Index {
         heads: &[(&str, StreamHead)],
         covered: u64,
     ) -> Result<()> {
-        let mut streams = sled::Batch::default();
-        for (name, head) in heads {
-            streams.insert(
-                name.as_bytes(),
-                &cat(head.id, head.last_revision, 0, 0)[..16],
-            );
-        }
-        let mut revisions = sled::Batch::default();
-        let mut positions = sled::Batch::default();
-        let mut ids = sled::Batch::default();
-        for a in appends {
-            let at = a.at;
-            revisions.insert(
-                &rev_key(at.stream_id, at.revision)[..],
-                &cat(at.position, u64::from(at.count), 0, 0)[..16],
-            );
-            for (pos, loc) in &a.locations {
-                positions.insert(
-                    &pos.to_be_bytes()[..],
-                    &cat(loc.segment, loc.offset, 0, 0)[..16],
+        // sled holds a whole batch in memory until it is written out, and
+        // does badly with very large ones: write in chunks.
+        let mut appends = appends.into_iter().peekable();
+        while appends.peek().is_some() {
+            let mut revisions = sled::Batch::default();
+            let mut positions = sled::Batch::default();
+            let mut ids = sled::Batch::default();
+            for a in appends.by_ref().take(APPLY_CHUNK) {
+                let at = a.at;
+                revisions.insert(
+                    &rev_key(at.stream_id, at.revision)[..],
+                    &cat(at.position, u64::from(at.count), 0, 0)[..16],
+                );
+                for (pos, loc) in &a.locations {
+                    positions.insert(
+                        &pos.to_be_bytes()[..],
+                        &cat(loc.segment, loc.offset, 0, 0)[..16],
+                    );
+                }
+                ids.insert(
+                    &a.first_id.0[..],
+                    &cat(at.position, at.revision, at.stream_id, u64::from(at.count))[..],
                 );
             }
-            ids.insert(
-                &a.first_id.0[..],
-                &cat(at.position, at.revision, at.stream_id, u64::from(at.count))[..],
-            );
+            self.revisions.apply_batch(revisions)?;
+            self.positions.apply_batch(positions)?;
+            self.ids.apply_batch(ids)?;
         }
-        self.revisions.apply_batch(revisions)?;
-        self.positions.apply_batch(positions)?;
-        self.ids.apply_batch(ids)?;
-        self.streams.apply_batch(streams)?;
+        for chunk in heads.chunks(APPLY_CHUNK) {
+            let mut streams = sled::Batch::default();
+            for (name, head) in chunk {
+                streams.insert(
+                    name.as_bytes(),
+                    &cat(head.id, head.last_revision, 0, 0)[..16],
+                );
+            }
+            self.streams.apply_batch(streams)?;
+        }
+        // Last: a crash before it leaves `covered` where it was, and
+        // recovery re-applies the same entries.
         self.meta.insert(COVERED_KEY, &covered.to_be_bytes())?;
         Ok(())
     }

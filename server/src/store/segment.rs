@@ -198,6 +198,15 @@ impl SegmentSet {
             .map(|(_, s)| s.clone())
     }
 
+    /// The last segment whose base is at or before `position`: the one that
+    /// holds it, if the log does.
+    pub fn floor(&self, position: u64) -> Option<Arc<Segment>> {
+        self.read()
+            .range(..=position)
+            .next_back()
+            .map(|(_, s)| s.clone())
+    }
+
     /// Every segment, in log order.
     pub fn all(&self) -> Vec<Arc<Segment>> {
         self.read().values().cloned().collect()

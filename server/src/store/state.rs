@@ -178,11 +178,28 @@ impl Shared {
     }
 
     /// The nearest indexed location at or before `position`, with its
-    /// position.
+    /// position. When sled fails (it refuses every call once a write of
+    /// its failed, say on a full disk), the start of the segment holding
+    /// `position`: slower to walk from, but `$all` reads go on.
     pub(crate) fn locate(&self, position: u64) -> Result<Option<(u64, Location)>> {
-        match self.tail.locate(position) {
-            Some(found) => Ok(Some(found)),
-            None => self.index.locate(position),
+        if let Some(found) = self.tail.locate(position) {
+            return Ok(Some(found));
+        }
+        match self.index.locate(position) {
+            Ok(found) => Ok(found),
+            Err(e) => match self.segments.floor(position) {
+                Some(seg) => {
+                    tracing::debug!(error = %e, position, "the index failed; reading from the segment's start");
+                    Ok(Some((
+                        seg.base,
+                        Location {
+                            segment: seg.base,
+                            offset: super::segment::HEADER_LEN,
+                        },
+                    )))
+                }
+                None => Err(e),
+            },
         }
     }
 
