@@ -195,7 +195,22 @@ fn damage_in_an_older_segment_fails_the_reads_that_reach_it() {
             0,
             Filter::default(),
         ));
-        assert_eq!(rest.expect("reads past the damage"), after, "{what}");
+        if at < victim.offset + FRAME_HEADER / 2 {
+            // A damaged length hides where the next record starts: a read
+            // from a later position that has to step over the damaged
+            // record (the index locates every 64th) fails, naming it.
+            match rest {
+                Ok(rest) => assert_eq!(rest, after, "{what}"),
+                Err(e) => assert_corrupt::<(), _>(
+                    Err(e),
+                    seg,
+                    victim.offset,
+                    &format!("{what}: $all after it"),
+                ),
+            }
+        } else {
+            assert_eq!(rest.expect("reads past the damage"), after, "{what}");
+        }
         xor_byte(seg, at, 0xFF);
         let fixed = try_collect(store.read_stream(
             stream,

@@ -10,6 +10,15 @@ use super::error::Result;
 use super::types::EventId;
 
 const COVERED_KEY: &[u8] = b"covered";
+const LAYOUT_KEY: &[u8] = b"layout";
+/// The layout of the trees below. An index of another layout is cleared
+/// at open and rebuilt from the log.
+///
+/// - 1: a location for every append's first event (and every 64th event
+///   of an append).
+/// - 2: revision runs carry their first event's location; the position
+///   table holds only every 64th position and each segment's first record.
+const LAYOUT: u64 = 2;
 
 /// Where a record lives in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +38,17 @@ pub struct StreamHead {
     pub last_revision: u64,
 }
 
-/// Every how many events of one append the index records a location, so
-/// that finding any position scans at most this many records.
+/// Every how many positions the index records a location, so that finding
+/// any position scans at most this many records.
 pub const LOCATION_STRIDE: u64 = 64;
+
+/// Whether the index records the location of the record at `position`:
+/// every `LOCATION_STRIDE`-th position, and the first record of each
+/// segment (so that the nearest location at or before any position is in
+/// that position's segment).
+pub fn records_location(position: u64, first_in_segment: bool) -> bool {
+    first_in_segment || position.is_multiple_of(LOCATION_STRIDE)
+}
 
 /// Most appends (or stream heads) in one sled batch.
 const APPLY_CHUNK: usize = 1024;
@@ -59,6 +76,8 @@ pub struct RevisionRun {
     pub first_position: u64,
     /// Number of events.
     pub count: u32,
+    /// Where its first event is.
+    pub location: Location,
 }
 
 impl RevisionRun {
@@ -77,7 +96,10 @@ pub struct AppendEntry {
     pub first_id: EventId,
     /// Position, revision, stream and size of the append.
     pub at: IdEntry,
-    /// Locations of the first event and of every `LOCATION_STRIDE`-th after it.
+    /// Where its first event is.
+    pub first: Location,
+    /// The locations the index records among its events
+    /// ([`records_location`]).
     pub locations: Vec<(u64, Location)>,
 }
 
@@ -119,14 +141,26 @@ impl Index {
                 other => break other?,
             }
         };
-        Ok(Index {
+        let index = Index {
             streams: db.open_tree("streams")?,
             revisions: db.open_tree("revisions")?,
             positions: db.open_tree("positions")?,
             ids: db.open_tree("event_ids")?,
             meta: db.open_tree("meta")?,
             db,
-        })
+        };
+        let layout = index.meta.get(LAYOUT_KEY)?.map(|v| be_u64(&v, 0));
+        if layout != Some(LAYOUT) {
+            if layout.is_some() || index.covered()? > 0 {
+                tracing::warn!(
+                    found = layout.unwrap_or(1),
+                    layout = LAYOUT,
+                    "the index has another layout; rebuilding it from the log"
+                );
+            }
+            index.clear()?;
+        }
+        Ok(index)
     }
 
     /// Number of log positions the index covers (all positions below it).
@@ -223,6 +257,10 @@ impl Index {
                 first_revision: be_u64(&k, 8),
                 first_position: be_u64(&v, 0),
                 count: be_u64(&v, 8) as u32,
+                location: Location {
+                    segment: be_u64(&v, 16),
+                    offset: be_u64(&v, 24),
+                },
             })
         };
         // The run holding `from` may start before it.
@@ -264,7 +302,12 @@ impl Index {
                 let at = a.at;
                 revisions.insert(
                     &rev_key(at.stream_id, at.revision)[..],
-                    &cat(at.position, u64::from(at.count), 0, 0)[..16],
+                    &cat(
+                        at.position,
+                        u64::from(at.count),
+                        a.first.segment,
+                        a.first.offset,
+                    )[..],
                 );
                 for (pos, loc) in &a.locations {
                     positions.insert(
@@ -308,6 +351,7 @@ impl Index {
         ] {
             t.clear()?;
         }
+        self.meta.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
     }
@@ -360,6 +404,10 @@ mod tests {
                 revision: rev,
                 stream_id: 1,
                 count,
+            },
+            first: Location {
+                segment: 0,
+                offset: 32 + first * 100,
             },
             locations: vec![(
                 first,

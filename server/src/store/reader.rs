@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::error::{ReadError, Result, StorageError};
 use super::index::{Location, RevisionRun};
-use super::record::EventRecord;
+use super::record::{self, EventRecord};
 use super::scanner::{self, Step};
 use super::segment::{Segment, HEADER_LEN};
 use super::state::{Runs, Shared};
@@ -282,6 +282,10 @@ impl ReadBatches {
                         }
                         let c = match cursor {
                             Some(c) => c,
+                            // A run's first event is where the run says.
+                            None if *lo == run.first_revision => {
+                                cursor.insert(LogCursor::at_location(shared, run.location)?)
+                            }
                             None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
                         };
                         let e = c.next_event(shared, position_of(*lo), names)?;
@@ -487,24 +491,77 @@ pub(crate) struct LogCursor {
 }
 
 impl LogCursor {
+    /// A cursor at a record's location.
+    fn at_location(shared: &Shared, loc: Location) -> Result<Self> {
+        Ok(LogCursor {
+            seg: segment_of(shared, loc)?,
+            offset: loc.offset,
+            buf: Vec::new(),
+            at: 0,
+            eof: false,
+        })
+    }
+
     /// A cursor at the record of `position` (which must be committed):
     /// from the nearest indexed location at or before it, skipping records.
     pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
         let (indexed, loc) = shared.locate(position)?.ok_or_else(|| {
             StorageError::IndexMismatch(format!("position {position} is not in the index"))
         })?;
-        let seg = segment_of(shared, loc)?;
-        let mut c = LogCursor {
-            seg,
-            offset: loc.offset,
-            buf: Vec::new(),
-            at: 0,
-            eof: false,
-        };
+        // The records in between (in the same segment) are stepped over by
+        // their frame lengths, unchecked, and the one reached must be the
+        // record of `position`. If it is not (a damaged length on the way),
+        // the walk is done again record by record, so that the error names
+        // the damaged record.
+        let mut c = Self::at_location(shared, loc)?;
+        let skipped = (indexed..position).try_for_each(|p| c.skip_frame(p));
+        if skipped.is_ok() && c.reaches(position)? {
+            return Ok(c);
+        }
+        let mut c = Self::at_location(shared, loc)?;
         for p in indexed..position {
             c.expect_record(shared, p, |_| ())?;
         }
         Ok(c)
+    }
+
+    /// Whether the next record decodes and has `position` (consumes nothing).
+    fn reaches(&mut self, position: u64) -> Result<bool> {
+        loop {
+            match scanner::step(&self.buf[self.at..], self.eof) {
+                Step::Record(rec, _) => return Ok(rec.position == position),
+                Step::NeedMore(needed) => self.refill(needed)?,
+                Step::End | Step::Corrupt(_) => return Ok(false),
+            }
+        }
+    }
+
+    /// Steps over the frame of the record at `position` without decoding it.
+    fn skip_frame(&mut self, position: u64) -> Result<()> {
+        let corrupt =
+            |c: &Self, why: String| StorageError::corrupt(&c.seg.path, c.offset + c.at as u64, why);
+        if self.buf.len() - self.at < record::FRAME_HEADER {
+            self.refill(record::FRAME_HEADER)?;
+        }
+        let len = record::peek_len(&self.buf[self.at..]).unwrap_or(0);
+        if len == 0 || len > record::MAX_PAYLOAD {
+            return Err(corrupt(
+                self,
+                format!("no record of position {position} to step over"),
+            ));
+        }
+        let used = record::FRAME_HEADER + len;
+        if self.buf.len() - self.at < used {
+            self.refill(used)?;
+            if self.buf.len() < used {
+                return Err(corrupt(
+                    self,
+                    format!("the log ends inside the record of position {position}"),
+                ));
+            }
+        }
+        self.at += used;
+        Ok(())
     }
 
     /// Decodes the next record, which must have `position`, and hands it to `f`.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::error::{Result, StorageError};
-use super::index::{AppendEntry, IdEntry, Index, Location, StreamHead, LOCATION_STRIDE};
+use super::index::{records_location, AppendEntry, IdEntry, Index, Location, StreamHead};
 use super::io::Storage;
 use super::record::{self, EventRecord, FRAME_HEADER};
 use super::scanner::{self, Corruption, Scanned, Scanner, Step};
@@ -422,11 +422,12 @@ impl Replay<'_> {
                     stream_id: head.id,
                     count: 0,
                 },
+                first: location,
                 locations: Vec::new(),
             };
             (entry, rec.stream.to_owned())
         });
-        if (rec.position - open.at.position).is_multiple_of(LOCATION_STRIDE) {
+        if records_location(rec.position, location.offset == HEADER_LEN) {
             open.locations.push((rec.position, location));
         }
         open.at.count += 1;

@@ -77,6 +77,7 @@ impl Tail {
                 first_revision: at.revision,
                 first_position: at.position,
                 count: at.count,
+                location: a.first,
             });
             t.locations.extend_from_slice(&a.locations);
             t.streams = t.streams.max(at.stream_id + 1);
@@ -163,6 +164,10 @@ mod tests {
                 revision,
                 stream_id,
                 count,
+            },
+            first: Location {
+                segment: 0,
+                offset: position * 10,
             },
             locations: vec![(
                 position,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::OpenError;
-use super::index::{Index, Location};
+use super::index::{records_location, Index, Location};
 use super::io::OsStorage;
 use super::recovery::open_segments;
 use super::scanner::{Corruption, Scanned, Scanner};
@@ -56,7 +56,6 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
     };
     let mut expected = 0u64;
     let mut locations: Vec<(u64, Location)> = Vec::new();
-    let mut append_start = true;
     for seg in &segments {
         report.segments += 1;
         if seg.base != expected {
@@ -79,8 +78,11 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
                 Some(Scanned::Record { rec, offset, len }) => {
                     report.records += 1;
                     report.bytes += len as u64;
-                    // The index holds the location of every append's first record.
-                    if append_start && locations.len() < 1_000_000 {
+                    // The positions the index records a location for.
+                    let first_in_segment = offset == HEADER_LEN;
+                    if records_location(rec.position, first_in_segment)
+                        && locations.len() < 1_000_000
+                    {
                         locations.push((
                             rec.position,
                             Location {
@@ -89,7 +91,6 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
                             },
                         ));
                     }
-                    append_start = rec.is_commit();
                     expected = rec.position + 1;
                 }
                 Some(Scanned::End { .. }) | None => break,

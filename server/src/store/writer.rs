@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::SyncMode;
 use super::error::{AppendError, Result, StorageError};
 use super::id_filter::Ids;
-use super::index::{AppendEntry, IdEntry, Location, StreamHead, LOCATION_STRIDE};
+use super::index::{records_location, AppendEntry, IdEntry, Location, StreamHead};
 use super::indexer;
 use super::io::StorageFile;
 use super::record::{self, EventRecord, FLAG_COMMIT};
@@ -568,12 +568,17 @@ impl Writer {
         let mut revision = head.map_or(0, |h| h.last_revision + 1);
         let first_position = self.next_position;
         let first_revision = revision;
-        let mut locations = Vec::with_capacity(1 + req.events.len() / LOCATION_STRIDE as usize);
+        let first = Location {
+            segment: self.seg.base,
+            offset: self.offset + self.buf.len() as u64,
+        };
+        // Most appends of a few events record no location but their run's.
+        let mut locations = Vec::new();
         let last = req.events.len() - 1;
         for (i, e) in req.events.iter().enumerate() {
             let position = self.next_position;
             let offset = self.offset + self.buf.len() as u64;
-            if (i as u64).is_multiple_of(LOCATION_STRIDE) {
+            if records_location(position, offset == HEADER_LEN) {
                 locations.push((
                     position,
                     Location {
@@ -630,6 +635,7 @@ impl Writer {
         batch.entries.push(AppendEntry {
             first_id,
             at,
+            first,
             locations,
         });
         let new_head = StreamHead {
