@@ -44,6 +44,10 @@ enum Command {
     },
     /// Append one event to a stream on a running server.
     Append(cli::append::AppendArgs),
+    /// Append to several streams in one atomic write, described by a JSON
+    /// document (see `strata multi-append --help`).
+    #[command(after_help = cli::multi_append::DOCUMENT_HELP)]
+    MultiAppend(cli::multi_append::MultiAppendArgs),
     /// Print the stored events of a stream or of '$all', then exit.
     Read(cli::read::ReadArgs),
     /// Follow a stream or '$all' live, printing events as they are
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Verify { data_dir }) => verify(&data_dir),
         Some(Command::Append(args)) => cli::run("append", cli::append::run(args)),
+        Some(Command::MultiAppend(args)) => cli::run("multi-append", cli::multi_append::run(args)),
         Some(Command::Health(args)) => cli::run("health", cli::health::run(args)),
         Some(Command::Read(args)) => cli::run("read", cli::read::run(args)),
         Some(Command::Tail(args)) => cli::run("tail", cli::tail::run(args)),

@@ -455,3 +455,56 @@ fn health_reports_serving_and_fails_without_a_server() {
         "cannot connect",
     );
 }
+
+#[test]
+fn multi_append_writes_every_stream_or_none() {
+    let server = Server::start();
+    let doc = r#"{"appends": [
+        {"stream": "order-1", "expected": "no-stream",
+         "events": [{"type": "OrderPlaced", "data": {"total": 3}},
+                    {"type": "OrderPaid", "metadata": {"by": "cli"}}]},
+        {"stream": "customer-7", "events": [{"type": "OrderAdded", "data": {"order": "order-1"}}]}],
+      "checks": [{"stream": "catalog", "expected": "no-stream"}]}"#;
+    let out = ok(server.strata_with_stdin(&["multi-append", "--json"], Some(doc)));
+    let written = &json_lines(&out)[0];
+    assert_eq!(written["position"], 2);
+    assert_eq!(written["results"][0]["stream"], "order-1");
+    assert_eq!(written["results"][0]["revision"], 1);
+    assert_eq!(written["results"][0]["position"], 1);
+    assert_eq!(written["results"][1]["stream"], "customer-7");
+    assert_eq!(written["results"][1]["position"], 2);
+    let events = json_lines(&ok(server.strata(&["read", "$all", "--json"])));
+    let streams: Vec<&str> = events
+        .iter()
+        .map(|e| e["stream"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(streams, ["order-1", "order-1", "customer-7"]);
+    assert_eq!(events[0]["data"]["total"], 3);
+    assert_eq!(events[1]["metadata"]["by"], "cli");
+
+    // The same document again: order-1 exists now. Exit 3, every failed
+    // condition named, nothing written.
+    let file = server.dir.path().join("multi.json");
+    std::fs::write(&file, doc).expect("write the document");
+    let again = server.strata(&["multi-append", "--file", file.to_str().expect("utf-8 path")]);
+    fails(again, 3, "order-1");
+    let human = ok(server.strata_with_stdin(
+        &["multi-append"],
+        Some(r#"{"appends": [{"stream": "s", "events": [{"type": "T"}]}]}"#),
+    ));
+    assert!(
+        human.starts_with("appended to s: revision 0, position 3"),
+        "{human}"
+    );
+    assert_eq!(
+        json_lines(&ok(server.strata(&["read", "$all", "--json"]))).len(),
+        4
+    );
+
+    fails(
+        server.strata_with_stdin(&["multi-append"], Some(r#"{"appends": []}"#)),
+        2,
+        "non-empty \"appends\"",
+    );
+    fails(server.strata(&["multi-append"]), 2, "not valid JSON");
+}

@@ -1,6 +1,7 @@
-//! The client subcommands of the `strata` binary (`append`, `read`, `tail`,
-//! `stats`): one file each, all talking to a running server through
-//! `strata-client`. They never open a data directory.
+//! The client subcommands of the `strata` binary (`append`,
+//! `multi-append`, `read`, `tail`, `health`, `stats`): one file each, all
+//! talking to a running server through `strata-client`. They never open a
+//! data directory.
 //!
 //! Output: human-readable lines by default, one JSON object per line with
 //! `--json`; errors go to stderr. Exit codes: 0 success, 1 server or other
@@ -9,6 +10,7 @@
 pub mod append;
 mod format;
 pub mod health;
+pub mod multi_append;
 pub mod read;
 pub mod stats;
 pub mod tail;
@@ -70,9 +72,10 @@ impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
-            CliError::Client(strata_client::Error::WrongExpectedVersion { .. }) => {
-                ExitCode::from(3)
-            }
+            CliError::Client(
+                strata_client::Error::WrongExpectedVersion { .. }
+                | strata_client::Error::MultiAppendConflict { .. },
+            ) => ExitCode::from(3),
             CliError::Client(_) | CliError::Io { .. } | CliError::Unhealthy(_) => ExitCode::FAILURE,
             CliError::OutputClosed => ExitCode::SUCCESS,
         }
