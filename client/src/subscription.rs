@@ -64,7 +64,7 @@ impl SubscribeFrom {
 /// while let Some(message) = sub.try_next().await? {
 ///     match message {
 ///         SubscriptionMessage::Event(e) => println!("{} {}", e.position, e.event_type),
-///         SubscriptionMessage::CaughtUp { position } => println!("live from {position}"),
+///         SubscriptionMessage::CaughtUp { position, .. } => println!("live after {position:?}"),
 ///         SubscriptionMessage::Checkpoint { position } => println!("scanned up to {position}"),
 ///         _ => {}
 ///     }
@@ -80,13 +80,18 @@ pub enum SubscriptionMessage {
     /// has been delivered. Yielded once per [`Subscription`] (not again
     /// after it resumes).
     CaughtUp {
-        /// The next global position the subscription looks at.
-        position: u64,
+        /// `$all`: the last position covered (the last event scanned, or
+        /// the one the subscription started after); `None` while the log is
+        /// empty, and for stream subscriptions.
+        position: Option<u64>,
+        /// A stream: the last revision covered; `None` while the stream is
+        /// empty, and for `$all` subscriptions.
+        revision: Option<u64>,
     },
-    /// Progress of a filtered `$all` subscription: every event below
-    /// `position` was scanned, and delivered if it matched.
+    /// Progress of a filtered `$all` subscription: every event up to and
+    /// including `position` was scanned, and delivered if it matched.
     Checkpoint {
-        /// The next global position the subscription looks at.
+        /// The position of the last event scanned.
         position: u64,
     },
 }
@@ -94,20 +99,40 @@ pub enum SubscriptionMessage {
 impl SubscriptionMessage {
     /// For `$all` subscriptions: the position to save so that
     /// `SubscribeFrom::AfterPosition(saved)` continues right after this
-    /// message. `None` when there is nothing to save yet (a checkpoint or
-    /// caught-up marker at position 0).
+    /// message. `None` when there is nothing to save yet (caught up on an
+    /// empty log: resume from `Start`).
     ///
     /// ```
     /// use strata_client::SubscriptionMessage;
     ///
-    /// assert_eq!(SubscriptionMessage::Checkpoint { position: 10 }.resume_position(), Some(9));
-    /// assert_eq!(SubscriptionMessage::CaughtUp { position: 0 }.resume_position(), None);
+    /// assert_eq!(SubscriptionMessage::Checkpoint { position: 9 }.resume_position(), Some(9));
+    /// let empty = SubscriptionMessage::CaughtUp { position: None, revision: None };
+    /// assert_eq!(empty.resume_position(), None);
     /// ```
     pub fn resume_position(&self) -> Option<u64> {
         match self {
             SubscriptionMessage::Event(e) => Some(e.position),
-            SubscriptionMessage::CaughtUp { position }
-            | SubscriptionMessage::Checkpoint { position } => position.checked_sub(1),
+            SubscriptionMessage::CaughtUp { position, .. } => *position,
+            SubscriptionMessage::Checkpoint { position } => Some(*position),
+        }
+    }
+
+    /// For stream subscriptions: the revision to save so that
+    /// `SubscribeFrom::AfterRevision(saved)` continues right after this
+    /// message. `None` when there is nothing to save yet (caught up on an
+    /// empty stream: resume from `Start`).
+    ///
+    /// ```
+    /// use strata_client::SubscriptionMessage;
+    ///
+    /// let caught_up = SubscriptionMessage::CaughtUp { position: None, revision: Some(4) };
+    /// assert_eq!(caught_up.resume_revision(), Some(4));
+    /// ```
+    pub fn resume_revision(&self) -> Option<u64> {
+        match self {
+            SubscriptionMessage::Event(e) => Some(e.revision),
+            SubscriptionMessage::CaughtUp { revision, .. } => *revision,
+            SubscriptionMessage::Checkpoint { .. } => None,
         }
     }
 }
@@ -189,10 +214,10 @@ struct Follow {
     last_revision: Option<u64>,
     /// `$all` target: every position below this was delivered or skipped.
     next_position: Option<u64>,
-    /// Stream target started at `End`, caught up, nothing delivered yet:
-    /// the global position at that moment. Events below it were committed
-    /// before the subscription, so a resume from `Start` skips them.
-    floor: Option<u64>,
+    /// Stream target caught up on an empty stream, nothing delivered yet:
+    /// a resume starts from the start (not from `End`, which would skip
+    /// what was appended meanwhile).
+    from_start: bool,
     caught_up_sent: bool,
     live: Option<tonic::Streaming<v1::SubscribeResponse>>,
     batch: VecDeque<v1::RecordedEvent>,
@@ -209,7 +234,7 @@ impl Follow {
             origin,
             last_revision: None,
             next_position: None,
-            floor: None,
+            from_start: false,
             caught_up_sent: false,
             live: None,
             batch: VecDeque::new(),
@@ -276,20 +301,26 @@ impl Follow {
             self.failures = 0;
             match content {
                 Some(Content::Events(batch)) => self.batch = batch.events.into(),
-                Some(Content::CaughtUp(v1::CaughtUp { position })) => {
-                    self.scanned_to(position);
-                    if self.last_revision.is_none() && self.origin == SubscribeFrom::End {
-                        if let Target::Stream(_) = self.target {
-                            self.floor.get_or_insert(position);
+                Some(Content::CaughtUp(v1::CaughtUp { position, revision })) => {
+                    // Nothing covered yet (an empty log) resumes from the start.
+                    self.scanned_to(position.map_or(0, |p| p + 1));
+                    if let Target::Stream(_) = self.target {
+                        if self.last_revision.is_none() {
+                            match revision {
+                                Some(r) => self.last_revision = Some(r),
+                                // Caught up on an empty stream: a resume
+                                // from the start misses nothing.
+                                None => self.from_start = true,
+                            }
                         }
                     }
                     if !self.caught_up_sent {
                         self.caught_up_sent = true;
-                        return Some(Ok(SubscriptionMessage::CaughtUp { position }));
+                        return Some(Ok(SubscriptionMessage::CaughtUp { position, revision }));
                     }
                 }
                 Some(Content::Checkpoint(v1::Checkpoint { position })) => {
-                    self.scanned_to(position);
+                    self.scanned_to(position + 1);
                     return Some(Ok(SubscriptionMessage::Checkpoint { position }));
                 }
                 None => {}
@@ -318,10 +349,7 @@ impl Follow {
     /// Whether `event` is after everything already delivered.
     fn is_new(&self, event: &v1::RecordedEvent) -> bool {
         match self.target {
-            Target::Stream(_) => {
-                self.last_revision.is_none_or(|r| event.revision > r)
-                    && self.floor.is_none_or(|floor| event.position >= floor)
-            }
+            Target::Stream(_) => self.last_revision.is_none_or(|r| event.revision > r),
             Target::All(_) => self.next_position.is_none_or(|n| event.position >= n),
         }
     }
@@ -345,10 +373,10 @@ impl Follow {
         use v1::subscribe_request::Target as Wire;
         let (target, filter, from) = match &self.target {
             Target::Stream(stream) => {
-                let from = match (self.last_revision, self.floor) {
+                let from = match (self.last_revision, self.from_start) {
                     (Some(revision), _) => SubscribeFrom::AfterRevision(revision),
-                    (None, Some(_)) => SubscribeFrom::Start,
-                    (None, None) => self.origin,
+                    (None, true) => SubscribeFrom::Start,
+                    (None, false) => self.origin,
                 };
                 (Wire::Stream(stream.clone()), None, from)
             }

@@ -452,19 +452,28 @@ async fn stream_subscriptions_catch_up_then_go_live() {
     for i in 0..5 {
         assert_eq!(next_event(&mut from_start).await.revision, i);
     }
-    assert!(matches!(
+    // A stream's caught-up names the last revision covered.
+    assert_eq!(
         next(&mut from_start).await,
-        SubscriptionMessage::CaughtUp { position: 5 }
-    ));
+        SubscriptionMessage::CaughtUp {
+            position: None,
+            revision: Some(4)
+        }
+    );
     assert_eq!(next_event(&mut after_2).await.revision, 3);
-    assert!(matches!(
-        next(&mut from_end).await,
-        SubscriptionMessage::CaughtUp { .. }
-    ));
-    assert!(matches!(
+    assert_eq!(
+        next(&mut from_end).await.resume_revision(),
+        Some(4),
+        "from the end: after the stream's last event"
+    );
+    assert_eq!(
         next(&mut not_yet).await,
-        SubscriptionMessage::CaughtUp { .. }
-    ));
+        SubscriptionMessage::CaughtUp {
+            position: None,
+            revision: None
+        },
+        "an empty stream: nothing to resume after"
+    );
 
     client
         .append("chat", ExpectedVersion::Exact(4), events(1, "Said"))
@@ -513,8 +522,9 @@ async fn all_subscriptions_filter_and_send_checkpoints() {
     loop {
         match next(&mut nothing).await {
             SubscriptionMessage::Checkpoint { position } => checkpoints.push(position),
-            SubscriptionMessage::CaughtUp { position } => {
-                assert_eq!(position, 11);
+            SubscriptionMessage::CaughtUp { position, .. } => {
+                // 11 events scanned: the last one covered is 10.
+                assert_eq!(position, Some(10));
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -522,7 +532,7 @@ async fn all_subscriptions_filter_and_send_checkpoints() {
     }
     assert!(!checkpoints.is_empty(), "11 non-matching events scanned");
     assert!(checkpoints.windows(2).all(|w| w[0] < w[1]));
-    assert!(checkpoints.iter().all(|&p| p <= 11));
+    assert!(checkpoints.iter().all(|&p| p <= 10));
 
     let mut sub =
         client.subscribe_to_all(SubscribeFrom::Start, Filter::new().stream_prefix("order-"));
@@ -533,10 +543,11 @@ async fn all_subscriptions_filter_and_send_checkpoints() {
     let mut after = client.subscribe_to_all(SubscribeFrom::AfterPosition(8), Filter::new());
     assert_eq!(next_event(&mut after).await.position, 9);
     let mut live = client.subscribe_to_all(SubscribeFrom::End, Filter::new());
-    assert!(matches!(
-        next(&mut live).await,
-        SubscriptionMessage::CaughtUp { position: 11 }
-    ));
+    assert_eq!(
+        next(&mut live).await.resume_position(),
+        Some(10),
+        "from the end: after the last event"
+    );
     client
         .append("order-2", ExpectedVersion::Any, events(1, "Placed"))
         .await

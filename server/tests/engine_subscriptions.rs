@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Seen {
     events: Vec<RecordedEvent>,
     /// Each `CaughtUp` with the number of events received before it.
-    caught_up: Vec<(usize, u64)>,
+    /// Events delivered before it, its position and its revision.
+    caught_up: Vec<(usize, Option<u64>, Option<u64>)>,
     /// Each `Checkpoint` with the number of events received before it.
     checkpoints: Vec<(usize, u64)>,
 }
@@ -38,8 +39,8 @@ impl Seen {
                 assert!(!es.is_empty(), "an empty events message");
                 self.events.extend(es);
             }
-            SubscriptionMessage::CaughtUp { position } => {
-                self.caught_up.push((self.events.len(), position))
+            SubscriptionMessage::CaughtUp { position, revision } => {
+                self.caught_up.push((self.events.len(), position, revision))
             }
             SubscriptionMessage::Checkpoint { position } => {
                 self.checkpoints.push((self.events.len(), position))
@@ -184,10 +185,22 @@ async fn catch_up_then_live_while_writers_run() {
         .collect();
     assert_eq!(b.events, w1, "w-1: the same events as in $all");
     assert_eq!(b.caught_up.len(), 1, "w-1: one CaughtUp");
-    // The CaughtUp position is a head that had been reached: every event
-    // before it was delivered before it.
-    let (before, at) = a.caught_up[0];
-    assert_eq!(before as u64, at, "$all: CaughtUp names the next position");
+    // The CaughtUp position is the last event covered: every event up to
+    // it was delivered before it.
+    let (before, at, revision) = a.caught_up[0];
+    assert_eq!(
+        at,
+        (before as u64).checked_sub(1),
+        "$all: CaughtUp names the last position covered"
+    );
+    assert_eq!(revision, None, "$all: no revision");
+    let (before, position, at) = b.caught_up[0];
+    assert_eq!(position, None, "a stream: no position");
+    assert_eq!(
+        at,
+        (before as u64).checked_sub(1),
+        "w-1: CaughtUp names the last revision covered"
+    );
     quiet(&mut all, "$all after everything").await;
     quiet(&mut one, "w-1 after everything").await;
 }
@@ -278,7 +291,10 @@ async fn from_end_sees_only_later_events() {
         .await
         .expect("subscribe");
     match next(&mut all).await {
-        SubscriptionMessage::CaughtUp { position } => assert_eq!(position, 12),
+        // From the end of a log of 12 events: the last one, 11.
+        SubscriptionMessage::CaughtUp { position, revision } => {
+            assert_eq!((position, revision), (Some(11), None))
+        }
         other => panic!("expected CaughtUp first, got {other:?}"),
     }
     assert!(matches!(
@@ -375,7 +391,10 @@ async fn stream_subscription_to_a_stream_that_does_not_exist_yet() {
         .await
         .expect("subscribing to a missing stream is not an error");
     match next(&mut sub).await {
-        SubscriptionMessage::CaughtUp { position } => assert_eq!(position, 5),
+        // A stream with no event yet: nothing to resume after.
+        SubscriptionMessage::CaughtUp { position, revision } => {
+            assert_eq!((position, revision), (None, None))
+        }
         other => panic!("expected CaughtUp, got {other:?}"),
     }
     append_ok(
@@ -461,7 +480,7 @@ async fn filtered_all_subscription_checkpoints_and_matches_only() {
     let mut seen = take(&mut sub, matching.len(), true, Duration::ZERO).await;
     live.await.expect("writer");
     // Checkpoints continue through the non-matching tail.
-    while seen.checkpoints.last().map_or(0, |c| c.1) + 5 <= 130 {
+    while seen.checkpoints.last().map_or(0, |c| c.1) + 6 <= 130 {
         let m = next(&mut sub).await;
         seen.take(m);
     }
@@ -473,10 +492,10 @@ async fn filtered_all_subscription_checkpoints_and_matches_only() {
     let mut last = 0;
     for &(delivered, position) in &seen.checkpoints {
         assert!(position >= last, "non-decreasing: {:?}", seen.checkpoints);
-        assert!(position <= 130, "never beyond the head");
+        assert!(position < 130, "never beyond the last event");
         last = position;
-        // Every matching event below the checkpoint was delivered before it.
-        let below = matching.iter().filter(|p| **p < position).count();
+        // Every matching event up to the checkpoint was delivered before it.
+        let below = matching.iter().filter(|p| **p <= position).count();
         assert_eq!(delivered, below, "checkpoint {position} overtook an event");
     }
     assert_eq!(seen.caught_up.len(), 1);

@@ -542,7 +542,12 @@ async fn subscribe_stream_from_start_end_and_after() {
         let mut sub = Sub::open(&mut c, sub_req(stream_target("s"), from, None)).await;
         let (caught, at) = sub.until_caught_up().await;
         assert_eq!(revisions(&caught), want, "{what}: catch-up");
-        assert_eq!(at, 7, "{what}: caught_up.position is the head");
+        // Every case covers the stream up to its last revision, 4.
+        assert_eq!(
+            (at.position, at.revision),
+            (None, Some(4)),
+            "{what}: caught_up names the last revision covered"
+        );
         subs.push((what, sub));
     }
 
@@ -629,7 +634,12 @@ async fn subscribe_all_from_start_end_after_and_filtered() {
         let mut sub = Sub::open(&mut c, sub_req(all_target(), from, f)).await;
         let (caught, at) = sub.until_caught_up().await;
         assert_eq!(positions(&caught), want, "{what}: catch-up");
-        assert_eq!(at, head, "{what}: caught_up.position is the head");
+        // Every case has covered the log up to its last event.
+        assert_eq!(
+            (at.position, at.revision),
+            (Some(head - 1), None),
+            "{what}: caught_up names the last position covered"
+        );
         subs.push((what, filtered, sub));
     }
 
@@ -704,10 +714,12 @@ async fn filtered_all_subscription_checkpoints_when_nothing_matches() {
             Content::Events(b) => panic!("nothing matches, got {b:?}"),
         }
     };
-    assert_eq!(caught_at, 10);
+    // Ten events scanned, none matched: the last one covered is 9.
+    assert_eq!(caught_at, Some(9));
+    let caught_at = 9;
     assert!(
-        checkpoints.iter().all(|p| *p <= 10),
-        "catch-up checkpoints beyond the head: {checkpoints:?}"
+        checkpoints.iter().all(|p| *p <= caught_at),
+        "catch-up checkpoints beyond the last event: {checkpoints:?}"
     );
 
     // Live: twelve non-matching events, one append each.
@@ -720,9 +732,10 @@ async fn filtered_all_subscription_checkpoints_when_nothing_matches() {
         )
         .await;
     }
-    let head = 22u64;
+    // The last event is at 21.
+    let last = 21u64;
     let mut live = Vec::new();
-    while live.last().copied().unwrap_or(0) + every <= head {
+    while live.last().copied().unwrap_or(0) + every <= last {
         match sub.next().await {
             Content::Checkpoint(cp) => live.push(cp.position),
             other => panic!("expected only checkpoints, got {other:?}"),
@@ -730,7 +743,7 @@ async fn filtered_all_subscription_checkpoints_when_nothing_matches() {
     }
     let all: Vec<u64> = checkpoints.iter().chain(&live).copied().collect();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "increasing: {all:?}");
-    assert!(live.iter().all(|p| *p <= head), "{live:?}");
+    assert!(live.iter().all(|p| *p <= last), "{live:?}");
     let mut prev = caught_at;
     for p in &live {
         assert!(
@@ -750,7 +763,7 @@ async fn filtered_all_subscription_checkpoints_when_nothing_matches() {
     .await;
     let mut caught_up = Vec::new();
     let got = sub.take_events(1, &mut caught_up).await;
-    assert_eq!(positions(&got), [head]);
+    assert_eq!(positions(&got), [last + 1]);
     assert!(caught_up.is_empty());
 }
 
@@ -769,7 +782,7 @@ async fn filtered_all_subscription_checkpoints_on_a_timer() {
     .await;
     let (none, at) = sub.until_caught_up().await;
     assert!(none.is_empty());
-    assert_eq!(at, 0);
+    assert_eq!(at.position, None, "an empty log: nothing covered yet");
     append_ok(
         &mut c,
         "a",
@@ -781,10 +794,11 @@ async fn filtered_all_subscription_checkpoints_on_a_timer() {
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match sub.next_within(left).await {
-            Some(Content::Checkpoint(cp)) if cp.position == 3 => break,
-            Some(Content::Checkpoint(cp)) => assert!(cp.position < 3, "{cp:?}"),
+            // The three events are at 0..=2: the last one scanned is 2.
+            Some(Content::Checkpoint(cp)) if cp.position == 2 => break,
+            Some(Content::Checkpoint(cp)) => assert!(cp.position < 2, "{cp:?}"),
             Some(other) => panic!("expected a checkpoint, got {other:?}"),
-            None => panic!("no checkpoint at position 3 within 5 s"),
+            None => panic!("no checkpoint at position 2 within 5 s"),
         }
     }
 }
@@ -820,4 +834,145 @@ async fn stats_follow_appends() {
         (10, 2, 10, 10)
     );
     assert!(s.disk_bytes >= empty.disk_bytes);
+}
+
+/// Every value a subscription reports (an event's position or revision, a
+/// checkpoint, caught_up), given back as `after_…`, resumes with no gap
+/// and no duplicate: `$all` unfiltered and filtered, a stream, and both
+/// from the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_resume_from_every_reported_value() {
+    use v1::SubscribeFrom as F;
+    let server = TestServer::start_with(|a| {
+        a.read_batch = 3;
+        a.checkpoint_events = 3;
+    })
+    .await;
+    let mut c = server.client.clone();
+    // r-a gets positions 0, 4, 8, ...; r-b the rest; 24 events.
+    for _ in 0..6 {
+        append_ok(
+            &mut c,
+            "r-a",
+            v1::ExpectedVersion::any(),
+            events(1, "T", "a"),
+        )
+        .await;
+        append_ok(
+            &mut c,
+            "r-b",
+            v1::ExpectedVersion::any(),
+            events(3, "T", "b"),
+        )
+        .await;
+    }
+    let all = read_all(&mut c).await;
+    assert_eq!(all.len(), 24);
+
+    // Everything a subscription reports before it is caught up.
+    async fn reported(sub: &mut Sub) -> (Vec<v1::RecordedEvent>, Vec<u64>, v1::CaughtUp) {
+        let (mut events, mut checkpoints) = (Vec::new(), Vec::new());
+        loop {
+            match sub.next().await {
+                Content::Events(b) => events.extend(b.events),
+                Content::Checkpoint(cp) => checkpoints.push(cp.position),
+                Content::CaughtUp(cu) => return (events, checkpoints, cu),
+            }
+        }
+    }
+
+    for f in [None, Some(filter(&["r-a"], &[]))] {
+        let matches = |e: &v1::RecordedEvent| f.is_none() || e.stream == "r-a";
+        let want_after = |p: u64| -> Vec<u64> {
+            all.iter()
+                .filter(|e| e.position > p && matches(e))
+                .map(|e| e.position)
+                .collect()
+        };
+        let mut sub = Sub::open(&mut c, sub_req(all_target(), Some(F::start()), f.clone())).await;
+        let (got, checkpoints, caught_up) = reported(&mut sub).await;
+        let every: Vec<u64> = all
+            .iter()
+            .filter(|e| matches(e))
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions(&got), every, "{f:?} from the start");
+        let mut values: Vec<u64> = positions(&got);
+        values.extend(&checkpoints);
+        values.extend(caught_up.position);
+        assert_eq!(caught_up.position, Some(23), "{f:?}");
+        if f.is_some() {
+            assert!(!checkpoints.is_empty(), "a filtered catch-up checkpoints");
+        }
+        for v in values {
+            let mut again = Sub::open(
+                &mut c,
+                sub_req(all_target(), Some(F::after_position(v)), f.clone()),
+            )
+            .await;
+            let (resumed, _, at) = reported(&mut again).await;
+            assert_eq!(positions(&resumed), want_after(v), "{f:?} after {v}");
+            assert_eq!(at.position, Some(23), "{f:?} after {v}");
+        }
+    }
+
+    // A stream: every delivered revision and caught_up's revision.
+    let mut sub = Sub::open(
+        &mut c,
+        sub_req(stream_target("r-a"), Some(F::start()), None),
+    )
+    .await;
+    let (got, checkpoints, caught_up) = reported(&mut sub).await;
+    assert!(checkpoints.is_empty(), "no checkpoints on a stream");
+    assert_eq!(revisions(&got), (0..6).collect::<Vec<_>>());
+    assert_eq!((caught_up.position, caught_up.revision), (None, Some(5)));
+    for r in revisions(&got) {
+        let mut again = Sub::open(
+            &mut c,
+            sub_req(stream_target("r-a"), Some(F::after_revision(r)), None),
+        )
+        .await;
+        let (resumed, _, at) = reported(&mut again).await;
+        assert_eq!(
+            revisions(&resumed),
+            (r + 1..6).collect::<Vec<_>>(),
+            "after {r}"
+        );
+        assert_eq!(at.revision, Some(5));
+    }
+
+    // From the end: what caught_up names, given back, resumes exactly at
+    // the next append.
+    let mut end_all = Sub::open(&mut c, sub_req(all_target(), Some(F::end()), None)).await;
+    let (_, _, all_at) = reported(&mut end_all).await;
+    let mut end_stream =
+        Sub::open(&mut c, sub_req(stream_target("r-a"), Some(F::end()), None)).await;
+    let (_, _, stream_at) = reported(&mut end_stream).await;
+    assert_eq!(all_at.position, Some(23));
+    assert_eq!(stream_at.revision, Some(5));
+    append_ok(
+        &mut c,
+        "r-a",
+        v1::ExpectedVersion::exact(5),
+        events(1, "T", "new"),
+    )
+    .await;
+    let mut after_all = Sub::open(
+        &mut c,
+        sub_req(all_target(), all_at.position.map(F::after_position), None),
+    )
+    .await;
+    let (resumed, _, _) = reported(&mut after_all).await;
+    assert_eq!(positions(&resumed), [24]);
+    let mut after_stream = Sub::open(
+        &mut c,
+        sub_req(
+            stream_target("r-a"),
+            stream_at.revision.map(F::after_revision),
+            None,
+        ),
+    )
+    .await;
+    let (resumed, _, _) = reported(&mut after_stream).await;
+    assert_eq!(revisions(&resumed), [6]);
 }

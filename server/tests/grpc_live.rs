@@ -49,13 +49,13 @@ async fn writer(mut c: Client, k: usize) -> Vec<Acked> {
 }
 
 /// Collects a subscription until the event at the position `last` names
-/// has arrived; returns events and the `caught_up` positions, in arrival order.
+/// has arrived; returns events and the `caught_up` messages, in arrival order.
 /// `slow` sleeps on each of the first messages so the subscriber lags.
 async fn collect(
     mut sub: Sub,
     last: tokio::sync::watch::Receiver<Option<u64>>,
     slow: bool,
-) -> (Vec<v1::RecordedEvent>, Vec<u64>) {
+) -> (Vec<v1::RecordedEvent>, Vec<v1::CaughtUp>) {
     let mut got: Vec<v1::RecordedEvent> = Vec::new();
     let mut caught_up = Vec::new();
     let mut messages = 0usize;
@@ -76,7 +76,7 @@ async fn collect(
                 assert!(!b.events.is_empty(), "empty EventBatch");
                 got.extend(b.events);
             }
-            Content::CaughtUp(c) => caught_up.push(c.position),
+            Content::CaughtUp(c) => caught_up.push(c),
             Content::Checkpoint(_) => {}
         }
         assert!(messages < 100_000, "runaway subscription");

@@ -192,9 +192,12 @@ class Checks:
                 if kind == "events":
                     caught.extend(msg.events.events)
                 elif kind == "caught_up":
+                    assert msg.caught_up.HasField("position"), "an $all caught_up has a position"
+                    assert not msg.caught_up.HasField("revision"), "and no revision"
                     caught_up = msg.caught_up.position
                     break
-            assert caught_up == head, f"caught_up at {caught_up}, head {head}"
+            # The last position covered: resuming after it misses nothing.
+            assert caught_up == head - 1, f"caught_up at {caught_up}, head {head}"
             assert [e.position for e in caught] == list(range(head)), "catch-up is dense"
 
             stream = unique("live")

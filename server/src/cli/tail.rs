@@ -50,9 +50,14 @@ pub async fn run(args: TailArgs) -> Result<(), CliError> {
             } else {
                 event_line(&event)
             })?,
-            SubscriptionMessage::CaughtUp { position } => eprintln!(
-                "strata tail: caught up at position {position}; following live events (Ctrl-C to stop)"
-            ),
+            SubscriptionMessage::CaughtUp { position, revision } => {
+                let at = match (position, revision) {
+                    (Some(p), _) => format!(" after position {p}"),
+                    (None, Some(r)) => format!(" after revision {r}"),
+                    (None, None) => String::new(),
+                };
+                eprintln!("strata tail: caught up{at}; following live events (Ctrl-C to stop)")
+            }
             _ => {}
         }
     }

@@ -47,8 +47,11 @@ pub(super) async fn handle(
                     .into_iter()
                     .map(|events| Ok(content(Content::Events(v1::EventBatch { events }))))
                     .collect(),
-                Ok(Some(SubscriptionMessage::CaughtUp { position })) => {
-                    vec![Ok(content(Content::CaughtUp(v1::CaughtUp { position })))]
+                Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
+                    vec![Ok(content(Content::CaughtUp(v1::CaughtUp {
+                        position,
+                        revision,
+                    })))]
                 }
                 Ok(Some(SubscriptionMessage::Checkpoint { position })) => {
                     vec![Ok(content(Content::Checkpoint(v1::Checkpoint {

@@ -137,9 +137,12 @@ impl Subscription {
             self.mode = Mode::Live;
             if !self.caught_up_sent {
                 self.caught_up_sent = true;
-                self.pending.push_back(SubscriptionMessage::CaughtUp {
-                    position: self.global_next,
-                });
+                let (position, revision) = match self.target {
+                    SubscriptionTarget::All(_) => (self.global_next.checked_sub(1), None),
+                    SubscriptionTarget::Stream(_) => (None, self.next_revision.checked_sub(1)),
+                };
+                self.pending
+                    .push_back(SubscriptionMessage::CaughtUp { position, revision });
             }
         }
         Ok(())
@@ -226,8 +229,9 @@ impl Subscription {
             c.sent = self.global_next;
             c.scanned = 0;
             c.at = Instant::now();
+            // `global_next > sent >= 0`: something was scanned.
             self.pending.push_back(SubscriptionMessage::Checkpoint {
-                position: self.global_next,
+                position: self.global_next - 1,
             });
         }
     }

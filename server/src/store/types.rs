@@ -249,16 +249,20 @@ pub enum SubscriptionTarget {
 pub enum SubscriptionMessage {
     /// Events in order, never repeated, never skipped.
     Events(Vec<RecordedEvent>),
-    /// Sent once, when the subscription first reaches the live head;
-    /// `position` is the global position it will look at next.
+    /// Sent once, when the subscription first reaches the live head. Each
+    /// value is a point to resume after, with no gap and no duplicate.
     CaughtUp {
-        /// Next global position to be examined.
-        position: u64,
+        /// `$all`: the last position covered (the last event scanned, or
+        /// the one it started after); `None` while the log is empty, and
+        /// for streams.
+        position: Option<u64>,
+        /// A stream: the last revision covered; `None` while the stream
+        /// is empty, and for `$all`.
+        revision: Option<u64>,
     },
-    /// Progress of a filtered `$all` subscription: every position below
-    /// `position` has been examined.
+    /// Progress of a filtered `$all` subscription.
     Checkpoint {
-        /// Next global position to be examined.
+        /// The last position scanned (delivered if it matched).
         position: u64,
     },
 }

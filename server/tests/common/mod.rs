@@ -415,11 +415,11 @@ impl Sub {
     }
 
     /// Collects events until `n` have arrived; checkpoints are skipped and
-    /// `caught_up` positions are pushed to `caught_up`.
+    /// `caught_up` messages are pushed to `caught_up`.
     pub async fn take_events(
         &mut self,
         n: usize,
-        caught_up: &mut Vec<u64>,
+        caught_up: &mut Vec<v1::CaughtUp>,
     ) -> Vec<v1::RecordedEvent> {
         let mut out = Vec::new();
         while out.len() < n {
@@ -428,7 +428,7 @@ impl Sub {
                     assert!(!b.events.is_empty(), "an EventBatch is empty");
                     out.extend(b.events);
                 }
-                Content::CaughtUp(c) => caught_up.push(c.position),
+                Content::CaughtUp(c) => caught_up.push(c),
                 Content::Checkpoint(_) => {}
             }
         }
@@ -454,8 +454,8 @@ impl Sub {
         }
     }
 
-    /// Waits for `caught_up`; returns the events before it and its position.
-    pub async fn until_caught_up(&mut self) -> (Vec<v1::RecordedEvent>, u64) {
+    /// Waits for `caught_up`; returns the events before it and the message.
+    pub async fn until_caught_up(&mut self) -> (Vec<v1::RecordedEvent>, v1::CaughtUp) {
         let mut out = Vec::new();
         loop {
             match self.next().await {
@@ -463,7 +463,7 @@ impl Sub {
                     assert!(!b.events.is_empty(), "an EventBatch is empty");
                     out.extend(b.events);
                 }
-                Content::CaughtUp(c) => return (out, c.position),
+                Content::CaughtUp(c) => return (out, c),
                 Content::Checkpoint(_) => {}
             }
         }

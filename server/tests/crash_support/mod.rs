@@ -737,7 +737,11 @@ async fn live_subscriber(client: &mut Client, head: u64) -> tokio::task::JoinHan
             .expect("live subscription open");
         match m.content {
             Some(Content::CaughtUp(c)) => {
-                assert_eq!(c.position, head, "caught_up of a live subscription");
+                assert_eq!(
+                    c.position,
+                    head.checked_sub(1),
+                    "caught_up of a live subscription names the last event"
+                );
                 break;
             }
             Some(Content::Events(b)) => seen.extend(
@@ -998,9 +1002,9 @@ async fn check_subscription_from_start(
         match m.content {
             Some(Content::Events(b)) => got.extend(b.events.iter().map(Stored::from_wire)),
             Some(Content::CaughtUp(c)) => {
-                if c.position != log.len() as u64 {
+                if c.position != (log.len() as u64).checked_sub(1) {
                     violations.push(format!(
-                        "subscription from start: caught_up at {}, the log holds {}",
+                        "subscription from start: caught_up at {:?}, the log holds {}",
                         c.position,
                         log.len()
                     ));
