@@ -32,7 +32,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     // compile_well_known_types stays off (the default), so
     // google.protobuf.Timestamp maps to prost_types::Timestamp and
     // google.protobuf.Empty to `()`.
+    // Event payloads as `bytes::Bytes`: a server hands stored payloads to
+    // the encoder, and a client decodes them, without copying them.
     tonic_prost_build::configure()
+        .bytes(".strata.v1.EventData.data")
+        .bytes(".strata.v1.EventData.metadata")
+        .bytes(".strata.v1.RecordedEvent.data")
+        .bytes(".strata.v1.RecordedEvent.metadata")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -240,8 +240,8 @@ impl EventData {
         v1::EventData {
             id: Some(v1::Uuid::from_bytes_raw(self.id.into_bytes())),
             r#type: self.event_type,
-            data: self.data,
-            metadata: self.metadata,
+            data: self.data.into(),
+            metadata: self.metadata.into(),
             content_type: self.content_type,
         }
     }
@@ -326,8 +326,8 @@ impl RecordedEvent {
             position: e.position,
             id: Uuid::from_bytes(id),
             event_type: e.r#type,
-            data: e.data,
-            metadata: e.metadata,
+            data: e.data.into(),
+            metadata: e.metadata.into(),
             content_type: Some(e.content_type).filter(|c| !c.is_empty()),
             recorded_at,
         })
@@ -428,7 +428,7 @@ mod tests {
             position: 9,
             id: Some(v1::Uuid::from_bytes(id.into_bytes())),
             r#type: "T".into(),
-            data: b"{}".to_vec(),
+            data: b"{}".to_vec().into(),
             recorded_at: Some(Default::default()),
             ..Default::default()
         };

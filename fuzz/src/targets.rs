@@ -739,8 +739,8 @@ pub fn check_append(req: v1::AppendRequest) {
                 Some(NewEvent {
                     id: EventId(model_uuid(e.id.as_ref()?)?),
                     event_type: e.r#type.clone(),
-                    data: e.data.clone().into(),
-                    metadata: e.metadata.clone().into(),
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
                     content_type: e.content_type.clone().filter(|c| !c.is_empty()),
                 })
             })
@@ -954,8 +954,8 @@ pub fn gen_append(t: &mut Tape<'_>) -> v1::AppendRequest {
         .map(|_| v1::EventData {
             id: gen_uuid(t),
             r#type: gen_name(t),
-            data: t.bytes_below(16),
-            metadata: t.bytes_below(4),
+            data: t.bytes_below(16).into(),
+            metadata: t.bytes_below(4).into(),
             content_type: match t.below(3) {
                 0 => None,
                 1 => Some(String::new()),

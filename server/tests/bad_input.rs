@@ -176,8 +176,8 @@ fn big_event(data: usize, metadata: usize) -> v1::EventData {
     v1::EventData {
         id: Some(v1::Uuid::from_bytes_raw(new_id())),
         r#type: "Big".into(),
-        data: vec![7; data],
-        metadata: vec![8; metadata],
+        data: vec![7; data].into(),
+        metadata: vec![8; metadata].into(),
         content_type: None,
     }
 }

@@ -608,8 +608,8 @@ fn wire_event(i: u64) -> v1::EventData {
     v1::EventData {
         id: Some(v1::Uuid::from_bytes_raw(EventId::random().0)),
         r#type: "T".into(),
-        data: vec![i as u8; 500],
-        metadata: vec![],
+        data: vec![i as u8; 500].into(),
+        metadata: vec![].into(),
         content_type: None,
     }
 }

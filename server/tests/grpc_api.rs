@@ -48,7 +48,7 @@ async fn append_answers_and_recorded_events_carry_every_field() {
     let before = now_micros();
 
     let mut first = event("OrderPlaced", br#"{"total":3}"#);
-    first.metadata = b"corr=1".to_vec();
+    first.metadata = b"corr=1".to_vec().into();
     first.content_type = Some("application/json".into());
     let second = event("OrderPaid", b"\x00\x01binary");
     let ids = [
@@ -99,11 +99,11 @@ async fn append_answers_and_recorded_events_carry_every_field() {
         assert!((0..1_000_000_000).contains(&ts.nanos), "nanos in range");
     }
     assert_eq!(got[0].r#type, "OrderPlaced");
-    assert_eq!(got[0].data, br#"{"total":3}"#);
-    assert_eq!(got[0].metadata, b"corr=1");
+    assert_eq!(&got[0].data[..], br#"{"total":3}"#);
+    assert_eq!(&got[0].metadata[..], b"corr=1");
     assert_eq!(got[0].content_type, "application/json");
     assert_eq!(got[1].r#type, "OrderPaid");
-    assert_eq!(got[1].data, b"\x00\x01binary");
+    assert_eq!(&got[1].data[..], b"\x00\x01binary");
     assert!(got[1].metadata.is_empty());
     assert_eq!(got[1].content_type, "", "no content type given: empty");
     assert_eq!(

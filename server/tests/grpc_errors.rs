@@ -369,7 +369,7 @@ async fn malformed_appends_are_invalid_argument_and_change_nothing() {
         },
         Case {
             name: "event data over 1 MiB",
-            call: one("target", with(|e| e.data = vec![b'd'; mib + 1])),
+            call: one("target", with(|e| e.data = vec![b'd'; mib + 1].into())),
             code: IA,
             message_has: &["1048576"],
         },
@@ -378,8 +378,8 @@ async fn malformed_appends_are_invalid_argument_and_change_nothing() {
             call: one(
                 "target",
                 with(|e| {
-                    e.data = vec![b'd'; mib - 100];
-                    e.metadata = vec![b'm'; 101];
+                    e.data = vec![b'd'; mib - 100].into();
+                    e.metadata = vec![b'm'; 101].into();
                 }),
             ),
             code: IA,
@@ -390,7 +390,10 @@ async fn malformed_appends_are_invalid_argument_and_change_nothing() {
             call: Call::Append(append_req(
                 "base",
                 v1::ExpectedVersion::exact(2),
-                vec![event("T", b"ok"), with(|e| e.data = vec![0; mib + 1])],
+                vec![
+                    event("T", b"ok"),
+                    with(|e| e.data = vec![0; mib + 1].into()),
+                ],
             )),
             code: IA,
             message_has: &["1048576"],
@@ -403,7 +406,7 @@ async fn malformed_appends_are_invalid_argument_and_change_nothing() {
                 "target",
                 v1::ExpectedVersion::any(),
                 (0..16)
-                    .map(|_| with(|e| e.data = vec![b'a'; mib]))
+                    .map(|_| with(|e| e.data = vec![b'a'; mib].into()))
                     .collect(),
             )),
             code: IA,
@@ -429,8 +432,8 @@ async fn malformed_appends_are_invalid_argument_and_change_nothing() {
     .await;
     let at_limit = with(|e| {
         e.r#type = "t".repeat(255);
-        e.data = vec![b'd'; mib - 10];
-        e.metadata = vec![b'm'; 10];
+        e.data = vec![b'd'; mib - 10].into();
+        e.metadata = vec![b'm'; 10].into();
     });
     append_ok(
         &mut c,
@@ -456,7 +459,7 @@ async fn size_limits_are_configurable_and_the_grpc_limit_is_resource_exhausted()
     let cases = vec![
         Case {
             name: "event over a 16 KiB limit",
-            call: one("target", with(|e| e.data = vec![1; 16 * kib + 1])),
+            call: one("target", with(|e| e.data = vec![1; 16 * kib + 1].into())),
             code: IA,
             message_has: &["16384", "max-event-bytes"],
         },
@@ -466,7 +469,7 @@ async fn size_limits_are_configurable_and_the_grpc_limit_is_resource_exhausted()
                 "target",
                 v1::ExpectedVersion::any(),
                 (0..4)
-                    .map(|_| with(|e| e.data = vec![2; 16 * kib]))
+                    .map(|_| with(|e| e.data = vec![2; 16 * kib].into()))
                     .collect(),
             )),
             code: IA,
@@ -485,7 +488,7 @@ async fn size_limits_are_configurable_and_the_grpc_limit_is_resource_exhausted()
         Case {
             // The gRPC limit is the append limit + 1 MiB: 1.0625 MiB.
             name: "request over the gRPC message limit",
-            call: one("target", with(|e| e.data = vec![3; 1200 * kib])),
+            call: one("target", with(|e| e.data = vec![3; 1200 * kib].into())),
             code: Code::ResourceExhausted,
             message_has: &[],
         },

@@ -281,8 +281,8 @@ async fn a_thousand_subscribers_get_every_event() {
                     .map(|k| v1::EventData {
                         id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
                         r#type: format!("Soak{}", k % 3),
-                        data: vec![(i + k) as u8; 200 + ((i * 31 + k) % 800) as usize],
-                        metadata: vec![],
+                        data: vec![(i + k) as u8; 200 + ((i * 31 + k) % 800) as usize].into(),
+                        metadata: vec![].into(),
                         content_type: None,
                     })
                     .collect();

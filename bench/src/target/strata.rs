@@ -209,8 +209,8 @@ fn append_request(
         .map(|_| v1::EventData {
             id: Some(v1::Uuid::from_bytes_raw(*uuid::Uuid::new_v4().as_bytes())),
             r#type: EVENT_TYPE.to_owned(),
-            data: clock::stamped_payload(payload),
-            metadata: Vec::new(),
+            data: clock::stamped_payload(payload).into(),
+            metadata: Default::default(),
             content_type: None,
         })
         .collect();

@@ -2,7 +2,6 @@
 //! request is turned into an INVALID_ARGUMENT status here, before the
 //! engine sees it.
 
-use bytes::Bytes;
 use strata_proto::v1;
 use tonic::Status;
 
@@ -104,8 +103,8 @@ fn event_from_wire(i: usize, e: v1::EventData) -> Result<NewEvent, Status> {
     Ok(NewEvent {
         id: EventId(id),
         event_type: e.r#type,
-        data: Bytes::from(e.data),
-        metadata: Bytes::from(e.metadata),
+        data: e.data,
+        metadata: e.metadata,
         content_type: e.content_type.filter(|c| !c.is_empty()),
     })
 }
@@ -167,8 +166,8 @@ pub fn event_to_wire(e: &RecordedEvent) -> v1::RecordedEvent {
         position: e.position,
         id: Some(v1::Uuid::from_bytes(e.id.0)),
         r#type: e.event_type.clone(),
-        data: e.data.to_vec(),
-        metadata: e.metadata.to_vec(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
         content_type: e.content_type.clone().unwrap_or_default(),
         recorded_at: Some(prost_types::Timestamp {
             seconds: micros.div_euclid(1_000_000),
@@ -309,13 +308,14 @@ pub fn subscribe_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn event(id: Option<v1::Uuid>) -> v1::EventData {
         v1::EventData {
             id,
             r#type: "T".into(),
-            data: b"{}".to_vec(),
-            metadata: vec![],
+            data: Bytes::from_static(b"{}"),
+            metadata: Bytes::new(),
             content_type: Some("application/json".into()),
         }
     }

@@ -161,8 +161,8 @@ pub fn event(event_type: &str, data: &[u8]) -> v1::EventData {
     v1::EventData {
         id: Some(v1::Uuid::from_bytes_raw(new_id())),
         r#type: event_type.into(),
-        data: data.to_vec(),
-        metadata: Vec::new(),
+        data: data.to_vec().into(),
+        metadata: Vec::new().into(),
         content_type: None,
     }
 }

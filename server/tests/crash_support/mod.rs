@@ -454,8 +454,8 @@ fn make_event(rng: &mut Rng) -> (v1::EventData, [u8; 16], u64) {
     let event = v1::EventData {
         id: Some(wire_id),
         r#type: event_type,
-        data,
-        metadata,
+        data: data.into(),
+        metadata: metadata.into(),
         content_type,
     };
     (event, id, fp)
