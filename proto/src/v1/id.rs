@@ -105,8 +105,27 @@ pub fn parse_uuid(text: &str) -> Result<[u8; UUID_LEN], UuidError> {
 }
 
 /// Formats 16 bytes as the 36-character lowercase hyphenated text form.
+/// Every event a read returns goes through here: a table lookup per digit,
+/// no `core::fmt`.
 pub fn format_uuid(bytes: &[u8; UUID_LEN]) -> String {
-    Hyphenated(*bytes).to_string()
+    String::from_utf8_lossy(&hyphenated_ascii(bytes)).into_owned()
+}
+
+/// The 36 ASCII bytes of the lowercase hyphenated text form.
+fn hyphenated_ascii(bytes: &[u8; UUID_LEN]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (index, byte) in bytes.iter().enumerate() {
+        // Hyphens go before bytes 4, 6, 8 and 10: the 8-4-4-4-12 grouping.
+        if matches!(index, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    out
 }
 
 /// Displays 16 bytes as the 36-character lowercase hyphenated text form,
@@ -116,14 +135,9 @@ pub struct Hyphenated(pub [u8; UUID_LEN]);
 
 impl fmt::Display for Hyphenated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, byte) in self.0.iter().enumerate() {
-            // Hyphens go before bytes 4, 6, 8 and 10: the 8-4-4-4-12 grouping.
-            if matches!(index, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        let ascii = hyphenated_ascii(&self.0);
+        // Hex digits and hyphens only: always UTF-8.
+        f.write_str(std::str::from_utf8(&ascii).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -189,6 +203,35 @@ fn char_at(text: &str, index: usize) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table formatter against `core::fmt`, byte by byte.
+    #[test]
+    fn formats_like_core_fmt() {
+        let reference = |b: &[u8; UUID_LEN]| -> String {
+            let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                hex[..4].concat(),
+                hex[4..6].concat(),
+                hex[6..8].concat(),
+                hex[8..10].concat(),
+                hex[10..].concat()
+            )
+        };
+        let mut b = [0u8; UUID_LEN];
+        for round in 0..=255u8 {
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = round
+                    .wrapping_mul(31)
+                    .wrapping_add((i as u8).wrapping_mul(17));
+            }
+            b[round as usize % UUID_LEN] = round;
+            assert_eq!(format_uuid(&b), reference(&b));
+            assert_eq!(Hyphenated(b).to_string(), reference(&b));
+            assert_eq!(parse_uuid(&format_uuid(&b)), Ok(b));
+        }
+        assert_eq!(format_uuid(&[0xff; UUID_LEN]), reference(&[0xff; UUID_LEN]));
+    }
 
     const TEXT: &str = "123e4567-e89b-12d3-a456-426614174000";
     const BYTES: [u8; 16] = [
