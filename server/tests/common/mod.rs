@@ -107,19 +107,16 @@ impl TestServer {
 
     /// Stops the server cleanly and hands back its directory, for a restart.
     pub async fn stop_and_keep(mut self) -> tempfile::TempDir {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(PATIENCE, &mut self.handle)
-            .await
-            .expect("server did not stop in time")
-            .expect("server task panicked")
-            .expect("clean stop");
+        self.shut_down().await.expect("clean stop");
         self.dir
     }
 
     /// Triggers shutdown and waits for `run` to return.
     pub async fn stop(mut self) -> Result<(), RunError> {
+        self.shut_down().await
+    }
+
+    async fn shut_down(&mut self) -> Result<(), RunError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
