@@ -3,7 +3,8 @@
 //! expected versions, assigns revisions and dense positions in commit
 //! order, writes the batch with one write and one `fdatasync`, adds it to
 //! the index tail, and only then answers, publishes to subscribers and
-//! hands the batch to the indexer. Nothing else assigns positions or writes the log.
+//! hands the batch to the indexer. Nothing else assigns positions or
+//! writes the log.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, SyncSender};
