@@ -40,6 +40,27 @@ fn main() -> Result<(), Box<dyn Error>> {
         .bytes(".strata.v1.RecordedEvent.data")
         .bytes(".strata.v1.RecordedEvent.metadata")
         .build_client(true)
+        .build_server(false)
+        .compile_fds(fds.clone())?;
+
+    // The server stubs, generated a second time on their own: every message
+    // is the one generated above, except the two streamed answers that the
+    // server sends already encoded (`crate::v1::encoded`), so that stored
+    // events go from the log's bytes to the wire without per-event work.
+    let server_dir = out_dir.join("server");
+    fs::create_dir_all(&server_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&server_dir)
+        .extern_path(".strata.v1", "crate::v1")
+        .extern_path(
+            ".strata.v1.ReadResponse",
+            "crate::v1::encoded::ReadResponse",
+        )
+        .extern_path(
+            ".strata.v1.SubscribeResponse",
+            "crate::v1::encoded::SubscribeResponse",
+        )
+        .build_client(false)
         .build_server(true)
         .compile_fds(fds)?;
 

@@ -63,12 +63,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = args.grpc_message_limit();
-    let service = StreamsService::new(
-        store.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
-        args.read_batch,
-    );
+    let service = StreamsService::new(store.clone(), metrics.clone(), stop_rx.clone());
     let streams = MessageLimit(
         StreamsServer::new(service)
             .max_decoding_message_size(limit)

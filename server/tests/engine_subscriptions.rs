@@ -554,3 +554,48 @@ async fn closing_the_store_ends_subscriptions() {
         .expect("in time");
     assert!(matches!(m, Ok(None)), "{m:?}");
 }
+
+/// A catch-up keeps one reader from start to head. When the head moves
+/// while it reads, it reads on with the same cursor: what its buffer held
+/// past the old head (the segment's zeros, read before the new events were
+/// written) must be read again, not taken for the end of the segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_reads_on_when_the_head_moves_under_it() {
+    let dir = scratch_dir();
+    let store = open(dir.path(), |c| {
+        c.segment_size = 1 << 20;
+        c.read_batch = 2;
+    });
+    prefill(&store, 10).await;
+    let mut sub = store
+        .subscribe(
+            SubscriptionTarget::All(Filter::default()),
+            SubscribeFrom::Start,
+        )
+        .await
+        .expect("subscribe");
+    // The first batch: the reader now buffers the segment, zeros included.
+    let first = take(&mut sub, 2, false, Duration::ZERO).await;
+    assert_eq!(first.positions(), [0, 1]);
+    for i in 0..10 {
+        let data = format!("later-{i}");
+        append_ok(
+            &store,
+            req(
+                "later",
+                ExpectedVersion::Any,
+                vec![ev("L", data.as_bytes())],
+            ),
+        )
+        .await;
+    }
+    let rest = take(&mut sub, 18, true, Duration::ZERO).await;
+    assert_eq!(rest.positions(), (2..20).collect::<Vec<_>>());
+    assert_eq!(rest.caught_up.len(), 1);
+    let later: Vec<&[u8]> = rest.events[8..].iter().map(|e| &e.data[..]).collect();
+    let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("later-{i}").into_bytes()).collect();
+    assert_eq!(later, expected.iter().map(|v| &v[..]).collect::<Vec<_>>());
+    // Everything read from the log, not live: the live buffer had it too,
+    // but the caught-up point comes after the last of them.
+    assert_eq!(rest.caught_up[0].1, Some(19));
+}

@@ -578,7 +578,7 @@ async fn reads_keep_working_while_the_writer_poisons() {
 async fn serve_store(store: Arc<Store>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let metrics = Metrics::new().expect("metrics");
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = StreamsService::new(store, metrics, stop_rx, 512);
+    let service = StreamsService::new(store, metrics, stop_rx);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -11,10 +11,19 @@ mod generated {
     tonic::include_proto!("strata.v1");
 }
 
+/// The server stubs, over [`encoded`] answers for `Read` and `Subscribe`.
+mod server {
+    #![allow(missing_docs)]
+
+    include!(concat!(env!("OUT_DIR"), "/server/strata.v1.rs"));
+}
+
 mod details;
+pub mod encoded;
 mod id;
 mod shortcuts;
 
 pub use details::{detail_of, status_with_detail, ERROR_DETAIL_TYPE_URL};
 pub use generated::*;
 pub use id::{format_uuid, parse_uuid, Hyphenated, UuidError, UUID_LEN};
+pub use server::streams_server;

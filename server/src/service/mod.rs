@@ -11,10 +11,12 @@ mod read;
 mod stats;
 pub mod status;
 mod subscribe;
+mod wire;
 
 use std::sync::Arc;
 
 use strata_proto::v1;
+use strata_proto::v1::encoded::Encoded;
 use strata_proto::v1::streams_server::Streams;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
@@ -25,32 +27,22 @@ use crate::store::Store;
 
 pub use message_limit::MessageLimit;
 
-/// Largest bytes of event data one streamed response carries (a single
-/// larger event still goes alone).
-const RESPONSE_BYTES: usize = 1 << 20;
-
 /// The Streams service over a store.
 #[derive(Clone)]
 pub struct StreamsService {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-    read_batch: usize,
 }
 
 impl StreamsService {
     /// A service over `store`; subscriptions end when `shutdown` turns true.
-    pub fn new(
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
-        read_batch: usize,
-    ) -> Self {
+    /// Response batches follow the store's `read_batch`.
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Self {
         StreamsService {
             store,
             metrics,
             shutdown,
-            read_batch: read_batch.max(1),
         }
     }
 }
@@ -86,7 +78,7 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
-    type ReadStream = ReceiverStream<Result<v1::ReadResponse, Status>>;
+    type ReadStream = ReceiverStream<Result<Encoded, Status>>;
 
     async fn read(
         &self,
@@ -97,7 +89,7 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
-    type SubscribeStream = ReceiverStream<Result<v1::SubscribeResponse, Status>>;
+    type SubscribeStream = ReceiverStream<Result<Encoded, Status>>;
 
     async fn subscribe(
         &self,
@@ -123,28 +115,4 @@ const SHUTDOWN_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Resolves once the server starts shutting down.
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
-}
-
-/// Splits events into wire batches of at most `max_events` events and
-/// about `RESPONSE_BYTES` bytes.
-fn wire_batches(
-    events: &[crate::store::RecordedEvent],
-    max_events: usize,
-) -> Vec<Vec<v1::RecordedEvent>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut bytes = 0;
-    for e in events {
-        let size = e.data.len() + e.metadata.len();
-        if !cur.is_empty() && (cur.len() >= max_events || bytes + size > RESPONSE_BYTES) {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        bytes += size;
-        cur.push(convert::event_to_wire(e));
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
 }

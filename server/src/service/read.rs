@@ -4,16 +4,18 @@
 //! thread, and a client that goes away stops the read.
 
 use strata_proto::v1;
+use strata_proto::v1::encoded::Encoded;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{convert, status::status_from_read, wire_batches, StreamsService};
+use super::{convert, status::status_from_read, wire::WireEvents, StreamsService};
+use crate::store::EventSink as _;
 
 pub(super) async fn handle(
     svc: &StreamsService,
     req: v1::ReadRequest,
-) -> Result<ReceiverStream<Result<v1::ReadResponse, Status>>, Status> {
+) -> Result<ReceiverStream<Result<Encoded, Status>>, Status> {
     let params = convert::read_request(req)?;
     let target = match &params.target {
         convert::Target::Stream(_) => "stream",
@@ -24,12 +26,12 @@ pub(super) async fn handle(
     let mut reader = match params.target {
         convert::Target::Stream(s) => {
             svc.store
-                .read_stream(&s, params.direction, params.from, params.max_count)
+                .read_stream_into::<WireEvents>(&s, params.direction, params.from, params.max_count)
                 .await
         }
         convert::Target::All => {
             svc.store
-                .read_all(
+                .read_all_into::<WireEvents>(
                     params.direction,
                     params.from,
                     params.max_count,
@@ -41,7 +43,6 @@ pub(super) async fn handle(
     .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(2);
     let metrics = svc.metrics.clone();
-    let batch = svc.read_batch;
     tokio::spawn(async move {
         loop {
             let events = tokio::select! {
@@ -49,12 +50,13 @@ pub(super) async fn handle(
                 _ = tx.closed() => return, // the client went away
             };
             let Some(events) = events else { return };
-            let msgs: Vec<Result<v1::ReadResponse, Status>> = match events {
+            let msgs: Vec<Result<Encoded, Status>> = match events {
                 Ok(events) => {
                     metrics.read_events.inc_by(events.len() as u64);
-                    wire_batches(&events, batch)
-                        .into_iter()
-                        .map(|events| Ok(v1::ReadResponse { events }))
+                    events
+                        .into_batches()
+                        .iter()
+                        .map(|b| Ok(Encoded::read_response(b)))
                         .collect()
                 }
                 Err(e) => vec![Err(status_from_read(e))],

@@ -4,33 +4,33 @@
 //! task ends when the client goes away or the server shuts down.
 
 use strata_proto::v1;
+use strata_proto::v1::encoded::Encoded;
 use strata_proto::v1::subscribe_response::Content;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{
-    convert, status::status_from_read, stopped, wire_batches, StreamsService, SHUTDOWN_NOTICE,
+    convert, status::status_from_read, stopped, wire::WireEvents, StreamsService, SHUTDOWN_NOTICE,
 };
 use crate::store::SubscriptionMessage;
 
 pub(super) async fn handle(
     svc: &StreamsService,
     req: v1::SubscribeRequest,
-) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>, Status> {
+) -> Result<ReceiverStream<Result<Encoded, Status>>, Status> {
     let (target, from) = convert::subscribe_request(req)?;
     if *svc.shutdown.borrow() {
         return Err(Status::unavailable("the server is shutting down"));
     }
     let mut sub = svc
         .store
-        .subscribe(target, from)
+        .subscribe_into::<WireEvents>(target, from)
         .await
         .map_err(status_from_read)?;
     let (tx, rx) = mpsc::channel(4);
     let metrics = svc.metrics.clone();
     let mut shutdown = svc.shutdown.clone();
-    let batch = svc.read_batch;
     tokio::spawn(async move {
         metrics.active_subscriptions.inc();
         loop {
@@ -42,10 +42,11 @@ pub(super) async fn handle(
                 }
                 _ = tx.closed() => break,
             };
-            let msgs: Vec<Result<v1::SubscribeResponse, Status>> = match next {
-                Ok(Some(SubscriptionMessage::Events(events))) => wire_batches(&events, batch)
-                    .into_iter()
-                    .map(|events| Ok(content(Content::Events(v1::EventBatch { events }))))
+            let msgs: Vec<Result<Encoded, Status>> = match next {
+                Ok(Some(SubscriptionMessage::Events(events))) => events
+                    .into_batches()
+                    .iter()
+                    .map(|b| Ok(Encoded::subscribe_events(b)))
                     .collect(),
                 Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
                     vec![Ok(content(Content::CaughtUp(v1::CaughtUp {
@@ -89,6 +90,6 @@ pub(super) async fn handle(
     Ok(ReceiverStream::new(rx))
 }
 
-fn content(c: Content) -> v1::SubscribeResponse {
-    v1::SubscribeResponse { content: Some(c) }
+fn content(c: Content) -> Encoded {
+    Encoded::of(&v1::SubscribeResponse { content: Some(c) })
 }

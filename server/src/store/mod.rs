@@ -25,6 +25,7 @@ mod record;
 mod recovery;
 mod scanner;
 mod segment;
+mod sink;
 mod state;
 mod subscription;
 mod tail;
@@ -46,7 +47,9 @@ use error::Result;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
 use reader::ReadBatches;
 pub use reader::ReadStream;
+pub use record::EventRecord;
 pub use segment::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+pub use sink::{EventSink, SharedEncoding};
 pub use subscription::Subscription;
 pub use types::*;
 
@@ -185,6 +188,18 @@ impl Store {
         from: ReadFrom,
         max_count: u64,
     ) -> Result<ReadStream, ReadError> {
+        self.read_stream_into(stream, direction, from, max_count)
+            .await
+    }
+
+    /// Reads a stream in batches collected into `S`.
+    pub async fn read_stream_into<S: EventSink>(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+    ) -> Result<ReadStream<S>, ReadError> {
         validate_stream_name(stream)?;
         let (shared, stream) = (self.shared.clone(), stream.to_owned());
         let batches =
@@ -200,6 +215,17 @@ impl Store {
         max_count: u64,
         filter: Filter,
     ) -> Result<ReadStream, ReadError> {
+        self.read_all_into(direction, from, max_count, filter).await
+    }
+
+    /// Reads `$all` in batches collected into `S`.
+    pub async fn read_all_into<S: EventSink>(
+        &self,
+        direction: Direction,
+        from: ReadFrom,
+        max_count: u64,
+        filter: Filter,
+    ) -> Result<ReadStream<S>, ReadError> {
         let shared = self.shared.clone();
         let batches =
             hop(move || ReadBatches::all(shared, direction, from, max_count, filter)).await??;
@@ -212,6 +238,15 @@ impl Store {
         target: SubscriptionTarget,
         from: SubscribeFrom,
     ) -> Result<Subscription, ReadError> {
+        self.subscribe_into(target, from).await
+    }
+
+    /// Starts a subscription whose event batches are collected into `S`.
+    pub async fn subscribe_into<S: EventSink>(
+        &self,
+        target: SubscriptionTarget,
+        from: SubscribeFrom,
+    ) -> Result<Subscription<S>, ReadError> {
         if let SubscriptionTarget::Stream(name) = &target {
             validate_stream_name(name)?;
         }

@@ -12,6 +12,7 @@ use super::index::{Location, RevisionRun};
 use super::record::{self, EventRecord};
 use super::scanner::{self, Step};
 use super::segment::{Segment, HEADER_LEN};
+use super::sink::EventSink;
 use super::state::{Runs, Shared};
 use super::types::{Direction, EventId, Filter, ReadFrom, RecordedEvent};
 
@@ -22,8 +23,9 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Backward reads read this many events forwards at a time and reverse them.
 const BACKWARD_CHUNK: u64 = 128;
 
-/// Batches of a read, in order. Each `next` does blocking I/O.
-pub(crate) struct ReadBatches {
+/// Batches of a read, in order, each collected into an `S`. Each `next`
+/// does blocking I/O.
+pub(crate) struct ReadBatches<S = Vec<RecordedEvent>> {
     shared: Arc<Shared>,
     kind: Kind,
     remaining: u64,
@@ -32,6 +34,7 @@ pub(crate) struct ReadBatches {
     /// Events read (backward chunks are read forwards, then reversed) but
     /// not yet returned.
     backlog: std::collections::VecDeque<RecordedEvent>,
+    sink: std::marker::PhantomData<fn() -> S>,
 }
 
 enum Kind {
@@ -61,7 +64,7 @@ enum Kind {
     Empty,
 }
 
-impl ReadBatches {
+impl<S: EventSink> ReadBatches<S> {
     pub(crate) fn all(
         shared: Arc<Shared>,
         direction: Direction,
@@ -145,27 +148,48 @@ impl ReadBatches {
             done: false,
             names: NameCache::default(),
             backlog: std::collections::VecDeque::new(),
+            sink: std::marker::PhantomData,
         }
     }
 
-    fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ReadError> {
+    fn is_all_forward(&self) -> bool {
+        matches!(self.kind, Kind::AllForward { .. })
+    }
+
+    /// Lets a forward `$all` read go on to `end` (a later committed head),
+    /// keeping its cursor.
+    pub(crate) fn extend_to(&mut self, new_end: u64) {
+        if let Kind::AllForward {
+            next, end, cursor, ..
+        } = &mut self.kind
+        {
+            if new_end > *end {
+                *end = new_end;
+                // What the buffer holds past the old end was read before
+                // those records were written: read it again.
+                if let Some(c) = cursor {
+                    c.forget_buffered();
+                }
+                self.done = *next >= new_end || self.remaining == 0;
+            }
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<S, ReadError> {
         let limit = self.shared.config.read_batch.max(1) as u64;
         let limit = limit.min(self.remaining) as usize;
-        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut out = S::with_limit(limit);
         let mut bytes = 0usize;
         let shared = &self.shared;
         let names = &mut self.names;
-        let push = |e: RecordedEvent, out: &mut Vec<RecordedEvent>, bytes: &mut usize| {
-            *bytes += e.data.len() + e.metadata.len();
-            out.push(e);
-        };
         let backlog = &mut self.backlog;
         let drain = |backlog: &mut std::collections::VecDeque<RecordedEvent>,
-                     out: &mut Vec<RecordedEvent>,
+                     out: &mut S,
                      bytes: &mut usize| {
             while out.len() < limit && *bytes < BATCH_BYTES {
                 let Some(e) = backlog.pop_front() else { break };
-                push(e, out, bytes);
+                *bytes += e.data.len() + e.metadata.len();
+                out.push_event(e);
             }
         };
         drain(backlog, &mut out, &mut bytes);
@@ -194,13 +218,14 @@ impl ReadBatches {
                         if rec.position != expected {
                             return Err(rec.position);
                         }
-                        Ok(filter
-                            .matches(rec.stream, rec.event_type)
-                            .then(|| rec.to_event(names.get(rec.stream))))
+                        if filter.matches(rec.stream, rec.event_type) {
+                            bytes += rec.data.len() + rec.metadata.len();
+                            out.push_record(rec);
+                        }
+                        Ok(())
                     })?;
                     match ev {
-                        Some(Ok(Some(e))) => push(e, &mut out, &mut bytes),
-                        Some(Ok(None)) => {}
+                        Some(Ok(())) => {}
                         Some(Err(found)) => {
                             return Err(StorageError::corrupt(
                                 &c.seg.path,
@@ -288,8 +313,10 @@ impl ReadBatches {
                             }
                             None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
                         };
-                        let e = c.next_event(shared, position_of(*lo), names)?;
-                        push(e, &mut out, &mut bytes);
+                        c.expect_record(shared, position_of(*lo), |rec| {
+                            bytes += rec.data.len() + rec.metadata.len();
+                            out.push_record(rec);
+                        })?;
                         *lo += 1;
                     } else {
                         let chunk_lo = hi.saturating_sub(BACKWARD_CHUNK).max(*lo);
@@ -317,14 +344,12 @@ impl ReadBatches {
     }
 }
 
-impl ReadBatches {
+impl<S: EventSink> ReadBatches<S> {
     /// The next batch of a forward `$all` read together with the position
     /// it has scanned up to (exclusive) and whether it reached the end.
-    pub(crate) fn next_scanned(
-        &mut self,
-    ) -> Result<(Vec<RecordedEvent>, Option<u64>, bool), ReadError> {
+    pub(crate) fn next_scanned(&mut self) -> Result<(S, Option<u64>, bool), ReadError> {
         let batch = if self.done {
-            Vec::new()
+            S::with_limit(1)
         } else {
             self.next_batch()?
         };
@@ -337,41 +362,69 @@ impl ReadBatches {
 }
 
 /// A read in progress: its batches, each produced by one short hop onto
-/// the blocking pool, so a slow consumer holds memory (one batch), not a
-/// thread.
-pub struct ReadStream {
-    state: Hop,
+/// the blocking pool, so a slow consumer holds memory (the batch it has and
+/// the one read ahead), not a thread. While the consumer sends one batch,
+/// the next is read.
+pub struct ReadStream<S = Vec<RecordedEvent>> {
+    state: Hop<S>,
 }
 
+/// One hop's result: the batch, the `$all` position scanned up to
+/// (exclusive), and whether the read reached its end.
+pub(crate) type Scanned<S> = (S, Option<u64>, bool);
+
+type HopResult<S> = (Box<ReadBatches<S>>, Result<Scanned<S>, ReadError>);
+
 /// Where a read's cursor is: here, on the blocking pool, or gone.
-enum Hop {
-    Idle(Box<ReadBatches>),
+enum Hop<S> {
+    Idle(Box<ReadBatches<S>>),
     /// A hop in progress; kept, so that a `next()` dropped before it
     /// finished (a timeout, a lost `select!`) loses nothing.
-    Busy(tokio::task::JoinHandle<(Box<ReadBatches>, Option<BatchResult>)>),
+    Busy(tokio::task::JoinHandle<HopResult<S>>),
     Done,
 }
 
-type BatchResult = Result<Vec<RecordedEvent>, ReadError>;
-
-impl ReadStream {
-    pub(crate) fn new(batches: ReadBatches) -> Self {
+impl<S: EventSink> ReadStream<S> {
+    pub(crate) fn new(batches: ReadBatches<S>) -> Self {
         ReadStream {
             state: Hop::Idle(Box::new(batches)),
         }
     }
 
+    fn start(mut batches: Box<ReadBatches<S>>) -> Hop<S> {
+        Hop::Busy(tokio::task::spawn_blocking(move || {
+            let r = batches.next_scanned();
+            (batches, r)
+        }))
+    }
+
     /// The next non-empty batch, in order; `None` at the end of the read.
     /// After an error the read is over. Cancel-safe: a call dropped before
     /// it returned leaves its batch to the next call.
-    pub async fn next(&mut self) -> Option<BatchResult> {
+    pub async fn next(&mut self) -> Option<Result<S, ReadError>> {
+        loop {
+            if matches!(&self.state, Hop::Idle(b) if b.done) {
+                self.state = Hop::Done;
+            }
+            match self.next_scanned().await? {
+                Ok((batch, _, _)) if !batch.is_empty() => return Some(Ok(batch)),
+                Ok(_) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// The next hop's batch (possibly empty); `None` once the read is over.
+    /// The hop after it starts before this returns, unless the read
+    /// reached its end (it then waits, idle, for [`Self::extend_to`]).
+    pub(crate) async fn next_scanned(&mut self) -> Option<Result<Scanned<S>, ReadError>> {
         let handle = match std::mem::replace(&mut self.state, Hop::Done) {
             Hop::Done => return None,
             Hop::Busy(h) => h,
-            Hop::Idle(mut batches) => tokio::task::spawn_blocking(move || {
-                let b = batches.next();
-                (batches, b)
-            }),
+            Hop::Idle(batches) => match Self::start(batches) {
+                Hop::Busy(h) => h,
+                _ => return None,
+            },
         };
         self.state = Hop::Busy(handle);
         let Hop::Busy(handle) = &mut self.state else {
@@ -379,13 +432,17 @@ impl ReadStream {
         };
         let joined = handle.await;
         match joined {
-            Ok((batches, b)) => {
-                self.state = if matches!(b, Some(Ok(_))) {
+            Ok((batches, Ok(scanned))) => {
+                self.state = if scanned.2 {
                     Hop::Idle(batches)
                 } else {
-                    Hop::Done
+                    Self::start(batches)
                 };
-                b
+                Some(Ok(scanned))
+            }
+            Ok((_, Err(e))) => {
+                self.state = Hop::Done;
+                Some(Err(e))
             }
             Err(_) => {
                 self.state = Hop::Done;
@@ -394,6 +451,21 @@ impl ReadStream {
         }
     }
 
+    /// Lets a forward `$all` read that reached its end go on to `end`,
+    /// with its cursor and buffer. `false` when it cannot (not idle at its
+    /// end, or not such a read): start a new read instead.
+    pub(crate) fn extend_to(&mut self, end: u64) -> bool {
+        match &mut self.state {
+            Hop::Idle(b) if b.done && b.is_all_forward() => {
+                b.extend_to(end);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl ReadStream<Vec<RecordedEvent>> {
     /// Every remaining event (for small reads and tests; a large read
     /// should go batch by batch).
     pub async fn collect_all(mut self) -> Result<Vec<RecordedEvent>, ReadError> {
@@ -402,24 +474,6 @@ impl ReadStream {
             out.extend(b?);
         }
         Ok(out)
-    }
-}
-
-impl Iterator for ReadBatches {
-    type Item = Result<Vec<RecordedEvent>, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            match self.next_batch() {
-                Ok(b) if b.is_empty() => continue,
-                Ok(b) => return Some(Ok(b)),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-        None
     }
 }
 
@@ -596,6 +650,15 @@ impl LogCursor {
         names: &mut NameCache,
     ) -> Result<RecordedEvent> {
         self.expect_record(shared, position, |r| r.to_event(names.get(r.stream)))
+    }
+
+    /// Drops the buffered bytes past the cursor; the next step reads them
+    /// from the file again.
+    fn forget_buffered(&mut self) {
+        self.offset += self.at as u64;
+        self.buf.clear();
+        self.at = 0;
+        self.eof = false;
     }
 
     fn refill(&mut self, need: usize) -> Result<()> {

@@ -106,6 +106,24 @@ impl EventRecord<'_> {
     }
 }
 
+impl RecordedEvent {
+    /// The event's fields, borrowed, as a record holds them.
+    pub fn as_record(&self) -> EventRecord<'_> {
+        EventRecord {
+            flags: 0,
+            position: self.position,
+            revision: self.revision,
+            recorded_at_micros: self.recorded_at_micros,
+            id: self.id,
+            stream: &self.stream,
+            event_type: &self.event_type,
+            content_type: self.content_type.as_deref().unwrap_or(""),
+            metadata: &self.metadata,
+            data: &self.data,
+        }
+    }
+}
+
 /// Size of the whole frame that encodes `event`.
 pub fn encoded_len(
     stream: &str,

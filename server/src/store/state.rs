@@ -235,6 +235,9 @@ pub(crate) struct CommittedBatch {
     /// The batch was too large to keep in the live buffer: subscribers
     /// read its events from the log instead.
     pub(crate) elided: bool,
+    /// The events as a subscriber's sink made them, for every other
+    /// subscriber that takes the whole batch (see `EventSink::whole_batch`).
+    pub(crate) encoding: super::sink::SharedEncoding,
     /// Index entries of the batch's appends (indexer only).
     pub(crate) entries: Vec<AppendEntry>,
     /// The new heads of the streams the batch wrote (indexer only).

@@ -11,12 +11,12 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use super::error::ReadError;
-use super::reader::ReadBatches;
+use super::reader::{ReadBatches, ReadStream};
+use super::sink::EventSink;
 use super::state::CommittedBatch;
 use super::state::{Condition, Shared};
 use super::types::{
-    Direction, Filter, ReadFrom, RecordedEvent, SubscribeFrom, SubscriptionMessage,
-    SubscriptionTarget,
+    Direction, ReadFrom, RecordedEvent, SubscribeFrom, SubscriptionMessage, SubscriptionTarget,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,8 @@ enum Mode {
 }
 
 /// A running subscription; pull messages with [`Subscription::next`].
-pub struct Subscription {
+/// Event batches are collected into `S`.
+pub struct Subscription<S = Vec<RecordedEvent>> {
     shared: Arc<Shared>,
     target: SubscriptionTarget,
     live: broadcast::Receiver<Arc<CommittedBatch>>,
@@ -38,8 +39,18 @@ pub struct Subscription {
     global_next: u64,
     mode: Mode,
     caught_up_sent: bool,
-    pending: VecDeque<SubscriptionMessage>,
+    pending: VecDeque<SubscriptionMessage<S>>,
     checkpoint: CheckpointClock,
+    /// The catch-up read, kept from batch to batch (cursor, buffer, one
+    /// batch read ahead) until the subscription reaches the head.
+    reader: Option<CatchUp<S>>,
+}
+
+struct CatchUp<S> {
+    read: ReadStream<S>,
+    /// A stream read: the head when it started, which is how far the
+    /// subscription has looked once the read is done.
+    head: u64,
 }
 
 struct CheckpointClock {
@@ -49,7 +60,7 @@ struct CheckpointClock {
     at: Instant,
 }
 
-impl Subscription {
+impl<S: EventSink> Subscription<S> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         target: SubscriptionTarget,
@@ -91,11 +102,12 @@ impl Subscription {
             mode: Mode::CatchUp,
             caught_up_sent: false,
             pending: VecDeque::new(),
+            reader: None,
         })
     }
 
     /// The next message; `Ok(None)` once the store is closing.
-    pub async fn next(&mut self) -> Result<Option<SubscriptionMessage>, ReadError> {
+    pub async fn next(&mut self) -> Result<Option<SubscriptionMessage<S>>, ReadError> {
         loop {
             if let Some(m) = self.pending.pop_front() {
                 return Ok(Some(m));
@@ -114,38 +126,119 @@ impl Subscription {
         }
     }
 
-    /// Reads one bounded chunk from the log.
+    /// Reads one bounded batch from the log.
     async fn catch_up(&mut self) -> Result<(), ReadError> {
-        let shared = self.shared.clone();
-        let target = self.target.clone();
-        let (next_revision, global_next) = (self.next_revision, self.global_next);
-        let chunk =
-            super::hop(move || read_chunk(&shared, &target, next_revision, global_next)).await??;
-        let before = self.global_next;
-        if let Some(last) = chunk.events.last() {
-            self.next_revision = last.revision + 1;
+        if self.reader.is_none() {
+            let opening = Self::open_reader(
+                self.shared.clone(),
+                self.target.clone(),
+                self.next_revision,
+                self.global_next,
+            );
+            match opening.await? {
+                Some(r) => self.reader = Some(r),
+                // The stream does not exist yet: nothing to catch up on.
+                None => {
+                    self.reached_head(self.shared.progress.committed());
+                    return Ok(());
+                }
+            }
         }
-        if let Some(g) = chunk.global_next {
+        let step = match self.reader.as_mut() {
+            Some(r) => r.read.next_scanned().await,
+            None => None,
+        };
+        let Some(step) = step else {
+            self.reader = None;
+            return Ok(());
+        };
+        let (events, scanned, done) = match step {
+            Ok(s) => s,
+            Err(e) => {
+                self.reader = None;
+                return Err(e);
+            }
+        };
+        let before = self.global_next;
+        if let Some(last) = events.last_revision() {
+            self.next_revision = last + 1;
+        }
+        if let Some(g) = scanned {
             self.global_next = g;
         }
-        if !chunk.events.is_empty() {
-            self.pending
-                .push_back(SubscriptionMessage::Events(chunk.events));
+        if !events.is_empty() {
+            self.pending.push_back(SubscriptionMessage::Events(events));
         }
         self.tick_checkpoint(self.global_next.saturating_sub(before), false);
-        if chunk.at_head {
-            self.mode = Mode::Live;
-            if !self.caught_up_sent {
-                self.caught_up_sent = true;
-                let (position, revision) = match self.target {
-                    SubscriptionTarget::All(_) => (self.global_next.checked_sub(1), None),
-                    SubscriptionTarget::Stream(_) => (None, self.next_revision.checked_sub(1)),
-                };
-                self.pending
-                    .push_back(SubscriptionMessage::CaughtUp { position, revision });
+        if done {
+            let head = self.shared.progress.committed();
+            let stream_head = self.reader.as_ref().map_or(0, |r| r.head);
+            let reader = self.reader.as_mut();
+            match self.target {
+                // More was committed meanwhile: read on with the same cursor.
+                SubscriptionTarget::All(_)
+                    if head > self.global_next
+                        && reader.is_some_and(|r| r.read.extend_to(head)) => {}
+                SubscriptionTarget::All(_) => self.reached_head(self.global_next),
+                SubscriptionTarget::Stream(_) => self.reached_head(stream_head),
             }
         }
         Ok(())
+    }
+
+    /// The catch-up read from where the subscription stands; `None` for a
+    /// stream that does not exist.
+    async fn open_reader(
+        shared: Arc<Shared>,
+        target: SubscriptionTarget,
+        next_revision: u64,
+        global_next: u64,
+    ) -> Result<Option<CatchUp<S>>, ReadError> {
+        super::hop(move || {
+            let head = shared.progress.committed();
+            let batches = match &target {
+                SubscriptionTarget::All(filter) => ReadBatches::all(
+                    shared,
+                    Direction::Forwards,
+                    ReadFrom::At(global_next),
+                    0,
+                    filter.clone(),
+                )?,
+                SubscriptionTarget::Stream(name) => match ReadBatches::stream(
+                    shared,
+                    name,
+                    Direction::Forwards,
+                    ReadFrom::At(next_revision),
+                    0,
+                ) {
+                    Ok(r) => r,
+                    Err(ReadError::StreamNotFound(_)) => return Ok(None),
+                    Err(e) => return Err(e),
+                },
+            };
+            Ok(Some(CatchUp {
+                read: ReadStream::new(batches),
+                head,
+            }))
+        })
+        .await?
+    }
+
+    /// The catch-up is over, having looked at everything before `head`:
+    /// follow live batches from there.
+    fn reached_head(&mut self, head: u64) {
+        self.reader = None;
+        self.global_next = self.global_next.max(head);
+        self.mode = Mode::Live;
+        if !self.caught_up_sent {
+            self.caught_up_sent = true;
+            let (position, revision) = match self.target {
+                SubscriptionTarget::All(_) => (self.global_next.checked_sub(1), None),
+                SubscriptionTarget::Stream(_) => (None, self.next_revision.checked_sub(1)),
+            };
+            self.pending
+                .push_back(SubscriptionMessage::CaughtUp { position, revision });
+        }
     }
 
     /// Waits for the next live batch. `false` when the store closed.
@@ -191,23 +284,25 @@ impl Subscription {
             return Ok(true);
         }
         let before = self.global_next;
-        let events: Vec<RecordedEvent> = match &self.target {
-            SubscriptionTarget::All(filter) => batch
-                .events
-                .iter()
-                .filter(|e| e.position >= before && filter.matches(&e.stream, &e.event_type))
-                .cloned()
-                .collect(),
-            SubscriptionTarget::Stream(name) => batch
-                .events
-                .iter()
-                .filter(|e| &*e.stream == name.as_str() && e.revision >= self.next_revision)
-                .cloned()
-                .collect(),
+        let limit = self.shared.config.read_batch.max(1);
+        let events = match &self.target {
+            // Taken whole: the encoding is shared with every subscriber
+            // that does the same.
+            SubscriptionTarget::All(filter)
+                if filter.is_empty() && batch.first_position >= before =>
+            {
+                S::whole_batch(&batch.events, &batch.encoding, limit)
+            }
+            SubscriptionTarget::All(filter) => some_of(&batch.events, limit, |e| {
+                e.position >= before && filter.matches(&e.stream, &e.event_type)
+            }),
+            SubscriptionTarget::Stream(name) => some_of(&batch.events, limit, |e| {
+                &*e.stream == name.as_str() && e.revision >= self.next_revision
+            }),
         };
         self.global_next = batch.end_position;
-        if let Some(last) = events.last() {
-            self.next_revision = last.revision + 1;
+        if let Some(last) = events.last_revision() {
+            self.next_revision = last + 1;
         }
         if !events.is_empty() {
             self.pending.push_back(SubscriptionMessage::Events(events));
@@ -237,61 +332,14 @@ impl Subscription {
     }
 }
 
-struct Chunk {
-    events: Vec<RecordedEvent>,
-    global_next: Option<u64>,
-    at_head: bool,
-}
-
-fn read_chunk(
-    shared: &Arc<Shared>,
-    target: &SubscriptionTarget,
-    next_revision: u64,
-    global_next: u64,
-) -> Result<Chunk, ReadError> {
-    match target {
-        SubscriptionTarget::All(filter) => all_chunk(shared, filter, global_next),
-        SubscriptionTarget::Stream(name) => {
-            let head = shared.progress.committed();
-            let mut reader = match ReadBatches::stream(
-                shared.clone(),
-                name,
-                Direction::Forwards,
-                ReadFrom::At(next_revision),
-                0,
-            ) {
-                Ok(r) => r,
-                Err(ReadError::StreamNotFound(_)) => {
-                    return Ok(Chunk {
-                        events: Vec::new(),
-                        global_next: Some(head),
-                        at_head: true,
-                    })
-                }
-                Err(e) => return Err(e),
-            };
-            let (events, _, done) = reader.next_scanned()?;
-            Ok(Chunk {
-                events,
-                global_next: done.then_some(head),
-                at_head: done,
-            })
-        }
+fn some_of<S: EventSink>(
+    events: &[RecordedEvent],
+    limit: usize,
+    keep: impl Fn(&RecordedEvent) -> bool,
+) -> S {
+    let mut sink = S::with_limit(limit);
+    for e in events.iter().filter(|e| keep(e)) {
+        sink.push_shared(e);
     }
-}
-
-fn all_chunk(shared: &Arc<Shared>, filter: &Filter, from: u64) -> Result<Chunk, ReadError> {
-    let mut reader = ReadBatches::all(
-        shared.clone(),
-        Direction::Forwards,
-        ReadFrom::At(from),
-        0,
-        filter.clone(),
-    )?;
-    let (events, scanned, done) = reader.next_scanned()?;
-    Ok(Chunk {
-        events,
-        global_next: Some(scanned.unwrap_or(from)),
-        at_head: done,
-    })
+    sink
 }

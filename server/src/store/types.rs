@@ -246,9 +246,9 @@ pub enum SubscriptionTarget {
 
 /// One message of a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SubscriptionMessage {
+pub enum SubscriptionMessage<E = Vec<RecordedEvent>> {
     /// Events in order, never repeated, never skipped.
-    Events(Vec<RecordedEvent>),
+    Events(E),
     /// Sent once, when the subscription first reaches the live head. Each
     /// value is a point to resume after, with no gap and no duplicate.
     CaughtUp {

@@ -238,6 +238,7 @@ impl Writer {
             // some; one that subscribes during the batch gets it elided
             // (read from the log).
             elided: self.shared.live.receiver_count() == 0,
+            encoding: Default::default(),
             entries: Vec::new(),
             heads: Vec::new(),
         };
@@ -323,6 +324,7 @@ impl Writer {
                     end_position: batch.end_position,
                     events: if elided { Vec::new() } else { live_events },
                     elided,
+                    encoding: Default::default(),
                     entries: Vec::new(),
                     heads: Vec::new(),
                 };
