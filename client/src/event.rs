@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use strata_proto::v1;
 use uuid::Uuid;
 
@@ -272,10 +273,10 @@ pub struct RecordedEvent {
     pub id: Uuid,
     /// Its type.
     pub event_type: String,
-    /// Its payload.
-    pub data: Vec<u8>,
-    /// Its metadata.
-    pub metadata: Vec<u8>,
+    /// Its payload, as received (decoded without a copy).
+    pub data: Bytes,
+    /// Its metadata, as received (decoded without a copy).
+    pub metadata: Bytes,
     /// Media type of the payload; `None` when the appender gave none.
     pub content_type: Option<String>,
     /// When the server committed it (server clock).
@@ -326,8 +327,8 @@ impl RecordedEvent {
             position: e.position,
             id: Uuid::from_bytes(id),
             event_type: e.r#type,
-            data: e.data.into(),
-            metadata: e.metadata.into(),
+            data: e.data,
+            metadata: e.metadata,
             content_type: Some(e.content_type).filter(|c| !c.is_empty()),
             recorded_at,
         })

@@ -122,6 +122,8 @@ pub use pipeline::Pipeline;
 pub use read::{Direction, EventStream, ReadFrom, ReadOptions};
 pub use subscription::{SubscribeFrom, Subscription, SubscriptionMessage};
 
+/// The payload type of [`RecordedEvent::data`] and [`RecordedEvent::metadata`].
+pub use bytes::Bytes;
 /// The stream traits the returned [`EventStream`] and [`Subscription`]
 /// implement or are used with, re-exported so callers need no extra
 /// dependency: `try_next`, `try_collect`, `next`, `take`, ...

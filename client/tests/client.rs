@@ -109,7 +109,7 @@ async fn append_then_read_back_every_field() {
     );
     assert_eq!(e.content_type.as_deref(), Some("application/octet-stream"));
     assert_eq!(read[1].content_type, None);
-    assert_eq!(read[2].data, b"1");
+    assert_eq!(&read[2].data[..], b"1");
     let age = e.recorded_at.duration_since(before).unwrap_or_default();
     assert!(age < Duration::from_secs(10), "recorded_at is now-ish");
 }
