@@ -25,12 +25,16 @@ pub enum Workload {
     Contended,
     /// Readers read `--read-count` events of $all forwards from a random position.
     ReadAll,
+    /// As read-all, with the page cache dropped before each call (needs root).
+    ReadAllCold,
     /// Readers read whole streams of `--stream-lengths` events, chosen at random.
     ReadStream,
     /// Live $all subscribers while `--subscribe-writers` writers append; append→delivery latency.
     Subscribe,
     /// Subscribers catch up on $all from the start over `--events` stored events.
     CatchUp,
+    /// As catch-up, with the page cache dropped before each catch-up (needs root).
+    CatchUpCold,
     /// Time from process start to serving with `--recovery-events` stored (Strata only).
     Recovery,
     /// This machine's fdatasync rate and sequential write bandwidth (no server).
@@ -39,7 +43,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 13] = [
         Workload::ProbeDisk,
         Workload::Append,
         Workload::AppendPipelined,
@@ -48,8 +52,10 @@ impl Workload {
         Workload::Contended,
         Workload::Subscribe,
         Workload::ReadAll,
+        Workload::ReadAllCold,
         Workload::ReadStream,
         Workload::CatchUp,
+        Workload::CatchUpCold,
         Workload::Recovery,
     ];
 
@@ -62,9 +68,11 @@ impl Workload {
             Workload::MultiAppend => "multi-append",
             Workload::Contended => "contended",
             Workload::ReadAll => "read-all",
+            Workload::ReadAllCold => "read-all-cold",
             Workload::ReadStream => "read-stream",
             Workload::Subscribe => "subscribe",
             Workload::CatchUp => "catch-up",
+            Workload::CatchUpCold => "catch-up-cold",
             Workload::Recovery => "recovery",
             Workload::ProbeDisk => "probe-disk",
         }
@@ -74,7 +82,11 @@ impl Workload {
     pub fn needs_preload(self) -> bool {
         matches!(
             self,
-            Workload::ReadAll | Workload::ReadStream | Workload::CatchUp
+            Workload::ReadAll
+                | Workload::ReadAllCold
+                | Workload::ReadStream
+                | Workload::CatchUp
+                | Workload::CatchUpCold
         )
     }
 }

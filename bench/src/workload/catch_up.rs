@@ -2,10 +2,12 @@
 //! consumes `--events` stored events, then cancels and starts over, until
 //! the window closes. Latency is one whole catch-up; events are counted per
 //! delivered batch. (PostgreSQL "subscribes" by polling 1000 rows at a time.)
+//! `catch-up-cold` drops the page cache before each catch-up and counts the
+//! events of whole catch-ups over their own time.
 
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, ReadSet, Tally, Window};
+use super::{cold_rates, drop_page_cache, gather, row, watch, Ctx, ReadSet, Tally, Window};
 use crate::cli::Workload;
 use crate::error::{BenchError, Result};
 use crate::report::Row;
@@ -17,6 +19,7 @@ pub async fn run(
     running: &Running,
     read_set: Option<&ReadSet>,
     subscribers: usize,
+    cold: bool,
 ) -> Result<Row> {
     let o = &ctx.options;
     let head = read_set
@@ -34,6 +37,9 @@ pub async fn run(
                 let mut tally = Tally::default();
                 let mut events_in_window = 0u64;
                 while window.running() {
+                    if cold {
+                        drop_page_cache().await?;
+                    }
                     let began = Instant::now();
                     let mut seen = 0u64;
                     let mut on_batch = |stamps: &[u64]| {
@@ -49,19 +55,31 @@ pub async fn run(
                         .await?;
                     let done = Instant::now();
                     if seen == target && window.counts(began, done) {
-                        tally.op(0, began, done);
+                        tally.op(if cold { seen } else { 0 }, began, done);
+                        if cold {
+                            tally.bump("cold_call_us", (done - began).as_micros() as u64);
+                        }
                     }
                 }
-                tally.events = events_in_window;
+                if !cold {
+                    tally.events = events_in_window;
+                }
                 Ok(tally)
             })
         })
         .collect();
     let tally = gather(handles).await?;
     let usage = usage.await?;
+    let busy = std::time::Duration::from_micros(*tally.counters.get("cold_call_us").unwrap_or(&0));
+    let events = tally.events;
+    let workload = if cold {
+        Workload::CatchUpCold
+    } else {
+        Workload::CatchUp
+    };
     let mut r = row(
         running,
-        Workload::CatchUp.name(),
+        workload.name(),
         subscribers,
         &window,
         tally,
@@ -69,5 +87,8 @@ pub async fn run(
         o.payload,
     );
     r.extra.insert("events_per_catch_up".into(), target as f64);
+    if cold {
+        cold_rates(&mut r, subscribers, events, busy, o.payload);
+    }
     Ok(r)
 }

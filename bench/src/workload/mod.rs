@@ -175,6 +175,48 @@ impl Tally {
     }
 }
 
+/// Writes dirty pages back and drops the whole page cache, so that the next
+/// read comes from the disk (Linux, root). Every system's files go, but
+/// not what a server caches in its own memory (PostgreSQL's shared
+/// buffers, for one).
+pub async fn drop_page_cache() -> Result<()> {
+    tokio::task::spawn_blocking(drop_page_cache_now).await?
+}
+
+/// [`drop_page_cache`] on the calling (blocking) thread.
+pub fn drop_page_cache_now() -> Result<()> {
+    let path = std::path::Path::new("/proc/sys/vm/drop_caches");
+    let synced = std::process::Command::new("sync")
+        .status()
+        .map_err(|e| crate::error::BenchError::io("running sync", path, e))?;
+    if !synced.success() {
+        return Err(crate::error::BenchError::Config("sync failed".into()));
+    }
+    std::fs::write(path, "3\n").map_err(|e| {
+        crate::error::BenchError::Config(format!(
+            "cold workloads drop the page cache through {}, which needs root: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Cold-cell figures: events per second of the calls themselves (the time
+/// spent dropping the cache between them is not counted), per client
+/// summed.
+pub fn cold_rates(row: &mut Row, clients: usize, events: u64, busy: Duration, payload: usize) {
+    let per_client_secs = busy.as_secs_f64() / clients.max(1) as f64;
+    if events == 0 || per_client_secs <= 0.0 {
+        return;
+    }
+    row.events_per_s = events as f64 / per_client_secs;
+    row.mib_per_s = row.events_per_s * payload as f64 / (1 << 20) as f64;
+    row.notes = format!(
+        "page cache dropped before each call; events/s over the calls' own time{}{}",
+        if row.notes.is_empty() { "" } else { "; " },
+        row.notes
+    );
+}
+
 /// CPU and memory of the server and the driver over a window, the deltas
 /// of Strata's metrics across it, and the machine's load at its end.
 #[derive(Clone, Debug, Default)]
@@ -258,6 +300,17 @@ pub fn row(
     for (k, v) in &tally.counters {
         extra.insert((*k).to_string(), *v as f64);
     }
+    // Reads move many events per call: CPU per event says more there.
+    if workload.starts_with("read") || workload.starts_with("catch-up") {
+        for (name, cpu_s) in [
+            ("srv_us_per_event", usage.server_cpu_s),
+            ("cli_us_per_event", usage.client_cpu_s),
+        ] {
+            if let Some(v) = cpu_us_per_op(cpu_s, tally.events) {
+                extra.insert(name.to_string(), v);
+            }
+        }
+    }
     Row {
         system: running.kind.name().to_owned(),
         workload: workload.to_owned(),
@@ -304,9 +357,11 @@ pub async fn run_cell(
         Workload::MultiAppend => multi_append::run(ctx, running, clients).await,
         Workload::Contended => contended::run(ctx, running, clients).await,
         Workload::Subscribe => subscribe::run(ctx, running, clients).await,
-        Workload::ReadAll => read_all::run(ctx, running, read_set, clients).await,
+        Workload::ReadAll => read_all::run(ctx, running, read_set, clients, false).await,
+        Workload::ReadAllCold => read_all::run(ctx, running, read_set, clients, true).await,
         Workload::ReadStream => read_stream::run(ctx, running, read_set, clients).await,
-        Workload::CatchUp => catch_up::run(ctx, running, read_set, clients).await,
+        Workload::CatchUp => catch_up::run(ctx, running, read_set, clients, false).await,
+        Workload::CatchUpCold => catch_up::run(ctx, running, read_set, clients, true).await,
         Workload::Recovery | Workload::ProbeDisk => Err(crate::error::BenchError::Config(format!(
             "{} is not a per-client workload",
             workload.name()

@@ -9,6 +9,8 @@
 //! 3. `seq write 4 MiB + fdatasync`: 4 MiB writes to a new file, each
 //!    followed by fdatasync, wrapping at 1 GiB: the physical sequential
 //!    bandwidth, the ceiling for append-batch.
+//! 4. `seq read 4 MiB (cold)`: the file of (3) read back in 4 MiB reads
+//!    after the page cache was dropped (root): the ceiling for cold reads.
 //!
 //! Each runs for `--duration`; latency is one write + fdatasync.
 
@@ -33,10 +35,12 @@ pub async fn probe_disk(dir: &Path, duration: Duration) -> Result<Vec<Row>> {
     let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Row>> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| BenchError::io("creating the probe directory", &dir, e))?;
+        let (written, seq_row) = sequential(&dir, duration)?;
         let rows = vec![
             preallocated(&dir, duration)?,
             growing(&dir, duration)?,
-            sequential(&dir, duration)?,
+            seq_row,
+            sequential_read(&dir, written, duration)?,
         ];
         let _ = std::fs::remove_dir_all(&dir);
         Ok(rows)
@@ -126,20 +130,42 @@ fn growing(dir: &Path, duration: Duration) -> Result<Row> {
     ))
 }
 
-fn sequential(dir: &Path, duration: Duration) -> Result<Row> {
+/// Returns how far the file was written, with the row.
+fn sequential(dir: &Path, duration: Duration) -> Result<(u64, Row)> {
     let path = dir.join("sequential");
     let file = create(&path)?;
     let buf = vec![0x5Au8; LARGE];
-    let (mut samples, mut offset) = (Vec::new(), 0u64);
+    let (mut samples, mut offset, mut written) = (Vec::new(), 0u64, 0u64);
     let start = Instant::now();
     while start.elapsed() < duration {
         samples.push(write_sync(&file, &path, &buf, offset)?);
         offset = (offset + LARGE as u64) % WRAP;
+        written = written.max(offset).max(if offset == 0 { WRAP } else { 0 });
     }
-    Ok(probe_row(
+    let row = probe_row(
         "seq write 4 MiB + fdatasync",
         LARGE,
         samples,
         start.elapsed(),
-    ))
+    );
+    Ok((written, row))
+}
+
+fn sequential_read(dir: &Path, written: u64, duration: Duration) -> Result<Row> {
+    let path = dir.join("sequential");
+    let file = File::open(&path).map_err(|e| BenchError::io("opening a probe file", &path, e))?;
+    super::drop_page_cache_now()?;
+    let mut buf = vec![0u8; LARGE];
+    let (mut samples, mut offset) = (Vec::new(), 0u64);
+    let start = Instant::now();
+    while start.elapsed() < duration && offset + LARGE as u64 <= written {
+        let t = Instant::now();
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| BenchError::io("reading a probe file", &path, e))?;
+        samples.push(t.elapsed().as_nanos() as u64);
+        offset += LARGE as u64;
+    }
+    let mut row = probe_row("seq read 4 MiB (cold)", LARGE, samples, start.elapsed());
+    row.notes = format!("{} KiB per read, page cache dropped first", LARGE / 1024);
+    Ok(row)
 }
