@@ -47,7 +47,11 @@ mod tests {
                 "PipelinedAppend",
                 "Read",
                 "Subscribe",
-                "Stats"
+                "Stats",
+                "Delete",
+                "Tombstone",
+                "GetStreamMetadata",
+                "SetStreamMetadata"
             ]
         );
         assert_eq!(

@@ -4,6 +4,7 @@
 
 mod append;
 pub mod convert;
+mod lifecycle;
 mod message_limit;
 mod multi_append;
 mod pipelined_append;
@@ -105,6 +106,42 @@ impl Streams for StreamsService {
         _request: Request<v1::StatsRequest>,
     ) -> Result<Response<v1::StatsResponse>, Status> {
         stats::handle(self).await.map(Response::new)
+    }
+
+    async fn delete(
+        &self,
+        request: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        lifecycle::delete(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn tombstone(
+        &self,
+        request: Request<v1::TombstoneRequest>,
+    ) -> Result<Response<v1::TombstoneResponse>, Status> {
+        lifecycle::tombstone(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_stream_metadata(
+        &self,
+        request: Request<v1::GetStreamMetadataRequest>,
+    ) -> Result<Response<v1::StreamMetadataResponse>, Status> {
+        lifecycle::get_metadata(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        request: Request<v1::SetStreamMetadataRequest>,
+    ) -> Result<Response<v1::SetStreamMetadataResponse>, Status> {
+        lifecycle::set_metadata(self, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -39,6 +39,8 @@ pub fn status_from_append(e: AppendError) -> Status {
             status_with_detail(Code::AlreadyExists, msg, detail)
         }
         AppendError::InvalidArgument(_) => Status::invalid_argument(msg),
+        AppendError::StreamNotFound(_) => Status::not_found(msg),
+        AppendError::Tombstoned(_) => Status::failed_precondition(msg),
         AppendError::Poisoned(_) | AppendError::ShuttingDown => Status::unavailable(msg),
         AppendError::Storage(e) => status_from_storage(e),
     }
@@ -50,6 +52,7 @@ pub fn status_from_read(e: ReadError) -> Status {
     match e {
         ReadError::InvalidArgument(_) => Status::invalid_argument(msg),
         ReadError::StreamNotFound(_) => Status::not_found(msg),
+        ReadError::Tombstoned(_) => Status::failed_precondition(msg),
         ReadError::ShuttingDown => Status::unavailable(msg),
         ReadError::Storage(e) => status_from_storage(e),
     }

@@ -97,6 +97,14 @@ pub enum AppendError {
         position: u64,
     },
 
+    /// The stream a delete names does not exist (or is deleted already).
+    #[error("stream '{0}' not found")]
+    StreamNotFound(String),
+
+    /// The stream was tombstoned: nothing can be done to it any more.
+    #[error("stream '{0}' is tombstoned")]
+    Tombstoned(String),
+
     /// An earlier write or sync failed; the writer refuses appends until restart.
     #[error("the writer stopped after an I/O failure ({0}); appends are refused until restart, reads still work")]
     Poisoned(String),
@@ -117,9 +125,13 @@ pub enum ReadError {
     #[error("invalid request: {0}")]
     InvalidArgument(String),
 
-    /// The stream to read does not exist.
+    /// The stream to read does not exist (or is soft-deleted).
     #[error("stream '{0}' not found")]
     StreamNotFound(String),
+
+    /// The stream was tombstoned.
+    #[error("stream '{0}' is tombstoned")]
+    Tombstoned(String),
 
     /// The store is shutting down or closed.
     #[error("the store is shutting down")]

@@ -20,6 +20,7 @@ mod index;
 mod indexer;
 pub mod io;
 mod lock;
+mod policy;
 mod reader;
 mod record;
 mod recovery;
@@ -45,6 +46,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use config::{Limits, StoreConfig, SyncMode};
 use error::Result;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
+pub use policy::{StreamAcl, StreamMetadata, StreamPolicy};
 use reader::ReadBatches;
 pub use reader::ReadStream;
 pub use record::EventRecord;
@@ -116,6 +118,7 @@ impl Store {
             progress: Progress::default(),
             lifecycle: Lifecycle::default(),
             live,
+            policies: Default::default(),
             observer,
         });
         let started = std::time::Instant::now();
@@ -126,6 +129,8 @@ impl Store {
         shared.progress.set_committed(recovered.next_position);
         shared.progress.set_indexed(recovered.next_position);
         shared.observer.indexed(recovered.next_position);
+        let policies = policy::load(&shared, recovered.heads.keys())?;
+        shared.policies.set(policies);
         tracing::info!(
             head_position = recovered.next_position,
             streams = recovered.heads.len(),
@@ -165,6 +170,42 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.submit(WriteRequest::Multi { req, reply }).await?;
         rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    /// Records a delete, a tombstone or a metadata change in the log (like
+    /// an append: durable when this returns) and applies it to every read
+    /// from then on.
+    pub async fn lifecycle(&self, req: LifecycleRequest) -> Result<LifecycleOutcome, AppendError> {
+        validate::stream_name(req.stream(), true).map_err(AppendError::InvalidArgument)?;
+        if let LifecycleRequest::SetMetadata { metadata, .. } = &req {
+            let size = metadata.to_json().len();
+            let limit = self.shared.config.limits.max_event_bytes;
+            if size as u64 > limit {
+                return Err(AppendError::TooLarge {
+                    what: "stream metadata",
+                    actual: size as u64,
+                    limit,
+                    setting: "max-event-bytes",
+                });
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Lifecycle { req, reply }).await?;
+        rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    /// A stream's metadata and its revision (empty and absent when never
+    /// set; not an error for a stream that does not exist).
+    pub fn stream_metadata(&self, stream: &str) -> Result<MetadataAnswer, ReadError> {
+        validate_stream_name(stream)?;
+        let policy = self.shared.policies.get(stream).unwrap_or_default();
+        if policy.tombstoned {
+            return Err(ReadError::Tombstoned(stream.to_owned()));
+        }
+        Ok(MetadataAnswer {
+            metadata: policy.metadata.map(|m| (*m).clone()).unwrap_or_default(),
+            metadata_revision: policy.metadata_revision,
+        })
     }
 
     async fn submit(&self, work: WriteRequest) -> Result<(), AppendError> {

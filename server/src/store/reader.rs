@@ -34,6 +34,7 @@ pub(crate) struct ReadBatches<S = Vec<RecordedEvent>> {
     /// Events read (backward chunks are read forwards, then reversed) but
     /// not yet returned.
     backlog: std::collections::VecDeque<RecordedEvent>,
+    visibility: Visibility,
     sink: std::marker::PhantomData<fn() -> S>,
 }
 
@@ -111,17 +112,27 @@ impl<S: EventSink> ReadBatches<S> {
         max_count: u64,
     ) -> Result<Self, ReadError> {
         let end = shared.progress.committed();
-        let Some(head) = shared.stream_head(stream)? else {
+        let head = shared.stream_head(stream)?;
+        let policy = shared.policies.get(stream);
+        if policy.as_ref().is_some_and(|p| p.tombstoned) {
+            return Err(ReadError::Tombstoned(stream.to_owned()));
+        }
+        let last = head.map(|h| h.last_revision);
+        let (Some(head), false) = (head, policy.as_ref().is_some_and(|p| p.is_deleted(last)))
+        else {
             return Err(ReadError::StreamNotFound(stream.to_owned()));
         };
+        // Revisions below the floor are hidden (deleted, truncated, beyond
+        // max-count): the read starts at it.
+        let floor = policy.map_or(0, |p| p.floor(last));
         let backwards = direction == Direction::Backwards;
         let range = match (direction, from) {
-            (Direction::Forwards, ReadFrom::Start) => Some((0, u64::MAX)),
+            (Direction::Forwards, ReadFrom::Start) => Some((floor, u64::MAX)),
             (Direction::Forwards, ReadFrom::End) => None,
-            (Direction::Forwards, ReadFrom::At(r)) => Some((r, u64::MAX)),
-            (Direction::Backwards, ReadFrom::Start) => Some((0, 0)),
-            (Direction::Backwards, ReadFrom::End) => Some((0, u64::MAX)),
-            (Direction::Backwards, ReadFrom::At(r)) => Some((0, r)),
+            (Direction::Forwards, ReadFrom::At(r)) => Some((r.max(floor), u64::MAX)),
+            (Direction::Backwards, ReadFrom::Start) => (floor == 0).then_some((0, 0)),
+            (Direction::Backwards, ReadFrom::End) => Some((floor, u64::MAX)),
+            (Direction::Backwards, ReadFrom::At(r)) => (r >= floor).then_some((floor, r)),
         };
         let kind = match range {
             Some((from, to)) => Kind::Stream {
@@ -141,6 +152,7 @@ impl<S: EventSink> ReadBatches<S> {
     }
 
     fn new(shared: Arc<Shared>, kind: Kind, max_count: u64) -> Self {
+        let visibility = Visibility::new(&shared);
         ReadBatches {
             shared,
             kind,
@@ -148,6 +160,7 @@ impl<S: EventSink> ReadBatches<S> {
             done: false,
             names: NameCache::default(),
             backlog: std::collections::VecDeque::new(),
+            visibility,
             sink: std::marker::PhantomData,
         }
     }
@@ -183,6 +196,7 @@ impl<S: EventSink> ReadBatches<S> {
         let shared = &self.shared;
         let names = &mut self.names;
         let backlog = &mut self.backlog;
+        let vis = &mut self.visibility;
         let drain = |backlog: &mut std::collections::VecDeque<RecordedEvent>,
                      out: &mut S,
                      bytes: &mut usize| {
@@ -218,7 +232,9 @@ impl<S: EventSink> ReadBatches<S> {
                         if rec.position != expected {
                             return Err(rec.position);
                         }
-                        if filter.matches(rec.stream, rec.event_type) {
+                        if filter.matches(rec.stream, rec.event_type)
+                            && vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
+                        {
                             bytes += rec.data.len() + rec.metadata.len();
                             out.push_record(rec);
                         }
@@ -262,11 +278,10 @@ impl<S: EventSink> ReadBatches<S> {
                     scanned += chunk.len();
                     *next_end = lo;
                     chunk.reverse();
-                    backlog.extend(
-                        chunk
-                            .into_iter()
-                            .filter(|e| filter.matches(&e.stream, &e.event_type)),
-                    );
+                    backlog.extend(chunk.into_iter().filter(|e| {
+                        filter.matches(&e.stream, &e.event_type)
+                            && vis.visible(shared, &e.stream, e.revision, e.recorded_at_micros)
+                    }));
                     drain(backlog, &mut out, &mut bytes);
                 }
                 if *next_end == 0 {
@@ -314,8 +329,11 @@ impl<S: EventSink> ReadBatches<S> {
                             None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
                         };
                         c.expect_record(shared, position_of(*lo), |rec| {
-                            bytes += rec.data.len() + rec.metadata.len();
-                            out.push_record(rec);
+                            if vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
+                            {
+                                bytes += rec.data.len() + rec.metadata.len();
+                                out.push_record(rec);
+                            }
                         })?;
                         *lo += 1;
                     } else {
@@ -324,7 +342,10 @@ impl<S: EventSink> ReadBatches<S> {
                             read_range(shared, position_of(chunk_lo), position_of(*hi), names)?;
                         *hi = chunk_lo;
                         chunk.reverse();
-                        backlog.extend(chunk.into_iter().filter(|e| e.position < *end));
+                        backlog.extend(chunk.into_iter().filter(|e| {
+                            e.position < *end
+                                && vis.visible(shared, &e.stream, e.revision, e.recorded_at_micros)
+                        }));
                         drain(backlog, &mut out, &mut bytes);
                     }
                     if lo >= hi {
@@ -474,6 +495,82 @@ impl ReadStream<Vec<RecordedEvent>> {
             out.extend(b?);
         }
         Ok(out)
+    }
+}
+
+/// The non-empty batches of a read, on the calling (blocking) thread.
+impl<S: EventSink> Iterator for ReadBatches<S> {
+    type Item = Result<S, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            match self.next_batch() {
+                Ok(b) if b.is_empty() => continue,
+                Ok(b) => return Some(Ok(b)),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Which events a read may return, from the streams' lifecycle policies as
+/// they were when the read started (max-count counts from the stream's
+/// head then; max-age from the read's start).
+struct Visibility {
+    /// No stream had a policy: everything is visible, with no lookup.
+    none: bool,
+    now_micros: i64,
+    /// Per stream: the lowest visible revision and the oldest visible
+    /// commit time.
+    rules: std::collections::HashMap<Box<str>, (u64, i64)>,
+}
+
+/// Streams whose rule a read keeps before it starts over.
+const VISIBILITY_CACHE: usize = 4096;
+
+impl Visibility {
+    fn new(shared: &Shared) -> Self {
+        Visibility {
+            none: shared.policies.is_empty(),
+            now_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+            rules: std::collections::HashMap::new(),
+        }
+    }
+
+    fn visible(&mut self, shared: &Shared, stream: &str, revision: u64, recorded_at: i64) -> bool {
+        if self.none {
+            return true;
+        }
+        let (floor, oldest) = match self.rules.get(stream) {
+            Some(r) => *r,
+            None => {
+                let rule = match shared.policies.get(stream) {
+                    None => (0, i64::MIN),
+                    Some(p) if p.tombstoned => (u64::MAX, i64::MAX),
+                    Some(p) => {
+                        let last = shared
+                            .stream_head(stream)
+                            .ok()
+                            .flatten()
+                            .map(|h| h.last_revision);
+                        let oldest = p.oldest_visible_micros(self.now_micros);
+                        (p.floor(last), oldest.unwrap_or(i64::MIN))
+                    }
+                };
+                if self.rules.len() >= VISIBILITY_CACHE {
+                    self.rules.clear();
+                }
+                self.rules.insert(stream.into(), rule);
+                rule
+            }
+        };
+        revision >= floor && recorded_at >= oldest
     }
 }
 

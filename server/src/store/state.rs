@@ -157,6 +157,8 @@ pub(crate) struct Shared {
     /// Committed batches for live subscribers. Sent to by the writer thread
     /// only.
     pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
+    /// Every stream's lifecycle (deletes, tombstones, metadata).
+    pub(crate) policies: super::policy::Policies,
     /// Where the engine reports its work. Set at open.
     pub(crate) observer: Arc<dyn Observer>,
 }
@@ -238,6 +240,9 @@ pub(crate) struct CommittedBatch {
     /// The events as a subscriber's sink made them, for every other
     /// subscriber that takes the whole batch (see `EventSink::whole_batch`).
     pub(crate) encoding: super::sink::SharedEncoding,
+    /// Some event is of a `$`-stream (which unfiltered `$all` subscribers
+    /// do not get).
+    pub(crate) has_system: bool,
     /// Index entries of the batch's appends (indexer only).
     pub(crate) entries: Vec<AppendEntry>,
     /// The new heads of the streams the batch wrote (indexer only).

@@ -66,6 +66,11 @@ impl<S: EventSink> Subscription<S> {
         target: SubscriptionTarget,
         from: SubscribeFrom,
     ) -> Result<Self, ReadError> {
+        if let SubscriptionTarget::Stream(name) = &target {
+            if shared.policies.get(name).is_some_and(|p| p.tombstoned) {
+                return Err(ReadError::Tombstoned(name.clone()));
+            }
+        }
         // Subscribe to live batches before anything is read, so nothing
         // committed from here on can be missed.
         let live = shared.live.subscribe();

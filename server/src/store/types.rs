@@ -219,8 +219,20 @@ impl Filter {
         self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
     }
 
-    /// Whether an event of `stream` with `event_type` passes.
+    /// True when the filter lets every event of a non-`$` stream through
+    /// (and, as every filter without a `$` stream prefix, none of a
+    /// `$`-stream).
+    pub fn passes_all_user_events(&self) -> bool {
+        self.is_empty()
+    }
+
+    /// Whether an event of `stream` with `event_type` passes. Events of
+    /// `$`-streams (metadata history, lifecycle records) pass only a filter
+    /// with a stream prefix that starts with `$`.
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        if stream.starts_with('$') && !self.stream_prefixes.iter().any(|p| p.starts_with('$')) {
+            return false;
+        }
         let stream_ok = self.stream_prefixes.is_empty()
             || self
                 .stream_prefixes
@@ -242,6 +254,74 @@ pub enum SubscriptionTarget {
     Stream(String),
     /// The global log, filtered.
     All(Filter),
+}
+
+/// A change to a stream's lifecycle, recorded in the log like an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LifecycleRequest {
+    /// Soft delete: the stream's events are hidden and it counts as not
+    /// existing until an append re-creates it (revisions continue).
+    Delete {
+        /// The stream.
+        stream: String,
+        /// Checked against the stream.
+        expected: ExpectedVersion,
+    },
+    /// Hard delete: final.
+    Tombstone {
+        /// The stream (it need not exist).
+        stream: String,
+        /// Checked against the stream.
+        expected: ExpectedVersion,
+    },
+    /// Replaces the stream's metadata (the stream need not exist).
+    SetMetadata {
+        /// The stream.
+        stream: String,
+        /// Checked against the metadata's own revision.
+        expected: ExpectedVersion,
+        /// The new metadata.
+        metadata: super::policy::StreamMetadata,
+    },
+}
+
+impl LifecycleRequest {
+    /// The stream the change is about.
+    pub fn stream(&self) -> &str {
+        match self {
+            LifecycleRequest::Delete { stream, .. }
+            | LifecycleRequest::Tombstone { stream, .. }
+            | LifecycleRequest::SetMetadata { stream, .. } => stream,
+        }
+    }
+}
+
+/// The result of a lifecycle change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LifecycleOutcome {
+    /// Recorded.
+    Success {
+        /// Position of the record in the log.
+        position: u64,
+        /// The metadata's new revision (metadata changes only).
+        metadata_revision: Option<u64>,
+    },
+    /// The expected version did not hold; nothing was written.
+    WrongExpectedVersion {
+        /// The stream's last revision (or the metadata's), absent when none.
+        current_revision: Option<u64>,
+        /// What the request expected.
+        expected: ExpectedVersion,
+    },
+}
+
+/// A stream's metadata as `GetStreamMetadata` answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetadataAnswer {
+    /// The metadata (empty when never set).
+    pub metadata: super::policy::StreamMetadata,
+    /// Its revision; absent when never set.
+    pub metadata_revision: Option<u64>,
 }
 
 /// One message of a subscription.

@@ -20,13 +20,15 @@ use super::id_filter::Ids;
 use super::index::{records_location, AppendEntry, IdEntry, Location, StreamHead};
 use super::indexer;
 use super::io::StorageFile;
+use super::policy::{self, StreamPolicy};
 use super::record::{self, EventRecord, FLAG_COMMIT};
 use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
 use super::state::{CommittedBatch, Shared};
 use super::types::{
-    AppendOutcome, AppendRequest, Conflict, EventId, ExpectedVersion, MultiAppendOutcome,
-    MultiAppendRequest, RecordedEvent, StreamResult,
+    AppendOutcome, AppendRequest, Conflict, EventId, ExpectedVersion, LifecycleOutcome,
+    LifecycleRequest, MultiAppendOutcome, MultiAppendRequest, NewEvent, RecordedEvent,
+    StreamResult,
 };
 
 /// Most bytes the writer gathers into one batch before it writes; a single
@@ -47,6 +49,11 @@ pub(crate) enum WriteRequest {
         req: MultiAppendRequest,
         reply: oneshot::Sender<Result<MultiAppendOutcome, AppendError>>,
     },
+    /// A delete, a tombstone or a metadata change.
+    Lifecycle {
+        req: LifecycleRequest,
+        reply: oneshot::Sender<Result<LifecycleOutcome, AppendError>>,
+    },
 }
 
 impl WriteRequest {
@@ -54,6 +61,7 @@ impl WriteRequest {
         match self {
             WriteRequest::Append { req, .. } => approx_size(req),
             WriteRequest::Multi { req, .. } => req.appends.iter().map(approx_size).sum(),
+            WriteRequest::Lifecycle { .. } => 256,
         }
     }
 }
@@ -89,6 +97,8 @@ pub(crate) fn start(
             .collect(),
         next_stream_id: rec.next_stream_id,
         next_position: rec.next_position,
+        policies: shared.policies.snapshot(),
+        policy_changes: Vec::new(),
         pending: HashMap::new(),
         pending_order: VecDeque::new(),
         buf: Vec::with_capacity(1 << 20),
@@ -129,6 +139,11 @@ struct Writer {
     heads: HashMap<Arc<str>, StreamHead>,
     next_stream_id: u64,
     next_position: u64,
+    /// Every stream's lifecycle, including the changes of the batch being
+    /// built (readers get them once the batch is durable).
+    policies: HashMap<Arc<str>, StreamPolicy>,
+    /// The policies the batch being built changed.
+    policy_changes: Vec<(Arc<str>, StreamPolicy)>,
     /// The first id of every append written: "new" needs no index lookup.
     ids: Ids,
     /// Appends written but maybe not yet in the index, by first event id,
@@ -157,6 +172,10 @@ enum Reply {
         oneshot::Sender<Result<MultiAppendOutcome, AppendError>>,
         Result<MultiAppendOutcome, AppendError>,
     ),
+    Lifecycle(
+        oneshot::Sender<Result<LifecycleOutcome, AppendError>>,
+        Result<LifecycleOutcome, AppendError>,
+    ),
 }
 
 impl Reply {
@@ -164,6 +183,7 @@ impl Reply {
         match self {
             Reply::Append(to, r) => drop(to.send(r)),
             Reply::Multi(to, r) => drop(to.send(r)),
+            Reply::Lifecycle(to, r) => drop(to.send(r)),
         }
     }
 
@@ -178,6 +198,10 @@ impl Reply {
             })),
             Reply::Multi(to, r) => drop(to.send(match r {
                 Ok(o @ MultiAppendOutcome::WrongExpectedVersion { .. }) => Ok(o),
+                _ => Err(poisoned()),
+            })),
+            Reply::Lifecycle(to, r) => drop(to.send(match r {
+                Ok(o @ LifecycleOutcome::WrongExpectedVersion { .. }) => Ok(o),
                 _ => Err(poisoned()),
             })),
         }
@@ -220,6 +244,9 @@ impl Writer {
                     WriteRequest::Multi { reply, .. } => {
                         Reply::Multi(reply, Err(AppendError::ShuttingDown))
                     }
+                    WriteRequest::Lifecycle { reply, .. } => {
+                        Reply::Lifecycle(reply, Err(AppendError::ShuttingDown))
+                    }
                 }
                 .send_failed(&why);
             }
@@ -239,6 +266,7 @@ impl Writer {
             // (read from the log).
             elided: self.shared.live.receiver_count() == 0,
             encoding: Default::default(),
+            has_system: false,
             entries: Vec::new(),
             heads: Vec::new(),
         };
@@ -280,6 +308,18 @@ impl Writer {
                     );
                     Reply::Multi(reply, outcome)
                 }
+                WriteRequest::Lifecycle { req, reply } => {
+                    let outcome = self.unit(
+                        &mut failure,
+                        |w| w.check_lifecycle(&req),
+                        |w| {
+                            let o = w.stage_lifecycle(&req, now, &mut batch, &mut io)?;
+                            appends += 1;
+                            Ok(o)
+                        },
+                    );
+                    Reply::Lifecycle(reply, outcome)
+                }
             };
             replies.push(reply);
         }
@@ -302,8 +342,12 @@ impl Writer {
         }
         batch.end_position = self.next_position;
         let events = (batch.end_position - batch.first_position) as usize;
-        // Durable: in the index tail, visible to reads, then answered at
-        // once; publishing and the sled index come after the answers.
+        // Durable: lifecycle changes and the index tail visible to reads,
+        // then answered at once; publishing and the sled index come after
+        // the answers.
+        if !self.policy_changes.is_empty() {
+            self.shared.policies.set(self.policy_changes.drain(..));
+        }
         if events > 0 {
             self.shared.tail.add(&batch.entries, &batch.heads);
         }
@@ -325,6 +369,7 @@ impl Writer {
                     events: if elided { Vec::new() } else { live_events },
                     elided,
                     encoding: Default::default(),
+                    has_system: batch.has_system,
                     entries: Vec::new(),
                     heads: Vec::new(),
                 };
@@ -375,6 +420,14 @@ impl Writer {
         &self,
         req: &MultiAppendRequest,
     ) -> Result<Option<MultiAppendOutcome>, AppendError> {
+        for stream in req
+            .appends
+            .iter()
+            .map(|a| &a.stream)
+            .chain(req.checks.iter().map(|c| &c.stream))
+        {
+            self.current_revision(stream)?;
+        }
         let mut stored = Vec::with_capacity(req.appends.len());
         for a in &req.appends {
             let head = self.heads.get(a.stream.as_str()).copied();
@@ -423,7 +476,7 @@ impl Writer {
             .chain(req.checks.iter().map(|c| (&c.stream, c.expected)));
         let mut conflicts = Vec::new();
         for (stream, expected) in conditions {
-            let current = self.heads.get(stream.as_str()).map(|h| h.last_revision);
+            let current = self.current_revision(stream)?;
             if !holds(expected, current) {
                 conflicts.push(Conflict {
                     stream: stream.clone(),
@@ -467,11 +520,11 @@ impl Writer {
     /// Idempotency and expected-version checks. `Ok(Some(_))` answers the
     /// request without writing; `Ok(None)` means: write it.
     fn check(&self, req: &AppendRequest) -> Result<Option<AppendOutcome>, AppendError> {
+        let current = self.current_revision(&req.stream)?;
         let head = self.heads.get(req.stream.as_str()).copied();
         if let Some(outcome) = self.retry_outcome(req, head)? {
             return Ok(Some(outcome));
         }
-        let current = head.map(|h| h.last_revision);
         if holds(req.expected, current) {
             Ok(None)
         } else {
@@ -480,6 +533,119 @@ impl Writer {
                 expected: req.expected,
             }))
         }
+    }
+
+    /// The stream's last revision as expected versions see it: `None`
+    /// when it does not exist or is soft-deleted; an error once tombstoned.
+    fn current_revision(&self, stream: &str) -> Result<Option<u64>, AppendError> {
+        let last = self.heads.get(stream).map(|h| h.last_revision);
+        match self.policies.get(stream) {
+            Some(p) if p.tombstoned => Err(AppendError::Tombstoned(stream.to_owned())),
+            Some(p) if p.is_deleted(last) => Ok(None),
+            _ => Ok(last),
+        }
+    }
+
+    /// The checks of a lifecycle change; `Ok(None)` means: record it.
+    fn check_lifecycle(
+        &self,
+        req: &LifecycleRequest,
+    ) -> Result<Option<LifecycleOutcome>, AppendError> {
+        let (current, expected) = match req {
+            LifecycleRequest::Delete { stream, expected } => {
+                let Some(current) = self.current_revision(stream)? else {
+                    return Err(AppendError::StreamNotFound(stream.clone()));
+                };
+                (Some(current), *expected)
+            }
+            LifecycleRequest::Tombstone { stream, expected } => {
+                (self.current_revision(stream)?, *expected)
+            }
+            LifecycleRequest::SetMetadata {
+                stream, expected, ..
+            } => {
+                self.current_revision(stream)?;
+                let md = policy::metadata_stream(stream);
+                (
+                    self.heads.get(md.as_str()).map(|h| h.last_revision),
+                    *expected,
+                )
+            }
+        };
+        if holds(expected, current) {
+            Ok(None)
+        } else {
+            Ok(Some(LifecycleOutcome::WrongExpectedVersion {
+                current_revision: current,
+                expected,
+            }))
+        }
+    }
+
+    /// Records a lifecycle change as one event of a `$`-stream and updates
+    /// the stream's policy (published with the batch).
+    fn stage_lifecycle(
+        &mut self,
+        req: &LifecycleRequest,
+        now: i64,
+        batch: &mut CommittedBatch,
+        io: &mut Io<'_>,
+    ) -> Result<LifecycleOutcome> {
+        let stream = req.stream();
+        let last = self.heads.get(stream).map(|h| h.last_revision);
+        let next_revision = last.map_or(0, |l| l + 1);
+        let mut policy = self.policies.get(stream).cloned().unwrap_or_default();
+        let (target, event_type, data) = match req {
+            LifecycleRequest::Delete { .. } => {
+                policy.deleted_before = next_revision;
+                (
+                    policy::LIFECYCLE_STREAM.to_owned(),
+                    policy::DELETED_TYPE,
+                    policy::marker_json(stream, next_revision),
+                )
+            }
+            LifecycleRequest::Tombstone { .. } => {
+                policy.deleted_before = next_revision;
+                policy.tombstoned = true;
+                (
+                    policy::LIFECYCLE_STREAM.to_owned(),
+                    policy::TOMBSTONED_TYPE,
+                    policy::marker_json(stream, next_revision),
+                )
+            }
+            LifecycleRequest::SetMetadata { metadata, .. } => {
+                policy.metadata = Some(Arc::new(metadata.clone()));
+                (
+                    policy::metadata_stream(stream),
+                    policy::METADATA_TYPE,
+                    metadata.to_json(),
+                )
+            }
+        };
+        let append = AppendRequest {
+            stream: target,
+            expected: ExpectedVersion::Any,
+            events: vec![NewEvent {
+                id: EventId(*uuid::Uuid::new_v4().as_bytes()),
+                event_type: event_type.to_owned(),
+                data: data.into(),
+                metadata: bytes::Bytes::new(),
+                content_type: Some(policy::JSON.to_owned()),
+            }],
+        };
+        self.make_room(unit_size(std::slice::from_ref(&append)), false, io)?;
+        let (revision, position) = self.stage(&append, now, batch, true);
+        let metadata_revision = matches!(req, LifecycleRequest::SetMetadata { .. }).then(|| {
+            policy.metadata_revision = Some(revision);
+            revision
+        });
+        let name: Arc<str> = Arc::from(stream);
+        self.policies.insert(name.clone(), policy.clone());
+        self.policy_changes.push((name, policy));
+        Ok(LifecycleOutcome::Success {
+            position,
+            metadata_revision,
+        })
     }
 
     /// If `req` repeats a stored append (same ids, same order, same
@@ -561,6 +727,7 @@ impl Writer {
             Some((k, h)) => (k.clone(), Some(*h)),
             None => (Arc::from(req.stream.as_str()), None),
         };
+        batch.has_system |= stream.starts_with('$');
         let stream_id = match head {
             Some(h) => h.id,
             None => {
