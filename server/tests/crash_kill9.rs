@@ -40,3 +40,15 @@ async fn acknowledged_appends_survive_kill_9() {
     };
     crash_support::run(tier, &mut PageCacheSurvives).await;
 }
+
+/// Deletes, tombstones and metadata changes, acknowledged, survive kill -9;
+/// one in flight is all or nothing (`crash_support/lifecycle.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_lifecycle_changes_survive_kill_9() {
+    let tier = Tier {
+        name: "crash_kill9",
+        env: "STRATA_CRASH",
+        default_rounds: 20,
+    };
+    crash_support::lifecycle::run(tier, &mut PageCacheSurvives).await;
+}

@@ -105,3 +105,15 @@ async fn acknowledged_appends_survive_power_cuts() {
     let mut disk = Forgetful::default();
     crash_support::run(tier, &mut disk).await;
 }
+
+/// Deletes, tombstones and metadata changes, acknowledged, survive power
+/// cuts; one in flight is all or nothing (`crash_support/lifecycle.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_lifecycle_changes_survive_power_cuts() {
+    let tier = Tier {
+        name: "power_cut",
+        env: "STRATA_POWER_CUT",
+        default_rounds: 10,
+    };
+    crash_support::lifecycle::run(tier, &mut Forgetful::default()).await;
+}

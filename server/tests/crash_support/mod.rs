@@ -31,6 +31,8 @@
 
 #![allow(dead_code)]
 
+pub mod lifecycle;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
