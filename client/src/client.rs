@@ -1,6 +1,6 @@
 //! [`Client`]: one HTTP/2 channel to a Strata server and the calls over it.
-//! Unary calls (append, stats) live here; reads and subscriptions in their
-//! own modules.
+//! Unary calls (append, delete, tombstone, metadata, stats) live here; reads
+//! and subscriptions in their own modules.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ use tonic::{Request, Status};
 use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
 use crate::filter::Filter;
+use crate::lifecycle::{
+    DeleteResult, SetStreamMetadataResult, StreamMetadata, StreamMetadataResult,
+};
 use crate::multi::{MultiAppend, MultiAppendResult, StreamAppended, StreamConflict};
 use crate::options::ClientOptions;
 use crate::pipeline::Pipeline;
@@ -221,6 +224,145 @@ impl Client {
     /// ```
     pub async fn pipeline(&self) -> Result<Pipeline, Error> {
         Pipeline::open(self.grpc.clone(), self.options.deadline).await
+    }
+
+    /// Deletes `stream` softly, if it is in the `expected` state: its
+    /// events are hidden everywhere and reading it fails with
+    /// [`Error::NotFound`]. A later append re-creates it, its revisions
+    /// continuing after the last one before the delete (only the new events
+    /// are visible), and it counts as not existing for expected versions
+    /// until then. A conflict is [`Error::WrongExpectedVersion`], as for
+    /// [`append`](Client::append); a stream that does not exist is
+    /// [`Error::NotFound`], a tombstoned one [`Error::Tombstoned`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use strata_client::{EventData, ExpectedVersion};
+    ///
+    /// // Only if nobody appended after revision 4:
+    /// let deleted = client.delete("cart-7", ExpectedVersion::Exact(4)).await?;
+    /// println!("deleted at position {}", deleted.position);
+    /// // Re-created by the next append, at revision 5:
+    /// client.append("cart-7", ExpectedVersion::NoStream, [EventData::binary("Opened", vec![])]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(
+        &self,
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+    ) -> Result<DeleteResult, Error> {
+        let stream = stream.into();
+        let request = v1::DeleteRequest {
+            stream: stream.clone(),
+            expected: Some(expected.to_wire()),
+        };
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .unary(request, |r| async move { grpc.delete(r).await })
+            .await?;
+        DeleteResult::from_delete_wire(stream, expected, response)
+    }
+
+    /// Deletes `stream` for good, if it is in the `expected` state: its
+    /// events are hidden everywhere, and every later read, subscription,
+    /// append, delete or metadata call on it fails with
+    /// [`Error::Tombstoned`]. A name that holds no stream may be tombstoned
+    /// too (with `Any` or `NoStream`), which reserves it. A conflict is
+    /// [`Error::WrongExpectedVersion`], as for [`append`](Client::append).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use strata_client::{Error, EventData, ExpectedVersion};
+    ///
+    /// client.tombstone("user-42", ExpectedVersion::Any).await?;
+    /// let again = client.append("user-42", ExpectedVersion::Any, [EventData::binary("Registered", vec![])]);
+    /// assert!(matches!(again.await, Err(Error::Tombstoned { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn tombstone(
+        &self,
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+    ) -> Result<DeleteResult, Error> {
+        let stream = stream.into();
+        let request = v1::TombstoneRequest {
+            stream: stream.clone(),
+            expected: Some(expected.to_wire()),
+        };
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .unary(request, |r| async move { grpc.tombstone(r).await })
+            .await?;
+        DeleteResult::from_tombstone_wire(stream, expected, response)
+    }
+
+    /// The metadata of `stream` and its revision. Metadata that was never
+    /// set is empty, with no revision; that includes a stream that does not
+    /// exist. A tombstoned stream fails with [`Error::Tombstoned`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// let current = client.stream_metadata("order-1").await?;
+    /// match current.revision {
+    ///     Some(r) => println!("metadata revision {r}: keep {:?} events", current.metadata.max_count),
+    ///     None => println!("no metadata"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stream_metadata(
+        &self,
+        stream: impl Into<String>,
+    ) -> Result<StreamMetadataResult, Error> {
+        let request = v1::GetStreamMetadataRequest {
+            stream: stream.into(),
+        };
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .unary(
+                request,
+                |r| async move { grpc.get_stream_metadata(r).await },
+            )
+            .await?;
+        StreamMetadataResult::from_wire(response)
+    }
+
+    /// Replaces the metadata of `stream` (which need not exist yet), if the
+    /// metadata is in the `expected` state: `NoStream` when it was never
+    /// set, `Exact(r)` when its revision is `r`. Retention takes effect at
+    /// once on every read. A conflict is [`Error::WrongExpectedVersion`]
+    /// naming the metadata stream `$$<stream>` and the metadata's current
+    /// revision.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use std::time::Duration;
+    /// use strata_client::{ExpectedVersion, StreamMetadata};
+    ///
+    /// let keep_a_day = StreamMetadata::new().with_max_age(Duration::from_secs(24 * 3600));
+    /// let set = client.set_stream_metadata("sensor-1", ExpectedVersion::Any, keep_a_day).await?;
+    /// println!("metadata revision {}", set.metadata_revision);
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_stream_metadata(
+        &self,
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        metadata: StreamMetadata,
+    ) -> Result<SetStreamMetadataResult, Error> {
+        let stream = stream.into();
+        let request = v1::SetStreamMetadataRequest {
+            stream: stream.clone(),
+            expected: Some(expected.to_wire()),
+            metadata: Some(metadata.into_wire()),
+        };
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .unary(
+                request,
+                |r| async move { grpc.set_stream_metadata(r).await },
+            )
+            .await?;
+        SetStreamMetadataResult::from_wire(&stream, expected, response)
     }
 
     /// Counters of the store: head position, streams, events, disk use.

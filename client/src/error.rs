@@ -3,7 +3,8 @@
 //!
 //! Callers match on variants, never on message text: a concurrency conflict
 //! is [`Error::WrongExpectedVersion`], a missing stream [`Error::NotFound`],
-//! and [`Error::is_transient`] says whether retrying can help.
+//! a tombstoned one [`Error::Tombstoned`], and [`Error::is_transient`] says
+//! whether retrying can help.
 
 use strata_proto::v1::error_detail::Detail;
 use tonic::{Code, Status};
@@ -54,13 +55,17 @@ pub enum Error {
         source: tonic::transport::Error,
     },
 
-    /// An append's expected version did not match the stream: nothing was
-    /// written. Decide again from the stream's current state and retry.
+    /// The expected version of an append, delete, tombstone or metadata
+    /// change did not match: nothing was written. Decide again from the
+    /// current state and retry. For
+    /// [`Client::set_stream_metadata`](crate::Client::set_stream_metadata),
+    /// `stream` is the metadata stream `$$<stream>` and `current` the
+    /// metadata's revision.
     #[error("wrong expected version on stream '{stream}': expected {expected}, current revision {}", display_revision(.current))]
     WrongExpectedVersion {
-        /// The stream appended to.
+        /// The stream whose version was checked.
         stream: String,
-        /// What the append expected.
+        /// What the request expected.
         expected: ExpectedVersion,
         /// Revision of the stream's last event now; `None` when the stream
         /// does not exist.
@@ -86,10 +91,20 @@ pub enum Error {
         limit: Option<LimitExceeded>,
     },
 
-    /// The stream to read does not exist (`NOT_FOUND`).
+    /// The stream to read or delete does not exist, or was deleted
+    /// (`NOT_FOUND`).
     #[error("not found: {message}")]
     NotFound {
         /// The server's explanation.
+        message: String,
+    },
+
+    /// The stream is tombstoned (`FAILED_PRECONDITION`): it was deleted for
+    /// good, and every read, subscription, append, delete and metadata call
+    /// on it fails. Its name can never be used again.
+    #[error("failed precondition: {message}")]
+    Tombstoned {
+        /// The server's explanation, naming the stream.
         message: String,
     },
 
@@ -225,6 +240,9 @@ pub(crate) fn error_from_status(status: Status) -> Error {
             },
         },
         Code::NotFound => Error::NotFound { message },
+        // The contract answers FAILED_PRECONDITION only for a tombstoned
+        // stream.
+        Code::FailedPrecondition => Error::Tombstoned { message },
         Code::AlreadyExists => Error::AlreadyExists {
             message,
             position: match detail {
@@ -308,7 +326,7 @@ mod tests {
     #[test]
     fn statuses_map_to_variants() {
         type Check = fn(&Error) -> bool;
-        let cases: [(Status, Check, bool); 10] = [
+        let cases: [(Status, Check, bool); 11] = [
             (
                 Status::invalid_argument("x"),
                 |e| matches!(e, Error::InvalidArgument { message, limit: None } if message == "x"),
@@ -317,6 +335,11 @@ mod tests {
             (
                 Status::not_found("x"),
                 |e| matches!(e, Error::NotFound { .. }),
+                false,
+            ),
+            (
+                Status::failed_precondition("stream 's' is tombstoned"),
+                |e| matches!(e, Error::Tombstoned { message } if message == "stream 's' is tombstoned"),
                 false,
             ),
             (

@@ -11,6 +11,10 @@
 //!   [`Subscription`] that catches up, then follows live events, and resumes
 //!   by itself after a disconnect or server restart without skipping or
 //!   repeating an event.
+//! - [`Client::delete`] and [`Client::tombstone`] delete a stream (softly,
+//!   or for good), and [`Client::set_stream_metadata`] sets its
+//!   [`StreamMetadata`]: retention (`max_count`, `max_age`,
+//!   `truncate_before`), access lists and application data.
 //!
 //! Every failure is an [`Error`] variant to match on; none needs its
 //! message parsed.
@@ -106,6 +110,7 @@ mod client;
 mod error;
 mod event;
 mod filter;
+mod lifecycle;
 mod multi;
 mod options;
 mod pipeline;
@@ -116,6 +121,9 @@ pub use client::{Client, Stats};
 pub use error::{Error, LimitExceeded};
 pub use event::{AppendResult, EventData, ExpectedVersion, RecordedEvent, JSON_CONTENT_TYPE};
 pub use filter::Filter;
+pub use lifecycle::{
+    DeleteResult, SetStreamMetadataResult, StreamAcl, StreamMetadata, StreamMetadataResult,
+};
 pub use multi::{MultiAppend, MultiAppendResult, StreamAppended, StreamConflict};
 pub use options::ClientOptions;
 pub use pipeline::Pipeline;

@@ -1,7 +1,8 @@
 //! The `strata` binary: parses the command line, sets up logging and calls
 //! into the library. `strata` alone (or `strata serve`) runs the server;
-//! `append`, `read`, `tail` and `stats` are a command-line client of a
-//! running server (`cli/`).
+//! `append`, `multi-append`, `read`, `tail`, `delete`, `tombstone`,
+//! `metadata`, `health` and `stats` are a command-line client of a running
+//! server (`cli/`).
 
 mod cli;
 
@@ -53,6 +54,18 @@ enum Command {
     /// Follow a stream or '$all' live, printing events as they are
     /// committed, until interrupted.
     Tail(cli::tail::TailArgs),
+    /// Delete a stream softly: its events are hidden and reading it fails
+    /// with "not found"; the next append re-creates it, its revisions
+    /// continuing. Prints the position of the delete.
+    Delete(cli::delete::DeleteArgs),
+    /// Delete a stream for good: every later read, append, delete or
+    /// metadata call on it fails, and the name can never be used again.
+    /// Prints the position of the tombstone.
+    Tombstone(cli::delete::DeleteArgs),
+    /// Show or replace a stream's metadata: retention (max count, max age,
+    /// truncate before), access lists and custom data.
+    #[command(subcommand)]
+    Metadata(cli::metadata::MetadataCommand),
     /// Ask a running server whether it is serving (exit 0) or not (exit 1).
     Health(cli::health::HealthArgs),
     /// Show a running server's counters: head position, streams, events,
@@ -71,6 +84,14 @@ fn main() -> ExitCode {
         Some(Command::Health(args)) => cli::run("health", cli::health::run(args)),
         Some(Command::Read(args)) => cli::run("read", cli::read::run(args)),
         Some(Command::Tail(args)) => cli::run("tail", cli::tail::run(args)),
+        Some(Command::Delete(args)) => cli::run("delete", cli::delete::delete(args)),
+        Some(Command::Tombstone(args)) => cli::run("tombstone", cli::delete::tombstone(args)),
+        Some(Command::Metadata(cli::metadata::MetadataCommand::Get(args))) => {
+            cli::run("metadata get", cli::metadata::get(args))
+        }
+        Some(Command::Metadata(cli::metadata::MetadataCommand::Set(args))) => {
+            cli::run("metadata set", cli::metadata::set(*args))
+        }
         Some(Command::Stats(args)) => cli::run("stats", cli::stats::run(args)),
     }
 }

@@ -1,5 +1,6 @@
-//! The `strata` command-line client (`append`, `read`, `tail`, `stats`,
-//! `verify --data`) against a real server: the built binary is run as a
+//! The `strata` command-line client (`append`, `multi-append`, `read`,
+//! `tail`, `delete`, `tombstone`, `metadata`, `stats`, `health`, `verify
+//! --data`) against a real server: the built binary is run as a
 //! subprocess with `STRATA_URL` pointing at an in-process server. Covers
 //! human and `--json` output, and that bad input fails with a clear message
 //! and the documented exit code (2 usage, 1 server/other, 3 conflict).
@@ -507,4 +508,205 @@ fn multi_append_writes_every_stream_or_none() {
         "non-empty \"appends\"",
     );
     fails(server.strata(&["multi-append"]), 2, "not valid JSON");
+}
+
+#[test]
+fn delete_and_tombstone_streams() {
+    let server = Server::start();
+    for _ in 0..2 {
+        ok(server.strata(&["append", "cart-1", "--type", "Added"]));
+    }
+
+    // A stale expectation: exit 3, nothing deleted.
+    fails(
+        server.strata(&["delete", "cart-1", "--expected", "0"]),
+        3,
+        "wrong expected version on stream 'cart-1': expected exact(0), current revision 1",
+    );
+    assert_eq!(ok(server.strata(&["read", "cart-1"])).lines().count(), 2);
+    let out = ok(server.strata(&["delete", "cart-1", "--expected", "1"]));
+    assert_eq!(out.trim(), "deleted cart-1 at position 2");
+    fails(server.strata(&["read", "cart-1"]), 1, "not found");
+    fails(server.strata(&["delete", "cart-1"]), 1, "not found");
+    fails(server.strata(&["delete", "never"]), 1, "not found");
+    // Re-created by an append, its revisions continuing.
+    let out = ok(server.strata(&[
+        "append",
+        "cart-1",
+        "--type",
+        "Added",
+        "--expected",
+        "no-stream",
+    ]));
+    assert!(out.starts_with("appended to cart-1: revision 2"), "{out}");
+
+    let done = &json_lines(&ok(server.strata(&[
+        "tombstone",
+        "cart-1",
+        "--expected",
+        "exists",
+        "--json",
+    ])))[0];
+    assert_eq!(
+        (&done["stream"], &done["position"]),
+        (&"cart-1".into(), &4.into())
+    );
+    for args in [
+        &["append", "cart-1", "--type", "Added"][..],
+        &["read", "cart-1"],
+        &["delete", "cart-1"],
+        &["tombstone", "cart-1"],
+        &["metadata", "get", "cart-1"],
+        &["metadata", "set", "cart-1", "--max-count", "1"],
+    ] {
+        fails(
+            server.strata(args),
+            1,
+            "failed precondition: stream 'cart-1' is tombstoned",
+        );
+    }
+    // A name that holds no stream can be reserved.
+    let out = ok(server.strata(&["tombstone", "user-1", "--expected", "no-stream"]));
+    assert_eq!(out.trim(), "tombstoned user-1 at position 5");
+
+    fails(
+        server.strata(&["tombstone", "s", "--expected", "latest"]),
+        2,
+        "'latest' is not any, no-stream, exists or a revision number",
+    );
+    fails(server.strata(&["delete"]), 2, "<STREAM>");
+    fails(server.strata(&["delete", "$all"]), 1, "invalid argument");
+}
+
+#[test]
+fn metadata_set_get_and_retention() {
+    let server = Server::start();
+    let never = &json_lines(&ok(server.strata(&["metadata", "get", "log-1", "--json"])))[0];
+    assert_eq!(never["metadata_revision"], Value::Null);
+    assert_eq!(never["max_count"], Value::Null);
+    assert_eq!(never["custom"], Value::Null);
+
+    // Before the stream exists, and only if it was never set.
+    let out = ok(server.strata(&[
+        "metadata",
+        "set",
+        "log-1",
+        "--expected",
+        "no-stream",
+        "--max-count",
+        "2",
+        "--max-age",
+        "7d",
+        "--acl-read",
+        "$role:auditor",
+        "--acl-read",
+        "ann",
+        "--acl-metadata-write",
+        "ops",
+        "--custom",
+        "owner=billing",
+    ]));
+    assert_eq!(
+        out.trim(),
+        "set the metadata of log-1: revision 0, position 0"
+    );
+    for _ in 0..3 {
+        ok(server.strata(&["append", "log-1", "--type", "Logged"]));
+    }
+    let events = json_lines(&ok(server.strata(&["read", "log-1", "--json"])));
+    let revisions: Vec<&Value> = events.iter().map(|e| &e["revision"]).collect();
+    assert_eq!(
+        revisions,
+        [&Value::from(1), &Value::from(2)],
+        "the newest 2"
+    );
+
+    // The default output is indented JSON; --json puts it on one line.
+    let pretty = ok(server.strata(&["metadata", "get", "log-1"]));
+    assert!(pretty.lines().count() > 1, "{pretty}");
+    let got: Value = serde_json::from_str(&pretty).expect("JSON");
+    assert_eq!(
+        got,
+        json_lines(&ok(server.strata(&["metadata", "get", "log-1", "--json"])))[0]
+    );
+    assert_eq!(got["stream"], "log-1");
+    assert_eq!(got["metadata_revision"], 0);
+    assert_eq!(got["max_count"], 2);
+    assert_eq!(got["max_age"], "7d");
+    assert_eq!(got["truncate_before"], Value::Null);
+    assert_eq!(
+        got["acl"]["read"],
+        serde_json::json!(["$role:auditor", "ann"])
+    );
+    assert_eq!(got["acl"]["metadata_write"], serde_json::json!(["ops"]));
+    assert_eq!(got["acl"]["write"], serde_json::json!([]));
+    assert_eq!(
+        (&got["custom"], &got["custom_encoding"]),
+        (&"owner=billing".into(), &"utf-8".into())
+    );
+
+    // Checked against the metadata's revision, not the stream's: exit 3,
+    // naming the metadata stream.
+    fails(
+        server.strata(&["metadata", "set", "log-1", "--expected", "no-stream"]),
+        3,
+        "wrong expected version on stream '$$log-1': expected no_stream, current revision 0",
+    );
+    fails(
+        server.strata(&["metadata", "set", "log-1", "--expected", "2"]),
+        3,
+        "current revision 0",
+    );
+    // Set replaces everything: only truncate_before is left.
+    let set = &json_lines(&ok(server.strata(&[
+        "metadata",
+        "set",
+        "log-1",
+        "--expected",
+        "0",
+        "--truncate-before",
+        "2",
+        "--json",
+    ])))[0];
+    assert_eq!(set["metadata_revision"], 1);
+    assert_eq!(set["stream"], "log-1");
+    assert!(set["position"].as_u64().is_some_and(|p| p > 0));
+    let got = &json_lines(&ok(server.strata(&["metadata", "get", "log-1", "--json"])))[0];
+    assert_eq!(
+        (&got["metadata_revision"], &got["truncate_before"]),
+        (&1.into(), &2.into())
+    );
+    assert_eq!(
+        (&got["max_count"], &got["max_age"], &got["custom"]),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
+    assert_eq!(got["acl"]["read"], serde_json::json!([]));
+    assert_eq!(ok(server.strata(&["read", "log-1"])).lines().count(), 1);
+
+    // Bad input: exit 2, saying what is wrong, before anything is sent.
+    for (args, needle) in [
+        (&["--max-age", "10x"][..], "'10x' is not a duration"),
+        (&["--max-age", "30"], "'30' needs a unit"),
+        (&["--max-age=-5s"], "'-5s' is not a duration"),
+        (&["--max-age", "99999999999999999999d"], "too large"),
+        (&["--max-count=-1"], "invalid digit"),
+        (&["--max-count", "many"], "invalid digit"),
+        (&["--truncate-before", "x"], "--truncate-before"),
+        (&["--acl-write", ""], "must name a user"),
+        (&["--expected", "newest"], "'newest' is not any"),
+        (&["--acl-everyone", "x"], "--acl-everyone"),
+    ] {
+        let mut command = vec!["metadata", "set", "log-1"];
+        command.extend_from_slice(args);
+        fails(server.strata(&command), 2, needle);
+    }
+    fails(server.strata(&["metadata"]), 2, "Usage");
+    fails(server.strata(&["metadata", "show", "log-1"]), 2, "show");
+    fails(
+        server.strata(&["metadata", "set", "$all", "--max-count", "1"]),
+        1,
+        "invalid argument",
+    );
+    let got = &json_lines(&ok(server.strata(&["metadata", "get", "log-1", "--json"])))[0];
+    assert_eq!(got["metadata_revision"], 1, "the failures wrote nothing");
 }

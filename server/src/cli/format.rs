@@ -38,7 +38,9 @@ pub fn event_json(e: &RecordedEvent) -> String {
     Value::Object(o).to_string()
 }
 
-fn insert_payload(o: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
+/// Inserts `bytes` under `key`: as a JSON value when they are JSON,
+/// otherwise as a string with `<key>_encoding` set to `utf-8` or `hex`.
+pub fn insert_payload(o: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
     if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
         o.insert(key.into(), value);
     } else if let Ok(text) = std::str::from_utf8(bytes) {

@@ -1,15 +1,18 @@
 //! The client subcommands of the `strata` binary (`append`,
-//! `multi-append`, `read`, `tail`, `health`, `stats`): one file each, all
-//! talking to a running server through `strata-client`. They never open a
-//! data directory.
+//! `multi-append`, `read`, `tail`, `delete` and `tombstone`, `metadata`,
+//! `health`, `stats`): one file each, all talking to a running server
+//! through `strata-client`. They never open a data directory.
 //!
-//! Output: human-readable lines by default, one JSON object per line with
-//! `--json`; errors go to stderr. Exit codes: 0 success, 1 server or other
-//! error, 2 usage error, 3 append conflict (wrong expected version).
+//! Output: human-readable lines by default (`metadata get`: indented JSON),
+//! one JSON object per line with `--json`; errors go to stderr. Exit codes:
+//! 0 success, 1 server or other error, 2 usage error, 3 conflict (wrong
+//! expected version of an append, delete, tombstone or metadata change).
 
 pub mod append;
+pub mod delete;
 mod format;
 pub mod health;
+pub mod metadata;
 pub mod multi_append;
 pub mod read;
 pub mod stats;

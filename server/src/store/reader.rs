@@ -527,6 +527,9 @@ struct Visibility {
     /// Per stream: the lowest visible revision and the oldest visible
     /// commit time.
     rules: std::collections::HashMap<Box<str>, (u64, i64)>,
+    /// The last stream asked about and its rule: consecutive events mostly
+    /// share a stream.
+    last: Option<(Box<str>, (u64, i64))>,
 }
 
 /// Streams whose rule a read keeps before it starts over.
@@ -540,12 +543,18 @@ impl Visibility {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
             rules: std::collections::HashMap::new(),
+            last: None,
         }
     }
 
     fn visible(&mut self, shared: &Shared, stream: &str, revision: u64, recorded_at: i64) -> bool {
         if self.none {
             return true;
+        }
+        if let Some((name, (floor, oldest))) = &self.last {
+            if &**name == stream {
+                return revision >= *floor && recorded_at >= *oldest;
+            }
         }
         let (floor, oldest) = match self.rules.get(stream) {
             Some(r) => *r,
@@ -570,6 +579,7 @@ impl Visibility {
                 rule
             }
         };
+        self.last = Some((stream.into(), (floor, oldest)));
         revision >= floor && recorded_at >= oldest
     }
 }
