@@ -240,12 +240,49 @@ class Checks:
         methods = sorted(m.name for m in service.methods)
         assert methods == [
             "Append",
+            "Delete",
+            "GetStreamMetadata",
             "MultiAppend",
             "PipelinedAppend",
             "Read",
+            "SetStreamMetadata",
             "Stats",
             "Subscribe",
+            "Tombstone",
         ], f"methods {methods}"
+
+    def check_lifecycle(self):
+        s = unique("life")
+        self.append(s, pb.ExpectedVersion(no_stream=EMPTY), [new_event("A"), new_event("B"), new_event("C")])
+        r = self.stub.SetStreamMetadata(
+            pb.SetStreamMetadataRequest(
+                stream=s, expected=pb.ExpectedVersion(no_stream=EMPTY), metadata=pb.StreamMetadata(max_count=2)
+            ),
+            timeout=TIMEOUT,
+        )
+        assert r.WhichOneof("result") == "success", f"set metadata: {r}"
+        assert r.success.metadata_revision == 0, f"metadata revision {r.success}"
+        got = [e.revision for e in self.read(stream=s)]
+        assert got == [1, 2], f"max_count 2 shows {got}"
+        md = self.stub.GetStreamMetadata(pb.GetStreamMetadataRequest(stream=s), timeout=TIMEOUT)
+        assert md.metadata.max_count == 2 and md.metadata_revision == 0, f"metadata {md}"
+        r = self.stub.Delete(pb.DeleteRequest(stream=s, expected=pb.ExpectedVersion(exact=2)), timeout=TIMEOUT)
+        assert r.WhichOneof("result") == "success", f"delete: {r}"
+        try:
+            self.read(stream=s)
+            raise AssertionError("a deleted stream was read")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, f"deleted stream: {e.code()}"
+        r = self.append(s, pb.ExpectedVersion(no_stream=EMPTY), [new_event("D")])
+        assert r.success.next_expected_revision == 3, f"re-created at {r}"
+        t = unique("tomb")
+        r = self.stub.Tombstone(pb.TombstoneRequest(stream=t, expected=pb.ExpectedVersion(no_stream=EMPTY)), timeout=TIMEOUT)
+        assert r.WhichOneof("result") == "success", f"tombstone: {r}"
+        try:
+            self.append(t, pb.ExpectedVersion(any=EMPTY), [new_event("X")])
+            raise AssertionError("appended to a tombstoned name")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, f"tombstoned: {e.code()}"
 
     def check_multi_append(self):
         a, b, c = unique("ma"), unique("mb"), unique("mc")
