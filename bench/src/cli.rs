@@ -78,6 +78,11 @@ impl Workload {
         }
     }
 
+    /// Whether the workload drops the page cache before each call.
+    pub fn is_cold(self) -> bool {
+        matches!(self, Workload::ReadAllCold | Workload::CatchUpCold)
+    }
+
     /// Whether the workload needs `--events` stored events first.
     pub fn needs_preload(self) -> bool {
         matches!(
