@@ -10,7 +10,11 @@ use std::{env, error::Error, fs, path::PathBuf};
 use prost::Message as _;
 
 /// The proto files of the `strata.v1` package, relative to the crate root.
-const PROTOS: &[&str] = &["strata/v1/streams.proto", "strata/v1/errors.proto"];
+const PROTOS: &[&str] = &[
+    "strata/v1/streams.proto",
+    "strata/v1/errors.proto",
+    "strata/v1/operations.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);

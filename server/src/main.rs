@@ -71,6 +71,11 @@ enum Command {
     /// Show a running server's counters: head position, streams, events,
     /// disk use.
     Stats(cli::stats::StatsArgs),
+    /// Copy a running server's store into a data directory (`--to DIR`)
+    /// that `strata serve --data-dir DIR` opens: everything acknowledged
+    /// before the command started. Again into the same DIR, only what
+    /// changed is sent.
+    Backup(cli::backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
             cli::run("metadata set", cli::metadata::set(*args))
         }
         Some(Command::Stats(args)) => cli::run("stats", cli::stats::run(args)),
+        Some(Command::Backup(args)) => cli::run("backup", cli::backup::run(args)),
     }
 }
 

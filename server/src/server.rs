@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use strata_proto::v1::operations_server::OperationsServer;
 use strata_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,7 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::ServeArgs;
 use crate::metrics::{self, Metrics};
-use crate::service::{MessageLimit, StreamsService};
+use crate::service::{MessageLimit, OperationsService, StreamsService};
 use crate::store::{OpenError, StorageError, Store, FORMAT_VERSION};
 
 /// Why the server could not run.
@@ -64,6 +65,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = args.grpc_message_limit();
     let service = StreamsService::new(store.clone(), metrics.clone(), stop_rx.clone());
+    let operations = OperationsServer::new(OperationsService::new(store.clone(), stop_rx.clone()));
     let streams = MessageLimit(
         StreamsServer::new(service)
             .max_decoding_message_size(limit)
@@ -122,6 +124,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(streams)
+        .add_service(operations)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();

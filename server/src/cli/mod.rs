@@ -1,6 +1,6 @@
 //! The client subcommands of the `strata` binary (`append`,
 //! `multi-append`, `read`, `tail`, `delete` and `tombstone`, `metadata`,
-//! `health`, `stats`): one file each, all talking to a running server
+//! `health`, `stats`, `backup`): one file each, all talking to a running server
 //! through `strata-client`. They never open a data directory.
 //!
 //! Output: human-readable lines by default (`metadata get`: indented JSON),
@@ -9,6 +9,7 @@
 //! expected version of an append, delete, tombstone or metadata change).
 
 pub mod append;
+pub mod backup;
 pub mod delete;
 mod format;
 pub mod health;

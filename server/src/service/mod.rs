@@ -7,6 +7,7 @@ pub mod convert;
 mod lifecycle;
 mod message_limit;
 mod multi_append;
+mod operations;
 mod pipelined_append;
 mod read;
 mod stats;
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use message_limit::MessageLimit;
+pub use operations::OperationsService;
 
 /// The Streams service over a store.
 #[derive(Clone)]

@@ -13,6 +13,7 @@
 //! by design (recovery, waiting for the writer and indexer): call them from
 //! a blocking context. See `docs/ARCHITECTURE.md`.
 
+mod backup;
 mod config;
 mod error;
 mod id_filter;
@@ -43,6 +44,12 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use backup::{segment_path, BackupFile, BackupPlan, TAIL_BYTES};
+
+/// The base position of a segment file name (`<20 digits>.seg`).
+pub fn segment_file_base(name: &str) -> Option<u64> {
+    segment::parse_name(name)
+}
 pub use config::{Limits, StoreConfig, SyncMode};
 use error::Result;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
@@ -119,6 +126,7 @@ impl Store {
             lifecycle: Lifecycle::default(),
             live,
             policies: Default::default(),
+            committed_end: Default::default(),
             observer,
         });
         let started = std::time::Instant::now();

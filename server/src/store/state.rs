@@ -159,6 +159,9 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<Arc<CommittedBatch>>,
     /// Every stream's lifecycle (deletes, tombstones, metadata).
     pub(crate) policies: super::policy::Policies,
+    /// The active segment's base and the end of its durable bytes: set by
+    /// the writer after each sync, before `Progress::committed` (backups).
+    pub(crate) committed_end: std::sync::Mutex<(u64, u64)>,
     /// Where the engine reports its work. Set at open.
     pub(crate) observer: Arc<dyn Observer>,
 }

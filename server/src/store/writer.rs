@@ -83,6 +83,10 @@ pub(crate) fn start(
         None => open_new_segment(&shared, rec.next_position, shared.config.segment_size)?,
     };
     let seg_size = seg.len()?;
+    *shared
+        .committed_end
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = (seg.base, rec.write_offset.max(HEADER_LEN));
     // Every append's first id, so that new ids need no index lookup.
     let ids = Ids::fill(shared.index.clone());
     let writer = Writer {
@@ -351,6 +355,11 @@ impl Writer {
         if events > 0 {
             self.shared.tail.add(&batch.entries, &batch.heads);
         }
+        *self
+            .shared
+            .committed_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (self.seg.base, self.offset);
         self.shared.progress.set_committed(self.next_position);
         for reply in replies {
             reply.send();
