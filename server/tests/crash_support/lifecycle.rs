@@ -364,13 +364,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
         &format!("{}_LIFECYCLE_ROUNDS", tier.env),
         tier.default_rounds,
     );
-    let seed = env_u64(
-        &format!("{}_SEED", tier.env),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
-    );
+    let seed = tier.seed();
     println!(
         "{name} lifecycle: {rounds} rounds, {}_SEED={seed}",
         tier.env

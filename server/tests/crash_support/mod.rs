@@ -1253,6 +1253,19 @@ pub struct Tier {
     pub default_rounds: u64,
 }
 
+impl Tier {
+    /// `<PREFIX>_SEED`, or one from the clock.
+    fn seed(&self) -> u64 {
+        env_u64(
+            &format!("{}_SEED", self.env),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        )
+    }
+}
+
 fn fail(dir: DataDir, disk: &mut dyn Disk, violations: &[String], context: &str) -> ! {
     disk.retire(dir.dir.path());
     let log = log_tail(&dir.log());
@@ -1275,13 +1288,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
     let name = tier.name;
     let rounds = env_u64(&format!("{}_ROUNDS", tier.env), tier.default_rounds);
     let per_dir = env_u64(&format!("{}_ROUNDS_PER_DIR", tier.env), 25).max(1);
-    let seed = env_u64(
-        &format!("{}_SEED", tier.env),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
-    );
+    let seed = tier.seed();
     println!(
         "{name}: {rounds} rounds, {per_dir} per data directory, {}_SEED={seed}",
         tier.env
