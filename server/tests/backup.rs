@@ -213,3 +213,32 @@ fn a_backup_without_a_server_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_never_writes_into_a_directory_in_use() {
+    let mut server = TestServer::start().await;
+    append_ok(
+        &mut server.client,
+        "s",
+        v1::ExpectedVersion::any(),
+        events(3, "E", "e"),
+    )
+    .await;
+    let url = format!("http://{}", server.addr);
+    let live = server.dir.path().join("data");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(STRATA)
+            .args(["backup", "--url", &url, "--to"])
+            .arg(&live)
+            .output()
+            .expect("run strata backup")
+    })
+    .await
+    .expect("backup");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use"), "{err}");
+    // The live store is untouched.
+    assert_eq!(read_all(&mut server.client).await.len(), 3);
+    server.stop().await.expect("clean stop");
+}

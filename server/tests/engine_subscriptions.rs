@@ -599,3 +599,46 @@ async fn a_catch_up_reads_on_when_the_head_moves_under_it() {
     // but the caught-up point comes after the last of them.
     assert_eq!(rest.caught_up[0].1, Some(19));
 }
+
+/// A catch-up applies a lifecycle change made while it runs from its next
+/// batch on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_applies_a_delete_made_while_it_runs() {
+    let dir = scratch_dir();
+    let store = open(dir.path(), |c| c.read_batch = 2);
+    for i in 0..6 {
+        let stream = if i < 2 { "early" } else { "late" };
+        append_ok(
+            &store,
+            req(stream, ExpectedVersion::Any, vec![ev("E", b"e")]),
+        )
+        .await;
+    }
+    let mut sub = store
+        .subscribe(
+            SubscriptionTarget::All(Filter::default()),
+            SubscribeFrom::Start,
+        )
+        .await
+        .expect("subscribe");
+    let first = take(&mut sub, 2, false, Duration::ZERO).await;
+    assert_eq!(first.positions(), [0, 1]);
+    let delete = LifecycleRequest::Delete {
+        stream: "late".into(),
+        expected: ExpectedVersion::Any,
+    };
+    store.lifecycle(delete).await.expect("delete");
+    append_ok(
+        &store,
+        req("after", ExpectedVersion::Any, vec![ev("A", b"a")]),
+    )
+    .await;
+    // One batch was read ahead before the delete; the rest is hidden.
+    let rest = take(&mut sub, 1, true, Duration::ZERO).await;
+    let streams: Vec<&str> = rest.events.iter().map(|e| &*e.stream).collect();
+    assert!(
+        streams.iter().filter(|s| **s == "late").count() <= 2,
+        "late events after the delete: {streams:?}"
+    );
+    assert_eq!(streams.last(), Some(&"after"));
+}

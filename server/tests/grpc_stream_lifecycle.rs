@@ -514,3 +514,86 @@ async fn lifecycle_survives_a_restart() {
     assert_eq!(revision, 2);
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_subscribers_get_no_system_events_and_no_hidden_ones() {
+    let mut server = TestServer::start().await;
+    let c = &mut server.client;
+    append_ok(
+        c,
+        "seed",
+        v1::ExpectedVersion::no_stream(),
+        events(1, "S", "s"),
+    )
+    .await;
+    let mut plain = Sub::open(
+        c,
+        sub_req(all_target(), Some(v1::SubscribeFrom::end()), None),
+    )
+    .await;
+    let dollar = Some(filter(&["$"], &[]));
+    let mut system = Sub::open(
+        c,
+        sub_req(all_target(), Some(v1::SubscribeFrom::end()), dollar),
+    )
+    .await;
+    let mut caught_up = Vec::new();
+    // Wait for both to be live before anything is written.
+    for sub in [&mut plain, &mut system] {
+        loop {
+            if let Content::CaughtUp(_) = sub.next().await {
+                break;
+            }
+        }
+    }
+    let zero = v1::StreamMetadata {
+        max_count: Some(0),
+        ..Default::default()
+    };
+    set_metadata(c, "z", any(), zero).await.expect("set");
+    append_ok(c, "z", any(), events(2, "Z", "z")).await;
+    delete(c, "seed", any()).await.expect("delete");
+    append_ok(c, "visible", any(), events(1, "V", "v")).await;
+
+    // The unfiltered subscriber: only the visible append.
+    let got = plain.take_events(1, &mut caught_up).await;
+    assert_eq!(data_of(&got), ["v-0"]);
+    assert!(plain
+        .expect_quiet(Duration::from_millis(300))
+        .await
+        .is_empty());
+    // The `$` subscriber: the metadata change and the delete, in order.
+    let got = system.take_events(2, &mut caught_up).await;
+    let kinds: Vec<(&str, &str)> = got
+        .iter()
+        .map(|e| (e.stream.as_str(), e.r#type.as_str()))
+        .collect();
+    assert_eq!(kinds, [("$$z", "$metadata"), ("$lifecycle", "$deleted")]);
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_event_goes_alone_in_its_response() {
+    let mut server = TestServer::start_with(|a| {
+        a.max_event_bytes = 4 << 20;
+        a.max_append_bytes = 16 << 20;
+    })
+    .await;
+    let c = &mut server.client;
+    let small = event("E", &vec![b's'; 900 << 10]);
+    let large = event("E", &vec![b'l'; (7 << 20) / 2]);
+    append_ok(
+        c,
+        "big",
+        v1::ExpectedVersion::no_stream(),
+        vec![small, large],
+    )
+    .await;
+    let mut call = c.read(forwards("big")).await.expect("read").into_inner();
+    let mut sizes = Vec::new();
+    while let Some(batch) = call.message().await.expect("batch") {
+        sizes.push(batch.events.len());
+    }
+    assert_eq!(sizes, [1, 1], "each event in a response of its own");
+    server.stop().await.expect("clean stop");
+}

@@ -19,7 +19,7 @@ use strata_proto::v1::backup_chunk::Kind;
 use strata_proto::v1::operations_client::OperationsClient;
 
 use super::{print_line, CliError, Connection};
-use strata_server::store::{segment_file_base, TAIL_BYTES};
+use strata_server::store::{lock_data_dir, segment_file_base, OpenError, TAIL_BYTES};
 
 /// Arguments of `strata backup`.
 #[derive(Clone, Debug, Args)]
@@ -50,14 +50,18 @@ fn have(log: &Path) -> Result<Vec<v1::BackupFile>, CliError> {
             .metadata()
             .map_err(io_error("reading a segment of the copy"))?
             .len();
+        let crc_of = |from: u64, len: u64| -> Result<u32, CliError> {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, from)
+                .map_err(io_error("reading a segment of the copy"))?;
+            Ok(crc32fast::hash(&bytes))
+        };
         let from = size.saturating_sub(TAIL_BYTES);
-        let mut tail = vec![0u8; (size - from) as usize];
-        file.read_exact_at(&mut tail, from)
-            .map_err(io_error("reading a segment of the copy"))?;
         out.push(v1::BackupFile {
             path: format!("log/{name}"),
             size,
-            tail_crc32: crc32fast::hash(&tail),
+            head_crc32: crc_of(0, size.min(TAIL_BYTES))?,
+            tail_crc32: crc_of(from, size - from)?,
         });
     }
     Ok(out)
@@ -83,6 +87,15 @@ fn sync_dir(path: &Path) -> Result<(), CliError> {
 pub async fn run(args: BackupArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let dir = &args.to;
+    // The copy's own lock: never write into a directory a server (or
+    // another backup) has open.
+    let _lock = lock_data_dir(dir).map_err(|e| match e {
+        OpenError::Locked(_) => CliError::Usage(format!(
+            "{} is in use by a running server or another backup; back up into a directory of its own",
+            dir.display()
+        )),
+        other => CliError::Unhealthy(format!("cannot use {}: {other}", dir.display())),
+    })?;
     let log = dir.join("log");
     std::fs::create_dir_all(&log).map_err(io_error("creating the copy's directory"))?;
     let have = have(&log)?;

@@ -34,8 +34,8 @@ impl OperationsService {
     }
 }
 
-/// What the client's copy holds of one file: size and tail CRC-32.
-type Have = HashMap<String, (u64, u32)>;
+/// What the client's copy holds of one file: size, head and tail CRC-32.
+type Have = HashMap<String, (u64, u32, u32)>;
 
 fn have_from_wire(req: v1::BackupRequest) -> Result<Have, Status> {
     let mut have = HashMap::new();
@@ -48,7 +48,7 @@ fn have_from_wire(req: v1::BackupRequest) -> Result<Have, Status> {
             )));
         }
         if have
-            .insert(f.path.clone(), (f.size, f.tail_crc32))
+            .insert(f.path.clone(), (f.size, f.head_crc32, f.tail_crc32))
             .is_some()
         {
             return Err(Status::invalid_argument(format!(
@@ -67,17 +67,17 @@ fn chunk(kind: Kind) -> Result<v1::BackupChunk, Status> {
 /// Where the copy of `file` must be written from: past what the client
 /// already holds of it, if that is a prefix of it.
 async fn resume_at(store: &Store, file: &BackupFile, have: &Have) -> Result<u64, Status> {
-    let Some(&(size, crc)) = have.get(&file.path) else {
+    let Some(&(size, head, tail)) = have.get(&file.path) else {
         return Ok(0);
     };
     if size > file.len {
         return Ok(0);
     }
     let ours = store
-        .backup_tail_crc(file, size)
+        .backup_crcs(file, size)
         .await
         .map_err(status_from_read)?;
-    Ok(if ours == crc { size } else { 0 })
+    Ok(if ours == (head, tail) { size } else { 0 })
 }
 
 async fn send_backup(

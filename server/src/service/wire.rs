@@ -7,8 +7,7 @@ use strata_proto::v1::encoded::{EncodedEvents, EventFields, EventsEncoder};
 
 use crate::store::{EventRecord, EventSink, RecordedEvent, SharedEncoding};
 
-/// Largest bytes one response carries (a single larger event still goes
-/// alone).
+/// Largest bytes one response carries (a single larger event goes alone).
 const RESPONSE_BYTES: usize = 1 << 20;
 
 /// Encoded events, cut into responses of at most `max_events` events and
@@ -57,13 +56,18 @@ impl EventSink for WireEvents {
     }
 
     fn push_record(&mut self, rec: &EventRecord<'_>) {
+        let event = fields(rec);
+        // A response closes before the event that would take it past the
+        // byte budget: a large event goes alone, so a response stays under
+        // what clients accept by default (4 MiB) unless one event is larger.
         if !self.current.is_empty()
-            && (self.current.count() >= self.max_events || self.current.bytes() >= RESPONSE_BYTES)
+            && (self.current.count() >= self.max_events
+                || self.current.bytes() + event.encoded_len() > RESPONSE_BYTES)
         {
             let full = std::mem::take(&mut self.current);
             self.done.push(full.finish());
         }
-        self.current.push(&fields(rec));
+        self.current.push(&event);
         self.count += 1;
         self.last_revision = Some(rec.revision);
     }

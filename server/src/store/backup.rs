@@ -91,11 +91,16 @@ impl Store {
         .map_err(ReadError::from)
     }
 
-    /// CRC-32 of `file`'s bytes in `size - TAIL_BYTES .. size` (as much of it
-    /// as there is), to check that a copy of its first `size` bytes matches.
-    pub async fn backup_tail_crc(&self, file: &BackupFile, size: u64) -> Result<u32, ReadError> {
+    /// CRC-32s of `file`'s first and last `TAIL_BYTES` bytes below `size`
+    /// (as much of them as there is), to check that a copy of its first
+    /// `size` bytes is that: the first bytes tell one store's segment from
+    /// another's, the last ones where the copy stops.
+    pub async fn backup_crcs(&self, file: &BackupFile, size: u64) -> Result<(u32, u32), ReadError> {
+        let head = self
+            .backup_read(file, 0, size.min(TAIL_BYTES) as usize)
+            .await?;
         let from = size.saturating_sub(TAIL_BYTES);
-        let bytes = self.backup_read(file, from, (size - from) as usize).await?;
-        Ok(crc32fast::hash(&bytes))
+        let tail = self.backup_read(file, from, (size - from) as usize).await?;
+        Ok((crc32fast::hash(&head), crc32fast::hash(&tail)))
     }
 }

@@ -46,6 +46,21 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use backup::{segment_path, BackupFile, BackupPlan, TAIL_BYTES};
 
+/// Holds a data directory's `LOCK` while it lives (see [`lock_data_dir`]).
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Creates the data directory `data` if it is missing and takes its
+/// `LOCK`, as opening a store does, so that nothing else (a server, a
+/// backup) uses it meanwhile. `OpenError::Locked` when something does.
+pub fn lock_data_dir(data: &Path) -> Result<DataDirLock, OpenError> {
+    lock::create_data_dir(data)?;
+    Ok(DataDirLock {
+        _file: lock::lock_dir(data)?,
+    })
+}
+
 /// The base position of a segment file name (`<20 digits>.seg`).
 pub fn segment_file_base(name: &str) -> Option<u64> {
     segment::parse_name(name)

@@ -189,6 +189,7 @@ impl<S: EventSink> ReadBatches<S> {
     }
 
     fn next_batch(&mut self) -> Result<S, ReadError> {
+        self.visibility = Visibility::new(&self.shared);
         let limit = self.shared.config.read_batch.max(1) as u64;
         let limit = limit.min(self.remaining) as usize;
         let mut out = S::with_limit(limit);
@@ -518,9 +519,10 @@ impl<S: EventSink> Iterator for ReadBatches<S> {
 }
 
 /// Which events a read may return, from the streams' lifecycle policies as
-/// they were when the read started (max-count counts from the stream's
-/// head then; max-age from the read's start).
-struct Visibility {
+/// they were when the current batch started (max-count counts from the
+/// stream's head then; max-age from then): a read, or a long catch-up,
+/// sees a lifecycle change from its next batch on.
+pub(crate) struct Visibility {
     /// No stream had a policy: everything is visible, with no lookup.
     none: bool,
     now_micros: i64,
@@ -536,7 +538,7 @@ struct Visibility {
 const VISIBILITY_CACHE: usize = 4096;
 
 impl Visibility {
-    fn new(shared: &Shared) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         Visibility {
             none: shared.policies.is_empty(),
             now_micros: std::time::SystemTime::now()
@@ -547,7 +549,13 @@ impl Visibility {
         }
     }
 
-    fn visible(&mut self, shared: &Shared, stream: &str, revision: u64, recorded_at: i64) -> bool {
+    pub(crate) fn visible(
+        &mut self,
+        shared: &Shared,
+        stream: &str,
+        revision: u64,
+        recorded_at: i64,
+    ) -> bool {
         if self.none {
             return true;
         }

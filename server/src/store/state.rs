@@ -246,6 +246,9 @@ pub(crate) struct CommittedBatch {
     /// Some event is of a `$`-stream (which unfiltered `$all` subscribers
     /// do not get).
     pub(crate) has_system: bool,
+    /// Some event is of a stream with a lifecycle policy (which decides,
+    /// per subscriber, whether it is visible).
+    pub(crate) has_policy: bool,
     /// Index entries of the batch's appends (indexer only).
     pub(crate) entries: Vec<AppendEntry>,
     /// The new heads of the streams the batch wrote (indexer only).

@@ -11,7 +11,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use super::error::ReadError;
-use super::reader::{ReadBatches, ReadStream};
+use super::reader::{ReadBatches, ReadStream, Visibility};
 use super::sink::EventSink;
 use super::state::CommittedBatch;
 use super::state::{Condition, Shared};
@@ -290,19 +290,30 @@ impl<S: EventSink> Subscription<S> {
         }
         let before = self.global_next;
         let limit = self.shared.config.read_batch.max(1);
+        // Lifecycle applies live too: an event hidden when it was committed
+        // (a stream truncated past it, deleted in the same batch) is not
+        // delivered, as a catch-up would not deliver it.
+        let mut vis = Visibility::new(&self.shared);
+        let shared = &self.shared;
+        let mut visible =
+            |e: &RecordedEvent| vis.visible(shared, &e.stream, e.revision, e.recorded_at_micros);
         let events = match &self.target {
             // Taken whole: the encoding is shared with every subscriber
-            // that does the same.
+            // that does the same. Only without `$`-stream events and events
+            // of streams with a lifecycle policy.
             SubscriptionTarget::All(filter)
-                if filter.is_empty() && batch.first_position >= before =>
+                if filter.is_empty()
+                    && !batch.has_system
+                    && !batch.has_policy
+                    && batch.first_position >= before =>
             {
                 S::whole_batch(&batch.events, &batch.encoding, limit)
             }
             SubscriptionTarget::All(filter) => some_of(&batch.events, limit, |e| {
-                e.position >= before && filter.matches(&e.stream, &e.event_type)
+                e.position >= before && filter.matches(&e.stream, &e.event_type) && visible(e)
             }),
             SubscriptionTarget::Stream(name) => some_of(&batch.events, limit, |e| {
-                &*e.stream == name.as_str() && e.revision >= self.next_revision
+                &*e.stream == name.as_str() && e.revision >= self.next_revision && visible(e)
             }),
         };
         self.global_next = batch.end_position;
@@ -340,7 +351,7 @@ impl<S: EventSink> Subscription<S> {
 fn some_of<S: EventSink>(
     events: &[RecordedEvent],
     limit: usize,
-    keep: impl Fn(&RecordedEvent) -> bool,
+    mut keep: impl FnMut(&RecordedEvent) -> bool,
 ) -> S {
     let mut sink = S::with_limit(limit);
     for e in events.iter().filter(|e| keep(e)) {

@@ -219,13 +219,6 @@ impl Filter {
         self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
     }
 
-    /// True when the filter lets every event of a non-`$` stream through
-    /// (and, as every filter without a `$` stream prefix, none of a
-    /// `$`-stream).
-    pub fn passes_all_user_events(&self) -> bool {
-        self.is_empty()
-    }
-
     /// Whether an event of `stream` with `event_type` passes. Events of
     /// `$`-streams (metadata history, lifecycle records) pass only a filter
     /// with a stream prefix that starts with `$`.

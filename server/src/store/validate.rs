@@ -17,7 +17,14 @@ pub fn stream_name(name: &str, for_append: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("stream name is empty".into());
     }
-    if name.len() > MAX_NAME_BYTES {
+    // `$$S`, the metadata history of a stream S of up to the maximum, may
+    // be read: two bytes more.
+    let max = if name.starts_with("$$") {
+        MAX_NAME_BYTES + 2
+    } else {
+        MAX_NAME_BYTES
+    };
+    if name.len() > max {
         return Err(format!(
             "stream name is {} bytes, the maximum is {MAX_NAME_BYTES}",
             name.len()

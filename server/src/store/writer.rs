@@ -271,6 +271,7 @@ impl Writer {
             elided: self.shared.live.receiver_count() == 0,
             encoding: Default::default(),
             has_system: false,
+            has_policy: false,
             entries: Vec::new(),
             heads: Vec::new(),
         };
@@ -379,6 +380,7 @@ impl Writer {
                     elided,
                     encoding: Default::default(),
                     has_system: batch.has_system,
+                    has_policy: batch.has_policy,
                     entries: Vec::new(),
                     heads: Vec::new(),
                 };
@@ -737,6 +739,7 @@ impl Writer {
             None => (Arc::from(req.stream.as_str()), None),
         };
         batch.has_system |= stream.starts_with('$');
+        batch.has_policy |= self.policies.contains_key(&stream);
         let stream_id = match head {
             Some(h) => h.id,
             None => {
