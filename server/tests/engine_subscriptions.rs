@@ -555,6 +555,17 @@ async fn closing_the_store_ends_subscriptions() {
     assert!(matches!(m, Ok(None)), "{m:?}");
 }
 
+/// An unfiltered `$all` subscription from the start.
+async fn all_from_start(store: &Store) -> Subscription {
+    store
+        .subscribe(
+            SubscriptionTarget::All(Filter::default()),
+            SubscribeFrom::Start,
+        )
+        .await
+        .expect("subscribe")
+}
+
 /// A catch-up keeps one reader from start to head. When the head moves
 /// while it reads, it reads on with the same cursor: what its buffer held
 /// past the old head (the segment's zeros, read before the new events were
@@ -567,13 +578,7 @@ async fn a_catch_up_reads_on_when_the_head_moves_under_it() {
         c.read_batch = 2;
     });
     prefill(&store, 10).await;
-    let mut sub = store
-        .subscribe(
-            SubscriptionTarget::All(Filter::default()),
-            SubscribeFrom::Start,
-        )
-        .await
-        .expect("subscribe");
+    let mut sub = all_from_start(&store).await;
     // The first batch: the reader now buffers the segment, zeros included.
     let first = take(&mut sub, 2, false, Duration::ZERO).await;
     assert_eq!(first.positions(), [0, 1]);
@@ -614,13 +619,7 @@ async fn a_catch_up_applies_a_delete_made_while_it_runs() {
         )
         .await;
     }
-    let mut sub = store
-        .subscribe(
-            SubscriptionTarget::All(Filter::default()),
-            SubscribeFrom::Start,
-        )
-        .await
-        .expect("subscribe");
+    let mut sub = all_from_start(&store).await;
     let first = take(&mut sub, 2, false, Duration::ZERO).await;
     assert_eq!(first.positions(), [0, 1]);
     let delete = LifecycleRequest::Delete {
