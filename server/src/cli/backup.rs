@@ -71,7 +71,7 @@ fn have(log: &Path) -> Result<Vec<v1::BackupFile>, CliError> {
 fn local_path(dir: &Path, path: &str) -> Result<PathBuf, CliError> {
     match path.strip_prefix("log/") {
         Some(name) if segment_file_base(name).is_some() => Ok(dir.join("log").join(name)),
-        _ => Err(CliError::Unhealthy(format!(
+        _ => Err(CliError::Failed(format!(
             "the server sent a file outside the log: {path:?}"
         ))),
     }
@@ -94,7 +94,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
             "{} is in use by a running server or another backup; back up into a directory of its own",
             dir.display()
         )),
-        other => CliError::Unhealthy(format!("cannot use {}: {other}", dir.display())),
+        other => CliError::Failed(format!("cannot use {}: {other}", dir.display())),
     })?;
     let log = dir.join("log");
     std::fs::create_dir_all(&log).map_err(io_error("creating the copy's directory"))?;
@@ -103,11 +103,9 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("--url {}: {e}", args.connection.url)))?
         .connect()
         .await
-        .map_err(|e| {
-            CliError::Unhealthy(format!("cannot connect to {}: {e}", args.connection.url))
-        })?;
+        .map_err(|e| CliError::Failed(format!("cannot connect to {}: {e}", args.connection.url)))?;
     let mut client = OperationsClient::new(channel).max_decoding_message_size(8 << 20);
-    let status = |e: tonic::Status| CliError::Unhealthy(format!("backup failed: {}", e.message()));
+    let status = |e: tonic::Status| CliError::Failed(format!("backup failed: {}", e.message()));
     let mut chunks = client
         .backup(v1::BackupRequest { have })
         .await
@@ -116,7 +114,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
     let mut open: HashMap<String, File> = HashMap::new();
     loop {
         let Some(chunk) = chunks.message().await.map_err(status)? else {
-            return Err(CliError::Unhealthy(
+            return Err(CliError::Failed(
                 "the server ended the backup before it was complete; run it again".into(),
             ));
         };
@@ -189,7 +187,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
                 };
                 return print_line(&line);
             }
-            None => return Err(CliError::Unhealthy("the server sent an empty chunk".into())),
+            None => return Err(CliError::Failed("the server sent an empty chunk".into())),
         }
     }
 }

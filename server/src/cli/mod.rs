@@ -66,6 +66,9 @@ pub enum CliError {
     /// The server is not serving, or could not be asked (exit 1).
     #[error("{0}")]
     Unhealthy(String),
+    /// A call outside the Rust client (the backup) failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
     /// Whoever reads the output went away (`strata read | head`): not an
     /// error (exit 0).
     #[error("output closed")]
@@ -80,7 +83,10 @@ impl CliError {
                 strata_client::Error::WrongExpectedVersion { .. }
                 | strata_client::Error::MultiAppendConflict { .. },
             ) => ExitCode::from(3),
-            CliError::Client(_) | CliError::Io { .. } | CliError::Unhealthy(_) => ExitCode::FAILURE,
+            CliError::Client(_)
+            | CliError::Io { .. }
+            | CliError::Unhealthy(_)
+            | CliError::Failed(_) => ExitCode::FAILURE,
             CliError::OutputClosed => ExitCode::SUCCESS,
         }
     }
