@@ -141,10 +141,12 @@ impl<S: EventSink> Subscription<S> {
                 self.global_next,
             );
             match opening.await? {
-                Some(r) => self.reader = Some(r),
-                // The stream does not exist yet: nothing to catch up on.
-                None => {
-                    self.reached_head(self.shared.progress.committed());
+                Ok(r) => self.reader = Some(r),
+                // The stream does not exist yet: nothing to catch up on up
+                // to the head seen before it was looked up (a first event
+                // committed since is delivered live).
+                Err(head) => {
+                    self.reached_head(head);
                     return Ok(());
                 }
             }
@@ -191,14 +193,15 @@ impl<S: EventSink> Subscription<S> {
         Ok(())
     }
 
-    /// The catch-up read from where the subscription stands; `None` for a
-    /// stream that does not exist.
+    /// The catch-up read from where the subscription stands; for a stream
+    /// that does not exist, the head as it was before the stream was
+    /// looked up.
     async fn open_reader(
         shared: Arc<Shared>,
         target: SubscriptionTarget,
         next_revision: u64,
         global_next: u64,
-    ) -> Result<Option<CatchUp<S>>, ReadError> {
+    ) -> Result<Result<CatchUp<S>, u64>, ReadError> {
         super::hop(move || {
             let head = shared.progress.committed();
             let batches = match &target {
@@ -217,11 +220,11 @@ impl<S: EventSink> Subscription<S> {
                     0,
                 ) {
                     Ok(r) => r,
-                    Err(ReadError::StreamNotFound(_)) => return Ok(None),
+                    Err(ReadError::StreamNotFound(_)) => return Ok(Err(head)),
                     Err(e) => return Err(e),
                 },
             };
-            Ok(Some(CatchUp {
+            Ok(Ok(CatchUp {
                 read: ReadStream::new(batches),
                 head,
             }))
@@ -293,10 +296,13 @@ impl<S: EventSink> Subscription<S> {
         // Lifecycle applies live too: an event hidden when it was committed
         // (a stream truncated past it, deleted in the same batch) is not
         // delivered, as a catch-up would not deliver it.
-        let mut vis = Visibility::new(&self.shared);
+        // Only a batch with events of streams that have a policy needs it.
+        let mut vis = batch.has_policy.then(|| Visibility::new(&self.shared));
         let shared = &self.shared;
-        let mut visible =
-            |e: &RecordedEvent| vis.visible(shared, &e.stream, e.revision, e.recorded_at_micros);
+        let mut visible = |e: &RecordedEvent| {
+            vis.as_mut()
+                .is_none_or(|v| v.visible(shared, &e.stream, e.revision, e.recorded_at_micros))
+        };
         let events = match &self.target {
             // Taken whole: the encoding is shared with every subscriber
             // that does the same. Only without `$`-stream events and events
