@@ -160,7 +160,12 @@ impl EventsEncoder {
 
     /// Appends one event.
     pub fn push(&mut self, event: &EventFields<'_>) {
-        let len = event.encoded_len();
+        self.push_sized(event, event.encoded_len());
+    }
+
+    /// Appends one event whose `encoded_len()` the caller already has.
+    pub fn push_sized(&mut self, event: &EventFields<'_>, len: usize) {
+        debug_assert_eq!(len, event.encoded_len());
         self.buf.reserve(1 + encoded_len_varint(len as u64) + len);
         encode_varint(key(EVENTS_FIELD, WireType::LengthDelimited), &mut self.buf);
         encode_varint(len as u64, &mut self.buf);

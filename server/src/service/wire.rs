@@ -57,17 +57,18 @@ impl EventSink for WireEvents {
 
     fn push_record(&mut self, rec: &EventRecord<'_>) {
         let event = fields(rec);
+        let len = event.encoded_len();
         // A response closes before the event that would take it past the
         // byte budget: a large event goes alone, so a response stays under
         // what clients accept by default (4 MiB) unless one event is larger.
         if !self.current.is_empty()
             && (self.current.count() >= self.max_events
-                || self.current.bytes() + event.encoded_len() > RESPONSE_BYTES)
+                || self.current.bytes() + len > RESPONSE_BYTES)
         {
             let full = std::mem::take(&mut self.current);
             self.done.push(full.finish());
         }
-        self.current.push(&event);
+        self.current.push_sized(&event, len);
         self.count += 1;
         self.last_revision = Some(rec.revision);
     }
