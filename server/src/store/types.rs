@@ -356,3 +356,11 @@ pub struct StoreStats {
     /// Bytes used by the index on disk.
     pub index_bytes: u64,
 }
+
+/// The wall clock in microseconds since the Unix epoch (commit times,
+/// retention by age).
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,7 +26,7 @@ use super::recovery::Recovered;
 use super::segment::{self, Segment, HEADER_LEN};
 use super::state::{CommittedBatch, Shared};
 use super::types::{
-    AppendOutcome, AppendRequest, Conflict, EventId, ExpectedVersion, LifecycleOutcome,
+    now_micros, AppendOutcome, AppendRequest, Conflict, EventId, ExpectedVersion, LifecycleOutcome,
     LifecycleRequest, MultiAppendOutcome, MultiAppendRequest, NewEvent, RecordedEvent,
     StreamResult,
 };
@@ -939,11 +939,4 @@ fn approx_size(req: &AppendRequest) -> usize {
         .iter()
         .map(|e| e.data.len() + e.metadata.len() + 128)
         .sum()
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
