@@ -77,6 +77,16 @@ fn local_path(dir: &Path, path: &str) -> Result<PathBuf, CliError> {
     }
 }
 
+/// A file of the copy, for writing, created if missing, its bytes kept.
+fn open_copy(path: &Path) -> Result<File, CliError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_error("opening a file of the copy"))
+}
+
 fn sync_dir(path: &Path) -> Result<(), CliError> {
     File::open(path)
         .and_then(|d| d.sync_all())
@@ -123,12 +133,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
                 let file = match open.get(&d.path) {
                     Some(f) => f,
                     None => {
-                        let f = OpenOptions::new()
-                            .create(true)
-                            .truncate(false)
-                            .write(true)
-                            .open(local_path(dir, &d.path)?)
-                            .map_err(io_error("creating a file of the copy"))?;
+                        let f = open_copy(&local_path(dir, &d.path)?)?;
                         &*open.entry(d.path.clone()).or_insert(f)
                     }
                 };
@@ -136,15 +141,9 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
                     .map_err(io_error("writing the copy"))?;
             }
             Some(Kind::End(e)) => {
-                let path = local_path(dir, &e.path)?;
                 let file = match open.remove(&e.path) {
                     Some(f) => f,
-                    None => OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&path)
-                        .map_err(io_error("opening a file of the copy"))?,
+                    None => open_copy(&local_path(dir, &e.path)?)?,
                 };
                 file.set_len(e.size)
                     .map_err(io_error("sizing a file of the copy"))?;
