@@ -200,20 +200,26 @@ impl Store {
     /// from then on.
     pub async fn lifecycle(&self, req: LifecycleRequest) -> Result<LifecycleOutcome, AppendError> {
         validate::stream_name(req.stream(), true).map_err(AppendError::InvalidArgument)?;
-        if let LifecycleRequest::SetMetadata { metadata, .. } = &req {
-            let size = metadata.to_json().len();
-            let limit = self.shared.config.limits.max_event_bytes;
-            if size as u64 > limit {
-                return Err(AppendError::TooLarge {
-                    what: "stream metadata",
-                    actual: size as u64,
-                    limit,
-                    setting: "max-event-bytes",
-                });
-            }
+        let metadata = match &req {
+            LifecycleRequest::SetMetadata { metadata, .. } => metadata.to_json(),
+            _ => Vec::new(),
+        };
+        let limit = self.shared.config.limits.max_event_bytes;
+        if metadata.len() as u64 > limit {
+            return Err(AppendError::TooLarge {
+                what: "stream metadata",
+                actual: metadata.len() as u64,
+                limit,
+                setting: "max-event-bytes",
+            });
         }
         let (reply, rx) = oneshot::channel();
-        self.submit(WriteRequest::Lifecycle { req, reply }).await?;
+        self.submit(WriteRequest::Lifecycle {
+            req,
+            metadata,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| AppendError::ShuttingDown)?
     }
 

@@ -49,9 +49,12 @@ pub(crate) enum WriteRequest {
         req: MultiAppendRequest,
         reply: oneshot::Sender<Result<MultiAppendOutcome, AppendError>>,
     },
-    /// A delete, a tombstone or a metadata change.
+    /// A delete, a tombstone or a metadata change; `metadata` is the
+    /// record data of a metadata change, encoded (and size-checked) by the
+    /// caller.
     Lifecycle {
         req: LifecycleRequest,
+        metadata: Vec<u8>,
         reply: oneshot::Sender<Result<LifecycleOutcome, AppendError>>,
     },
 }
@@ -61,7 +64,7 @@ impl WriteRequest {
         match self {
             WriteRequest::Append { req, .. } => approx_size(req),
             WriteRequest::Multi { req, .. } => req.appends.iter().map(approx_size).sum(),
-            WriteRequest::Lifecycle { .. } => 256,
+            WriteRequest::Lifecycle { metadata, .. } => 256 + metadata.len(),
         }
     }
 }
@@ -313,12 +316,16 @@ impl Writer {
                     );
                     Reply::Multi(reply, outcome)
                 }
-                WriteRequest::Lifecycle { req, reply } => {
+                WriteRequest::Lifecycle {
+                    req,
+                    metadata,
+                    reply,
+                } => {
                     let outcome = self.unit(
                         &mut failure,
                         |w| w.check_lifecycle(&req),
                         |w| {
-                            let o = w.stage_lifecycle(&req, now, &mut batch, &mut io)?;
+                            let o = w.stage_lifecycle(&req, metadata, now, &mut batch, &mut io)?;
                             appends += 1;
                             Ok(o)
                         },
@@ -598,6 +605,7 @@ impl Writer {
     fn stage_lifecycle(
         &mut self,
         req: &LifecycleRequest,
+        metadata_json: Vec<u8>,
         now: i64,
         batch: &mut CommittedBatch,
         io: &mut Io<'_>,
@@ -629,7 +637,7 @@ impl Writer {
                 (
                     policy::metadata_stream(stream),
                     policy::METADATA_TYPE,
-                    metadata.to_json(),
+                    metadata_json,
                 )
             }
         };
