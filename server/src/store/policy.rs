@@ -28,9 +28,12 @@ pub const TOMBSTONED_TYPE: &str = "$tombstoned";
 /// Content type of the lifecycle events' data.
 pub const JSON: &str = "application/json";
 
+/// What a stream's name is prefixed with to name its metadata history.
+pub const METADATA_PREFIX: &str = "$$";
+
 /// The stream holding the metadata history of `stream`.
 pub fn metadata_stream(stream: &str) -> String {
-    format!("$${stream}")
+    format!("{METADATA_PREFIX}{stream}")
 }
 
 /// Who may do what to a stream (stored now; enforced by the security
@@ -277,7 +280,8 @@ pub(crate) fn load<'a>(
         other => super::error::StorageError::IndexMismatch(other.to_string()),
     };
     let mut policies: HashMap<Arc<str>, StreamPolicy> = HashMap::new();
-    let metadata_streams: Vec<&String> = streams.filter(|s| s.starts_with("$$")).collect();
+    let metadata_streams: Vec<&String> =
+        streams.filter(|s| s.starts_with(METADATA_PREFIX)).collect();
     for md_stream in metadata_streams {
         let last = read(md_stream, Direction::Backwards, ReadFrom::End, 1).map_err(storage)?;
         let Some(e) = last.into_iter().next() else {
@@ -285,7 +289,9 @@ pub(crate) fn load<'a>(
         };
         match StreamMetadata::from_json(&e.data) {
             Ok(md) => {
-                let p = policies.entry(Arc::from(&md_stream[2..])).or_default();
+                let p = policies
+                    .entry(Arc::from(&md_stream[METADATA_PREFIX.len()..]))
+                    .or_default();
                 p.metadata = Some(Arc::new(md));
                 p.metadata_revision = Some(e.revision);
             }

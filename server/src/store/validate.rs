@@ -17,10 +17,10 @@ pub fn stream_name(name: &str, for_append: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("stream name is empty".into());
     }
-    // `$$S`, the metadata history of a stream S of up to the maximum, may
-    // be read: two bytes more.
-    let max = if name.starts_with("$$") {
-        MAX_NAME_BYTES + 2
+    // The metadata history of a stream of the longest name may be read.
+    use super::policy::METADATA_PREFIX;
+    let max = if name.starts_with(METADATA_PREFIX) {
+        MAX_NAME_BYTES + METADATA_PREFIX.len()
     } else {
         MAX_NAME_BYTES
     };
