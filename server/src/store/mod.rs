@@ -26,6 +26,7 @@ mod reader;
 mod record;
 mod recovery;
 mod scanner;
+mod scavenge;
 mod segment;
 mod sink;
 mod state;
@@ -72,7 +73,8 @@ pub use policy::{StreamAcl, StreamMetadata, StreamPolicy};
 use reader::ReadBatches;
 pub use reader::ReadStream;
 pub use record::EventRecord;
-pub use segment::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+pub use scavenge::{ScavengeState, ScavengeStatus};
+pub use segment::{FORMAT_VERSION, OLDEST_FORMAT_VERSION, SCAVENGED_FORMAT_VERSION};
 pub use sink::{EventSink, SharedEncoding};
 pub use subscription::Subscription;
 pub use types::*;
@@ -99,6 +101,7 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    scavenges: Arc<scavenge::Scavenges>,
     _lock: File,
 }
 
@@ -166,6 +169,7 @@ impl Store {
             shared,
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
+            scavenges: Default::default(),
             _lock: lock,
         })
     }
@@ -357,11 +361,32 @@ impl Store {
         self.shared.lifecycle.poisoned()
     }
 
+    /// Starts a scavenge on a thread of its own: sealed segments are
+    /// rewritten without the events reads hide, while appends, reads and
+    /// subscriptions go on. After a stop, it resumes after the last segment
+    /// done. `None` when one is running already.
+    pub fn start_scavenge(&self) -> Option<ScavengeStatus> {
+        self.scavenges.start(self.shared.clone())
+    }
+
+    /// The running scavenge's progress, or the last one's outcome.
+    pub fn scavenge_status(&self) -> ScavengeStatus {
+        self.scavenges.status()
+    }
+
+    /// Asks the running scavenge to stop after the segment it is on (a
+    /// segment is replaced whole or not at all); returns at once.
+    pub fn stop_scavenge(&self) -> ScavengeStatus {
+        self.scavenges.request_stop();
+        self.scavenges.status()
+    }
+
     /// Stops accepting appends, lets the writer finish and sync what it
     /// accepted, waits for the index, and flushes it. Idempotent.
     /// Blocking: call from a blocking context.
     pub fn close(&self) -> Result<()> {
         self.shared.lifecycle.close();
+        self.scavenges.stop_and_join();
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads: Vec<_> = self
             .threads

@@ -229,29 +229,20 @@ impl<S: EventSink> ReadBatches<S> {
                         None => cursor.insert(LogCursor::at(shared, *next)?),
                     };
                     let expected = *next;
-                    let ev = c.advance(shared, |rec| {
-                        if rec.position != expected {
-                            return Err(rec.position);
-                        }
+                    let ev = c.next_in(shared, expected, *end, |rec| {
                         if filter.matches(rec.stream, rec.event_type)
                             && vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
                         {
                             bytes += rec.data.len() + rec.metadata.len();
                             out.push_record(rec);
                         }
-                        Ok(())
+                        rec.position
                     })?;
                     match ev {
-                        Some(Ok(())) => {}
-                        Some(Err(found)) => {
-                            return Err(StorageError::corrupt(
-                                &c.seg.path,
-                                c.offset,
-                                format!("expected position {expected}, found {found}"),
-                            )
-                            .into())
-                        }
-                        None => {
+                        Next::Record(position) => *next = position + 1,
+                        // Positions a scavenge removed, up to the end.
+                        Next::Beyond => *next = *end,
+                        Next::End => {
                             return Err(StorageError::corrupt(
                                 &c.seg.path,
                                 c.offset,
@@ -260,7 +251,6 @@ impl<S: EventSink> ReadBatches<S> {
                             .into())
                         }
                     }
-                    *next += 1;
                     scanned += 1;
                 }
                 if *next >= *end {
@@ -324,19 +314,32 @@ impl<S: EventSink> ReadBatches<S> {
                         let c = match cursor {
                             Some(c) => c,
                             // A run's first event is where the run says.
-                            None if *lo == run.first_revision => {
-                                cursor.insert(LogCursor::at_location(shared, run.location)?)
-                            }
+                            None if *lo == run.first_revision => cursor.insert(
+                                LogCursor::at_location(shared, run.location, position_of(*lo))?,
+                            ),
                             None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
                         };
-                        c.expect_record(shared, position_of(*lo), |rec| {
+                        let read = c.next_in(shared, position_of(*lo), position_of(*hi), |rec| {
                             if vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
                             {
                                 bytes += rec.data.len() + rec.metadata.len();
                                 out.push_record(rec);
                             }
+                            rec.revision
                         })?;
-                        *lo += 1;
+                        match read {
+                            Next::Record(revision) => *lo = revision + 1,
+                            // The rest of the run was removed by a scavenge.
+                            Next::Beyond => *lo = *hi,
+                            Next::End => {
+                                return Err(StorageError::corrupt(
+                                    &c.seg.path,
+                                    c.offset,
+                                    format!("the log ends before position {}", position_of(*lo)),
+                                )
+                                .into())
+                            }
+                        }
                     } else {
                         let chunk_lo = hi.saturating_sub(BACKWARD_CHUNK).max(*lo);
                         let mut chunk =
@@ -623,19 +626,53 @@ fn read_range(
         return Ok(out);
     }
     let mut cursor = LogCursor::at(shared, lo)?;
-    for p in lo..hi {
-        out.push(cursor.next_event(shared, p, names)?);
-    }
+    walk_range(shared, &mut cursor, lo, hi, |r| {
+        out.push(r.to_event(names.get(r.stream)))
+    })?;
     Ok(out)
 }
 
-/// The ids of the `count` events from `position` on (for idempotency checks).
-pub(crate) fn read_ids(shared: &Shared, position: u64, count: usize) -> Result<Vec<EventId>> {
-    let mut cursor = LogCursor::at(shared, position)?;
-    let mut ids = Vec::with_capacity(count);
-    for p in position..position + count as u64 {
-        ids.push(cursor.expect_record(shared, p, |r| r.id)?);
+/// Hands the records at positions `lo..hi` (committed) to `f`, in order;
+/// positions a scavenge removed are skipped.
+fn walk_range(
+    shared: &Shared,
+    cursor: &mut LogCursor,
+    lo: u64,
+    hi: u64,
+    mut f: impl FnMut(&EventRecord<'_>),
+) -> Result<()> {
+    let mut expected = lo;
+    while expected < hi {
+        match cursor.next_in(shared, expected, hi, |r| {
+            f(r);
+            r.position
+        })? {
+            Next::Record(p) => expected = p + 1,
+            Next::Beyond => break,
+            Next::End => {
+                return Err(StorageError::corrupt(
+                    &cursor.seg.path,
+                    cursor.offset,
+                    format!("the log ends before position {expected}"),
+                ))
+            }
+        }
     }
+    Ok(())
+}
+
+/// The ids of the `count` events from `position` on (for idempotency
+/// checks), `None` for each that a scavenge removed.
+pub(crate) fn read_ids(
+    shared: &Shared,
+    position: u64,
+    count: usize,
+) -> Result<Vec<Option<EventId>>> {
+    let mut cursor = LogCursor::at(shared, position)?;
+    let mut ids = vec![None; count];
+    walk_range(shared, &mut cursor, position, position + count as u64, |r| {
+        ids[(r.position - position) as usize] = Some(r.id)
+    })?;
     Ok(ids)
 }
 
@@ -659,21 +696,73 @@ pub(crate) struct LogCursor {
     eof: bool,
 }
 
+/// What a walk over a range of positions meets next.
+pub(crate) enum Next<T> {
+    /// A record in the range (what the caller made of it).
+    Record(T),
+    /// A record at or past the end of the range (not consumed).
+    Beyond,
+    /// The end of the log.
+    End,
+}
+
 impl LogCursor {
-    /// A cursor at a record's location.
-    fn at_location(shared: &Shared, loc: Location) -> Result<Self> {
-        Ok(LogCursor {
-            seg: segment_of(shared, loc)?,
-            offset: loc.offset,
+    fn in_segment(seg: Arc<Segment>, offset: u64) -> Self {
+        LogCursor {
+            seg,
+            offset,
             buf: Vec::new(),
             at: 0,
             eof: false,
-        })
+        }
+    }
+
+    /// A cursor at the record of `position`, where `loc` (from the index)
+    /// says it is. In a scavenged segment the index's offsets are not used:
+    /// the cursor is at the first record at or after `position` there.
+    fn at_location(shared: &Shared, loc: Location, position: u64) -> Result<Self> {
+        let seg = segment_of(shared, loc)?;
+        if seg.has_gaps() {
+            return Self::at_or_after_in(seg, position);
+        }
+        Ok(Self::in_segment(seg, loc.offset))
+    }
+
+    /// A cursor at the first record at or after `position` in a scavenged
+    /// segment, from its position table.
+    fn at_or_after_in(seg: Arc<Segment>, position: u64) -> Result<Self> {
+        let from = seg
+            .gaps
+            .as_ref()
+            .and_then(|g| g.floor(position))
+            .map_or(HEADER_LEN, |(_, o)| o);
+        let mut c = Self::in_segment(seg, from);
+        loop {
+            match scanner::step(&c.buf[c.at..], c.eof) {
+                Step::Record(rec, _) if rec.position >= position => return Ok(c),
+                Step::Record(_, used) => c.at += used,
+                Step::NeedMore(needed) => c.refill(needed)?,
+                // Past its last record: the cursor goes on to the next
+                // segment at its next step.
+                Step::End => return Ok(c),
+                Step::Corrupt(reason) => {
+                    return Err(StorageError::corrupt(
+                        &c.seg.path,
+                        c.offset + c.at as u64,
+                        reason.to_string(),
+                    ))
+                }
+            }
+        }
     }
 
     /// A cursor at the record of `position` (which must be committed):
     /// from the nearest indexed location at or before it, skipping records.
+    /// If a scavenge removed that record, the cursor is at the next one.
     pub(crate) fn at(shared: &Shared, position: u64) -> Result<Self> {
+        if let Some(seg) = shared.segments.floor(position).filter(|s| s.has_gaps()) {
+            return Self::at_or_after_in(seg, position);
+        }
         let (indexed, loc) = shared.locate(position)?.ok_or_else(|| {
             StorageError::IndexMismatch(format!("position {position} is not in the index"))
         })?;
@@ -682,12 +771,17 @@ impl LogCursor {
         // record of `position`. If it is not (a damaged length on the way),
         // the walk is done again record by record, so that the error names
         // the damaged record.
-        let mut c = Self::at_location(shared, loc)?;
+        let seg = segment_of(shared, loc)?;
+        if seg.has_gaps() {
+            // Scavenged since the lookup above.
+            return Self::at_or_after_in(seg, position);
+        }
+        let mut c = Self::in_segment(seg.clone(), loc.offset);
         let skipped = (indexed..position).try_for_each(|p| c.skip_frame(p));
         if skipped.is_ok() && c.reaches(position)? {
             return Ok(c);
         }
-        let mut c = Self::at_location(shared, loc)?;
+        let mut c = Self::in_segment(seg, loc.offset);
         for p in indexed..position {
             c.expect_record(shared, p, |_| ())?;
         }
@@ -757,14 +851,49 @@ impl LogCursor {
         }
     }
 
-    /// The next event, which must have `position`.
-    fn next_event(
+    /// The next record if its position is below `hi`, handed to `f`. Its
+    /// position must be `expected`, or (in a scavenged segment, whose
+    /// positions may skip) any from `expected` on.
+    pub(crate) fn next_in<T>(
         &mut self,
         shared: &Shared,
-        position: u64,
-        names: &mut NameCache,
-    ) -> Result<RecordedEvent> {
-        self.expect_record(shared, position, |r| r.to_event(names.get(r.stream)))
+        expected: u64,
+        hi: u64,
+        f: impl FnOnce(&EventRecord<'_>) -> T,
+    ) -> Result<Next<T>> {
+        loop {
+            match scanner::step(&self.buf[self.at..], self.eof) {
+                Step::Record(rec, used) => {
+                    let p = rec.position;
+                    if p < expected || (p > expected && !self.seg.has_gaps()) {
+                        return Err(StorageError::corrupt(
+                            &self.seg.path,
+                            self.offset + self.at as u64,
+                            format!("expected position {expected}, found {p}"),
+                        ));
+                    }
+                    if p >= hi {
+                        return Ok(Next::Beyond);
+                    }
+                    let t = f(&rec);
+                    self.at += used;
+                    return Ok(Next::Record(t));
+                }
+                Step::NeedMore(needed) => self.refill(needed)?,
+                Step::End => {
+                    if !self.next_segment(shared) {
+                        return Ok(Next::End);
+                    }
+                }
+                Step::Corrupt(reason) => {
+                    return Err(StorageError::corrupt(
+                        &self.seg.path,
+                        self.offset + self.at as u64,
+                        reason.to_string(),
+                    ))
+                }
+            }
+        }
     }
 
     /// Drops the buffered bytes past the cursor; the next step reads them
@@ -779,7 +908,11 @@ impl LogCursor {
     fn refill(&mut self, need: usize) -> Result<()> {
         self.offset += self.at as u64;
         let want = need.max(SCAN_CHUNK);
-        self.buf.resize(want, 0);
+        // A scavenged segment's records end before its position table.
+        let room = self.seg.gaps.as_ref().map_or(want, |g| {
+            want.min(g.data_end.saturating_sub(self.offset) as usize)
+        });
+        self.buf.resize(room, 0);
         let n = self.seg.read_at(&mut self.buf, self.offset)?;
         self.buf.truncate(n);
         self.eof = n < want;

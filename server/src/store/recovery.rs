@@ -12,7 +12,7 @@ use super::index::{records_location, AppendEntry, IdEntry, Index, Location, Stre
 use super::io::Storage;
 use super::record::{self, EventRecord, FRAME_HEADER};
 use super::scanner::{self, Corruption, Scanned, Scanner, Step};
-use super::segment::{self, Segment, HEADER_LEN};
+use super::segment::{self, GapTable, Segment, HEADER_LEN};
 use super::state::Shared;
 
 /// Index entries applied to sled at a time while replaying.
@@ -66,11 +66,15 @@ pub(crate) fn open_segments(
             path,
             file,
             version: 0,
+            gaps: None,
         };
         let mut h = [0u8; HEADER_LEN as usize];
         let n = seg.read_at(&mut h, 0)?;
         let (header_base, version) = segment::decode_header(&seg.path, &h[..n])?;
         seg.version = version;
+        if let Some(data_end) = segment::table_offset(&h) {
+            seg.gaps = Some(GapTable::read(&seg.path, &*seg.file, data_end)?);
+        }
         if header_base != base {
             return Err(StorageError::corrupt(
                 &seg.path,
@@ -145,6 +149,15 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         expected: start.position,
         end_offset: HEADER_LEN,
     };
+    if let Some(last) = segments.last().filter(|s| s.has_gaps()) {
+        // A scavenge rewrites only segments with a later one; the writer
+        // never appends to a scavenged segment.
+        return Err(StorageError::corrupt(
+            &last.path,
+            0,
+            "the last segment is a scavenged one; a segment after it is missing",
+        ));
+    }
     let Some(last) = segments.last().cloned() else {
         return Ok(Recovered {
             next_position: 0,
@@ -233,12 +246,34 @@ fn resume_point(index: &Index, segments: &[Arc<Segment>]) -> Result<Option<Start
     if covered == 0 {
         return Ok(None);
     }
-    let Some((mut pos, loc)) = index.locate(covered - 1)? else {
+    let last_covered = covered - 1;
+    let Some(seg) = segments.iter().rev().find(|s| s.base <= last_covered) else {
         return Ok(None);
     };
-    let Some(seg) = segments.iter().find(|s| s.base == loc.segment) else {
+    if let Some(gaps) = &seg.gaps {
+        // The index's offsets into a scavenged segment are not used: its
+        // table is. Replay starts at its first record past the covered
+        // positions (or at its end).
+        let mut offset = gaps.floor(last_covered).map_or(HEADER_LEN, |(_, o)| o);
+        while offset < gaps.data_end {
+            match read_record(seg, offset) {
+                Ok((rec_pos, _)) if rec_pos >= covered => break,
+                Ok((_, len)) => offset += len as u64,
+                Err(_) => return Ok(None),
+            }
+        }
+        return Ok(Some(Start {
+            segment: seg.base,
+            offset,
+            position: covered,
+        }));
+    }
+    let Some((mut pos, loc)) = index.locate(last_covered)? else {
         return Ok(None);
     };
+    if loc.segment != seg.base {
+        return Ok(None);
+    }
     // Walk from the nearest indexed record to the last covered one.
     let mut offset = loc.offset;
     loop {
@@ -266,7 +301,7 @@ fn read_record(seg: &Segment, offset: u64) -> Result<(u64, usize)> {
         .unwrap_or(0)
         .min(record::MAX_PAYLOAD);
     // Never more than the file holds, whatever a damaged length says.
-    let available = seg.len()?.saturating_sub(offset) as usize;
+    let available = seg.data_end()?.saturating_sub(offset) as usize;
     let mut buf = vec![0u8; (FRAME_HEADER + len).min(available)];
     let n = seg.read_at(&mut buf, offset)?;
     match scanner::step(&buf[..n], true) {
@@ -298,10 +333,11 @@ fn scan_segment(
     on_record: &mut dyn FnMut(&EventRecord<'_>, Location) -> Result<()>,
 ) -> Result<()> {
     let file_len = seg.len()?;
-    let mut bytes = vec![0u8; file_len.saturating_sub(from) as usize];
+    let data_end = seg.data_end()?;
+    let mut bytes = vec![0u8; data_end.saturating_sub(from) as usize];
     let n = seg.read_at(&mut bytes, from)?;
     bytes.truncate(n);
-    let mut scanner = Scanner::new(&bytes, from, scan.expected);
+    let mut scanner = Scanner::new(&bytes, from, scan.expected).with_gaps(seg.has_gaps());
     // Records of the append in progress (offset into `bytes`, length):
     // replayed only once its commit record is seen.
     let mut open: Vec<(usize, usize)> = Vec::new();

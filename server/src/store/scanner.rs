@@ -142,8 +142,10 @@ pub(crate) struct Scanner<'a> {
     /// File offset of `bytes[0]`.
     base: u64,
     at: usize,
-    /// Position the next record must have.
+    /// Position the next record must have (or, with gaps, at least).
     expected: u64,
+    /// The segment is scavenged: positions increase but may skip.
+    gaps: bool,
     /// The walk is inside an append (its commit record not seen yet).
     in_append: bool,
     /// End of the last complete append, as an index into `bytes`.
@@ -162,11 +164,19 @@ impl<'a> Scanner<'a> {
             base,
             at: 0,
             expected,
+            gaps: false,
             in_append: false,
             committed_end: 0,
             committed_next: expected,
             done: false,
         }
+    }
+
+    /// The same walk over a scavenged segment, whose positions increase
+    /// but may skip (`bytes` must end where its records end).
+    pub(crate) fn with_gaps(mut self, gaps: bool) -> Self {
+        self.gaps = gaps;
+        self
     }
 
     /// File offset just after the last complete append.
@@ -195,16 +205,21 @@ impl<'a> Scanner<'a> {
         let offset = self.base + self.at as u64;
         let bytes: &'a [u8] = self.bytes;
         let item = match step(&bytes[self.at..], true) {
-            Step::Record(rec, _) if rec.position != self.expected => Scanned::Corrupt {
-                offset,
-                reason: Corruption::Position {
-                    found: rec.position,
-                    expected: self.expected,
-                },
-            },
+            Step::Record(rec, _)
+                if rec.position < self.expected
+                    || (rec.position != self.expected && !self.gaps) =>
+            {
+                Scanned::Corrupt {
+                    offset,
+                    reason: Corruption::Position {
+                        found: rec.position,
+                        expected: self.expected,
+                    },
+                }
+            }
             Step::Record(rec, len) => {
                 self.at += len;
-                self.expected += 1;
+                self.expected = rec.position + 1;
                 self.in_append = !rec.is_commit();
                 if rec.is_commit() {
                     self.committed_end = self.at;

@@ -262,6 +262,9 @@ pub trait Observer: Send + Sync + 'static {
     fn batch_committed(&self, _appends: usize, _events: usize, _bytes: usize, _sync: Duration) {}
     /// The index now covers `position` events.
     fn indexed(&self, _position: u64) {}
+    /// A scavenge rewrote a segment, giving back `bytes` and removing
+    /// `events` records.
+    fn segment_scavenged(&self, _bytes: u64, _events: u64) {}
 }
 
 /// An observer that ignores everything.

@@ -65,22 +65,42 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
                 seg.base
             ));
         }
-        let len = seg.len()?;
+        let len = seg.data_end()?;
         let mut bytes = vec![0u8; len.saturating_sub(HEADER_LEN) as usize];
         let n = seg.read_at(&mut bytes, HEADER_LEN)?;
         bytes.truncate(n);
         let is_last = segments.last().is_some_and(|l| l.base == seg.base);
-        // Each segment's records start at its base; the base itself was
-        // checked against the log above.
-        let mut scanner = Scanner::new(&bytes, HEADER_LEN, seg.base);
+        // Each segment's records start at its base (a scavenged one's at
+        // or after it); the base itself was checked against the log above.
+        let mut scanner = Scanner::new(&bytes, HEADER_LEN, seg.base).with_gaps(seg.has_gaps());
+        // A scavenged segment's table must name records where they are.
+        let mut table = seg.gaps.iter().flat_map(|g| g.entries.iter()).peekable();
+        let table_problem = |pos: u64, off: u64| {
+            format!(
+                "{}: position table: position {pos} at offset {off} is not a record there",
+                seg.path.display()
+            )
+        };
         loop {
             match scanner.next_item() {
                 Some(Scanned::Record { rec, offset, len }) => {
+                    while let Some(&&(p, o)) = table.peek() {
+                        if p > rec.position {
+                            break;
+                        }
+                        if p < rec.position || o != offset {
+                            report.problems.push(table_problem(p, o));
+                        }
+                        table.next();
+                    }
                     report.records += 1;
                     report.bytes += len as u64;
                     // The positions the index records a location for.
                     let first_in_segment = offset == HEADER_LEN;
+                    // The index's offsets into a scavenged segment are
+                    // not used (its own table is), so they are not checked.
                     if records_location(rec.position, first_in_segment)
+                        && !seg.has_gaps()
                         && locations.len() < 1_000_000
                     {
                         locations.push((
@@ -108,6 +128,9 @@ pub fn verify(data_dir: &Path) -> Result<VerifyReport, OpenError> {
                     break;
                 }
             }
+        }
+        for &(p, o) in table {
+            report.problems.push(table_problem(p, o));
         }
         if expected < seg.base {
             expected = seg.base;

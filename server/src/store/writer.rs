@@ -132,6 +132,7 @@ fn open_new_segment(shared: &Shared, base: u64, size: u64) -> Result<Arc<Segment
         path: shared.log_dir.join(segment::file_name(base)),
         file,
         version: segment::FORMAT_VERSION,
+        gaps: None,
     });
     shared.segments.insert(seg.clone());
     Ok(seg)
@@ -688,17 +689,17 @@ impl Writer {
         };
         let same_shape =
             head.map(|h| h.id) == Some(at.stream_id) && at.count as usize == req.events.len();
-        let same_ids = same_shape && {
-            let read;
-            let ids: &[EventId] = match pending {
-                Some(p) => &p.ids,
+        let same_ids = same_shape
+            && match pending {
+                Some(p) => p.ids.iter().zip(&req.events).all(|(a, e)| *a == e.id),
+                // Events a scavenge removed are taken on the first id's word.
                 None => {
-                    read = super::reader::read_ids(&self.shared, at.position, at.count as usize)?;
-                    &read
+                    super::reader::read_ids(&self.shared, at.position, at.count as usize)?
+                        .iter()
+                        .zip(&req.events)
+                        .all(|(a, e)| a.is_none_or(|a| a == e.id))
                 }
             };
-            ids.iter().zip(&req.events).all(|(a, e)| *a == e.id)
-        };
         if !same_ids {
             return Err(AppendError::DuplicateEventId {
                 id: first.to_string(),
@@ -887,6 +888,7 @@ impl Writer {
             path: dir.join(segment::file_name(base)),
             file,
             version: segment::FORMAT_VERSION,
+            gaps: None,
         });
         self.shared.segments.insert(seg.clone());
         self.seg = seg;

@@ -1,0 +1,326 @@
+//! Scavenging (API section 3): sealed segments rewritten without hidden
+//! events give their space back, while every visible event keeps its
+//! stream, revision, position and bytes, on every read path, online, after
+//! a reopen, and after the index is rebuilt from the scavenged log.
+
+mod engine_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use engine_support::*;
+use strata_server::store::*;
+
+const SEGMENT_SIZE: u64 = 64 << 10;
+const STREAMS: usize = 40;
+const EVENTS_PER_STREAM: usize = 50;
+
+fn name(i: usize) -> String {
+    format!("order-{i}")
+}
+
+/// Bytes of the segment files of `dir`, or of those among `of`.
+fn disk_use(dir: &Path, of: Option<&[std::path::PathBuf]>) -> u64 {
+    segment_files(dir)
+        .iter()
+        .filter(|p| of.is_none_or(|of| of.contains(p)))
+        .map(|p| std::fs::metadata(p).expect("metadata").len())
+        .sum()
+}
+
+/// Interleaved appends of `STREAMS` streams, 500 bytes each, so that every
+/// segment holds events of many streams.
+fn fill(store: &Store) {
+    for round in 0..EVENTS_PER_STREAM {
+        for s in 0..STREAMS {
+            let data = vec![(s * 7 + round) as u8; 500];
+            block_on(append_ok(
+                store,
+                req(&name(s), ExpectedVersion::Any, vec![ev("Placed", &data)]),
+            ));
+        }
+    }
+}
+
+fn lifecycle(store: &Store, r: LifecycleRequest) {
+    let out = block_on(store.lifecycle(r)).expect("lifecycle");
+    assert!(
+        matches!(out, LifecycleOutcome::Success { .. }),
+        "{out:?}"
+    );
+}
+
+/// Everything a reader can see, by every read path.
+#[derive(Debug, PartialEq)]
+struct Visible {
+    forwards: Vec<EventKey>,
+    backwards: Vec<EventKey>,
+    streams: Vec<(Vec<EventKey>, Vec<EventKey>)>,
+}
+
+fn visible(store: &Store) -> Visible {
+    let keys = |v: Vec<RecordedEvent>| v.iter().map(key).collect::<Vec<_>>();
+    let streams = (0..STREAMS)
+        .map(|s| {
+            let read = |d| {
+                let from = match d {
+                    Direction::Forwards => ReadFrom::Start,
+                    Direction::Backwards => ReadFrom::End,
+                };
+                match try_collect(store.read_stream(&name(s), d, from, 0)) {
+                    Ok(v) => keys(v),
+                    Err(ReadError::StreamNotFound(_) | ReadError::Tombstoned(_)) => Vec::new(),
+                    Err(e) => panic!("read {}: {e}", name(s)),
+                }
+            };
+            (read(Direction::Forwards), read(Direction::Backwards))
+        })
+        .collect();
+    Visible {
+        forwards: keys(all_forwards(store)),
+        backwards: keys(all_backwards(store)),
+        streams,
+    }
+}
+
+fn wait_done(store: &Store) -> ScavengeStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = store.scavenge_status();
+        if s.state != ScavengeState::Running {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "scavenge still running: {s:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn scavenging_gives_back_the_space_of_hidden_events_and_keeps_every_visible_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("open");
+    fill(&store);
+    // Half the streams deleted; of the rest, one keeps its last 5 events,
+    // one is truncated before revision 40, one is tombstoned.
+    for s in (0..STREAMS).step_by(2) {
+        lifecycle(
+            &store,
+            LifecycleRequest::Delete {
+                stream: name(s),
+                expected: ExpectedVersion::Any,
+            },
+        );
+    }
+    let meta = |m: StreamMetadata| LifecycleRequest::SetMetadata {
+        stream: String::new(),
+        expected: ExpectedVersion::Any,
+        metadata: m,
+    };
+    let with_stream = |r: LifecycleRequest, s: String| match r {
+        LifecycleRequest::SetMetadata {
+            expected, metadata, ..
+        } => LifecycleRequest::SetMetadata {
+            stream: s,
+            expected,
+            metadata,
+        },
+        other => other,
+    };
+    lifecycle(
+        &store,
+        with_stream(
+            meta(StreamMetadata {
+                max_count: Some(5),
+                ..Default::default()
+            }),
+            name(1),
+        ),
+    );
+    lifecycle(
+        &store,
+        with_stream(
+            meta(StreamMetadata {
+                truncate_before: Some(40),
+                ..Default::default()
+            }),
+            name(3),
+        ),
+    );
+    lifecycle(
+        &store,
+        LifecycleRequest::Tombstone {
+            stream: name(5),
+            expected: ExpectedVersion::Any,
+        },
+    );
+    // One more append so that the last segment holding the fill is sealed.
+    block_on(append_ok(
+        &store,
+        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
+    ));
+    let before = visible(&store);
+    let files_before = segment_files(tmp.path());
+    let disk_before = disk_use(tmp.path(), None);
+    let segments_before = files_before.len();
+    assert!(segments_before > 10, "{segments_before} segments");
+
+    let started = store.start_scavenge().expect("nothing running");
+    assert_eq!(started.state, ScavengeState::Running);
+    // Online: appends and reads go on while it runs.
+    let mut appended = 0;
+    while store.scavenge_status().state == ScavengeState::Running && appended < 200 {
+        block_on(append_ok(
+            &store,
+            req("during", ExpectedVersion::Any, vec![ev("T", b"x")]),
+        ));
+        appended += 1;
+        assert_eq!(stream_events(&store, "during", Direction::Forwards).len(), appended);
+    }
+    let status = wait_done(&store);
+    assert_eq!(status.state, ScavengeState::Done, "{status:?}");
+    assert_eq!(status.segments_done, status.segments_total);
+    assert!(status.events_removed > 0);
+
+    // The same files (appends during the scavenge may have added one).
+    let disk_after = disk_use(tmp.path(), Some(&files_before));
+    assert_eq!(disk_before - disk_after, status.bytes_reclaimed);
+    // 21 of 40 streams hidden whole and two more mostly: well over half of
+    // the fill's bytes go.
+    assert!(
+        disk_after * 2 < disk_before,
+        "before {disk_before} bytes, after {disk_after}"
+    );
+
+    let mut after = visible(&store);
+    let during: Vec<_> = after
+        .forwards
+        .iter()
+        .filter(|k| k.0 == "during")
+        .cloned()
+        .collect();
+    assert_eq!(during.len(), appended);
+    after.forwards.retain(|k| k.0 != "during");
+    after.backwards.retain(|k| k.0 != "during");
+    assert_eq!(after, before);
+
+    // A deleted stream re-created after the scavenge continues its revisions.
+    let (revision, _) = block_on(append_ok(
+        &store,
+        req(&name(0), ExpectedVersion::NoStream, vec![ev("Again", b"1")]),
+    ));
+    assert_eq!(revision, EVENTS_PER_STREAM as u64);
+    let after = visible(&store);
+    drop(store);
+
+    let report = verify(tmp.path()).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let store = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("reopen");
+    assert_eq!(visible(&store), after);
+    drop(store);
+    // The index rebuilt from the scavenged log agrees, including the heads
+    // of streams whose events are hidden.
+    std::fs::remove_dir_all(tmp.path().join("index")).expect("remove index");
+    let store = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("reopen without index");
+    assert_eq!(visible(&store), after);
+    let (revision, _) = block_on(append_ok(
+        &store,
+        req(&name(2), ExpectedVersion::NoStream, vec![ev("Again", b"1")]),
+    ));
+    assert_eq!(revision, EVENTS_PER_STREAM as u64);
+    // A second scavenge finds little or nothing more and changes nothing
+    // visible.
+    let before = visible(&store);
+    store.start_scavenge().expect("start again");
+    assert_eq!(wait_done(&store).state, ScavengeState::Done);
+    assert_eq!(visible(&store), before);
+}
+
+#[test]
+fn a_retry_of_an_append_whose_events_were_scavenged_gets_the_original_answer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(config(tmp.path(), 4096)).expect("open");
+    let first = req(
+        "s",
+        ExpectedVersion::NoStream,
+        vec![ev("T", &[1; 300]), ev("T", &[2; 300]), ev("T", &[3; 300])],
+    );
+    let original = block_on(append_ok(&store, first.clone()));
+    for i in 0..30u8 {
+        block_on(append_ok(
+            &store,
+            req("s", ExpectedVersion::Any, vec![ev("T", &[i; 300])]),
+        ));
+    }
+    lifecycle(
+        &store,
+        LifecycleRequest::SetMetadata {
+            stream: "s".into(),
+            expected: ExpectedVersion::Any,
+            metadata: StreamMetadata {
+                max_count: Some(2),
+                ..Default::default()
+            },
+        },
+    );
+    store.start_scavenge().expect("start");
+    let status = wait_done(&store);
+    assert_eq!(status.state, ScavengeState::Done, "{status:?}");
+    assert!(status.events_removed >= 3, "{status:?}");
+    let retried = block_on(store.append(first)).expect("retry");
+    assert_eq!(
+        retried,
+        AppendOutcome::Success {
+            next_expected_revision: original.0,
+            position: original.1,
+        }
+    );
+    assert_eq!(stream_events(&store, "s", Direction::Forwards).len(), 2);
+}
+
+#[test]
+fn a_stopped_scavenge_resumes_where_it_stopped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("open");
+    fill(&store);
+    for s in 0..STREAMS {
+        lifecycle(
+            &store,
+            LifecycleRequest::Delete {
+                stream: name(s),
+                expected: ExpectedVersion::Any,
+            },
+        );
+    }
+    block_on(append_ok(
+        &store,
+        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
+    ));
+    let before = visible(&store);
+    store.start_scavenge().expect("start");
+    let stopped = store.stop_scavenge();
+    assert!(
+        matches!(stopped.state, ScavengeState::Running | ScavengeState::Done),
+        "{stopped:?}"
+    );
+    let first = wait_done(&store);
+    assert!(
+        matches!(first.state, ScavengeState::Stopped | ScavengeState::Done),
+        "{first:?}"
+    );
+    if first.state == ScavengeState::Stopped {
+        assert!(first.segments_done < first.segments_total, "{first:?}");
+    }
+    assert!(store.start_scavenge().is_some());
+    let second = wait_done(&store);
+    assert_eq!(second.state, ScavengeState::Done, "{second:?}");
+    assert_eq!(second.segments_done, second.segments_total);
+    assert!(second.bytes_reclaimed >= first.bytes_reclaimed);
+    assert_eq!(visible(&store), before);
+    // Only the last event of each stream (and of each segment) is left.
+    let files = segment_files(tmp.path());
+    let records: usize = files.iter().map(|f| frames(f).len()).sum();
+    assert!(
+        records < STREAMS * EVENTS_PER_STREAM / 4,
+        "{records} records left"
+    );
+}
