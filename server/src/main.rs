@@ -76,6 +76,11 @@ enum Command {
     /// before the command started. Again into the same DIR, only what
     /// changed is sent.
     Backup(cli::backup::BackupArgs),
+    /// Reclaim the disk space of hidden events (deleted, tombstoned,
+    /// truncated, past max-count or max-age) on a running server, online;
+    /// `--wait` follows it to the end, `--status` shows it, `--stop` stops
+    /// it (the next start resumes).
+    Scavenge(cli::scavenge::ScavengeArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Stats(args)) => cli::run("stats", cli::stats::run(args)),
         Some(Command::Backup(args)) => cli::run("backup", cli::backup::run(args)),
+        Some(Command::Scavenge(args)) => cli::run("scavenge", cli::scavenge::run(args)),
     }
 }
 

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub indexed_position: IntGauge,
     /// head_position - indexed_position.
     pub index_lag: IntGauge,
+    /// Sealed segments scavenges went through.
+    pub scavenge_segments: IntCounter,
+    /// Bytes of segment files scavenges gave back.
+    pub scavenge_bytes_reclaimed: IntCounter,
+    /// Events scavenges removed.
+    pub scavenge_events_removed: IntCounter,
 }
 
 fn buckets_seconds() -> Vec<f64> {
@@ -121,6 +127,18 @@ impl Metrics {
             head_position: gauge("head_position", "Number of durable events (next position)")?,
             indexed_position: gauge("indexed_position", "Positions covered by the index")?,
             index_lag: gauge("index_lag", "Durable events not yet indexed")?,
+            scavenge_segments: counter(
+                "scavenge_segments_total",
+                "Sealed segments scavenges went through",
+            )?,
+            scavenge_bytes_reclaimed: counter(
+                "scavenge_bytes_reclaimed_total",
+                "Bytes of segment files scavenges gave back",
+            )?,
+            scavenge_events_removed: counter(
+                "scavenge_events_removed_total",
+                "Events scavenges removed from the log",
+            )?,
             registry,
         };
         #[cfg(target_os = "linux")]
@@ -166,6 +184,12 @@ impl Observer for Metrics {
     fn indexed(&self, position: u64) {
         self.indexed_position.set(position as i64);
         self.update_index_lag();
+    }
+
+    fn segment_scavenged(&self, bytes: u64, events: u64) {
+        self.scavenge_segments.inc();
+        self.scavenge_bytes_reclaimed.inc_by(bytes);
+        self.scavenge_events_removed.inc_by(events);
     }
 }
 

@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -879,18 +877,6 @@ fn rss() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-/// One metric's value from the server's `/metrics`.
-fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
 }
 
 /// Opens `n` subscriptions that are never read, on their own connection.

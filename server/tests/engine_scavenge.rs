@@ -44,10 +44,7 @@ fn fill(store: &Store) {
 
 fn lifecycle(store: &Store, r: LifecycleRequest) {
     let out = block_on(store.lifecycle(r)).expect("lifecycle");
-    assert!(
-        matches!(out, LifecycleOutcome::Success { .. }),
-        "{out:?}"
-    );
+    assert!(matches!(out, LifecycleOutcome::Success { .. }), "{out:?}");
 }
 
 /// Everything a reader can see, by every read path.
@@ -174,7 +171,10 @@ fn scavenging_gives_back_the_space_of_hidden_events_and_keeps_every_visible_one(
             req("during", ExpectedVersion::Any, vec![ev("T", b"x")]),
         ));
         appended += 1;
-        assert_eq!(stream_events(&store, "during", Direction::Forwards).len(), appended);
+        assert_eq!(
+            stream_events(&store, "during", Direction::Forwards).len(),
+            appended
+        );
     }
     let status = wait_done(&store);
     assert_eq!(status.state, ScavengeState::Done, "{status:?}");

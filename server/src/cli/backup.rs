@@ -16,7 +16,6 @@ use clap::Args;
 use serde_json::json;
 use strata_proto::v1;
 use strata_proto::v1::backup_chunk::Kind;
-use strata_proto::v1::operations_client::OperationsClient;
 
 use super::{print_line, CliError, Connection};
 use strata_server::store::{lock_data_dir, segment_file_base, OpenError, TAIL_BYTES};
@@ -109,12 +108,11 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
     let log = dir.join("log");
     std::fs::create_dir_all(&log).map_err(io_error("creating the copy's directory"))?;
     let have = have(&log)?;
-    let channel = tonic::transport::Endpoint::from_shared(args.connection.url.clone())
-        .map_err(|e| CliError::Usage(format!("--url {}: {e}", args.connection.url)))?
-        .connect()
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot connect to {}: {e}", args.connection.url)))?;
-    let mut client = OperationsClient::new(channel).max_decoding_message_size(8 << 20);
+    let mut client = args
+        .connection
+        .operations()
+        .await?
+        .max_decoding_message_size(8 << 20);
     let status = |e: tonic::Status| CliError::Failed(format!("backup failed: {}", e.message()));
     let mut chunks = client
         .backup(v1::BackupRequest { have })

@@ -16,6 +16,7 @@ pub mod health;
 pub mod metadata;
 pub mod multi_append;
 pub mod read;
+pub mod scavenge;
 pub mod stats;
 pub mod tail;
 
@@ -42,6 +43,23 @@ pub struct Connection {
 impl Connection {
     async fn connect(&self) -> Result<Client, CliError> {
         Ok(Client::connect(self.url.as_str()).await?)
+    }
+
+    /// A client of the `Operations` service (not in the Rust client).
+    async fn operations(
+        &self,
+    ) -> Result<
+        strata_proto::v1::operations_client::OperationsClient<tonic::transport::Channel>,
+        CliError,
+    > {
+        let channel = tonic::transport::Endpoint::from_shared(self.url.clone())
+            .map_err(|e| CliError::Usage(format!("--url {}: {e}", self.url)))?
+            .connect()
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to {}: {e}", self.url)))?;
+        Ok(strata_proto::v1::operations_client::OperationsClient::new(
+            channel,
+        ))
     }
 }
 

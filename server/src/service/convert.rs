@@ -169,10 +169,15 @@ pub fn event_to_wire(e: &RecordedEvent) -> v1::RecordedEvent {
         data: e.data.clone(),
         metadata: e.metadata.clone(),
         content_type: e.content_type.clone().unwrap_or_default(),
-        recorded_at: Some(prost_types::Timestamp {
-            seconds: micros.div_euclid(1_000_000),
-            nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
-        }),
+        recorded_at: Some(timestamp_from_micros(micros)),
+    }
+}
+
+/// A time in microseconds since the Unix epoch as a protobuf `Timestamp`.
+pub fn timestamp_from_micros(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
     }
 }
 

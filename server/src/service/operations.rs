@@ -1,7 +1,8 @@
 //! The `strata.v1.Operations` service: `Backup`, a consistent copy of the
-//! store streamed as file chunks while the server runs. A task reads one
-//! chunk at a time (a short hop each) into a small bounded channel, so a
-//! slow client costs a few chunks of memory and no thread.
+//! store streamed as file chunks while the server runs (a task reads one
+//! chunk at a time, a short hop each, into a small bounded channel, so a
+//! slow client costs a few chunks of memory and no thread), and the
+//! scavenge controls over the store's scavenger thread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::convert::timestamp_from_micros;
 use super::status::status_from_read;
-use crate::store::{BackupFile, Store};
+use crate::store::{BackupFile, ScavengeState, ScavengeStatus, Store};
 
 /// Largest data of one chunk.
 const CHUNK: usize = 1 << 20;
@@ -140,8 +142,52 @@ async fn send_backup(
     Ok(())
 }
 
+fn status_to_wire(s: ScavengeStatus) -> v1::ScavengeStatus {
+    use v1::scavenge_status::State;
+    let state = match s.state {
+        ScavengeState::Idle => State::Idle,
+        ScavengeState::Running => State::Running,
+        ScavengeState::Done => State::Done,
+        ScavengeState::Stopped => State::Stopped,
+        ScavengeState::Failed => State::Failed,
+    };
+    v1::ScavengeStatus {
+        state: state as i32,
+        segments_done: s.segments_done,
+        segments_total: s.segments_total,
+        bytes_reclaimed: s.bytes_reclaimed,
+        events_removed: s.events_removed,
+        started_at: (s.started_at_micros != 0).then(|| timestamp_from_micros(s.started_at_micros)),
+        error: s.error,
+    }
+}
+
 #[tonic::async_trait]
 impl Operations for OperationsService {
+    async fn start_scavenge(
+        &self,
+        _request: Request<v1::StartScavengeRequest>,
+    ) -> Result<Response<v1::ScavengeStatus>, Status> {
+        match self.store.start_scavenge() {
+            Some(started) => Ok(Response::new(status_to_wire(started))),
+            None => Err(Status::already_exists("a scavenge is running")),
+        }
+    }
+
+    async fn get_scavenge(
+        &self,
+        _request: Request<v1::GetScavengeRequest>,
+    ) -> Result<Response<v1::ScavengeStatus>, Status> {
+        Ok(Response::new(status_to_wire(self.store.scavenge_status())))
+    }
+
+    async fn stop_scavenge(
+        &self,
+        _request: Request<v1::StopScavengeRequest>,
+    ) -> Result<Response<v1::ScavengeStatus>, Status> {
+        Ok(Response::new(status_to_wire(self.store.stop_scavenge())))
+    }
+
     type BackupStream = ReceiverStream<Result<v1::BackupChunk, Status>>;
 
     async fn backup(

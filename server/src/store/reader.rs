@@ -319,14 +319,19 @@ impl<S: EventSink> ReadBatches<S> {
                             ),
                             None => cursor.insert(LogCursor::at(shared, position_of(*lo))?),
                         };
-                        let read = c.next_in(shared, position_of(*lo), position_of(*hi), |rec| {
-                            if vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
-                            {
-                                bytes += rec.data.len() + rec.metadata.len();
-                                out.push_record(rec);
-                            }
-                            rec.revision
-                        })?;
+                        let read =
+                            c.next_in(shared, position_of(*lo), position_of(*hi), |rec| {
+                                if vis.visible(
+                                    shared,
+                                    rec.stream,
+                                    rec.revision,
+                                    rec.recorded_at_micros,
+                                ) {
+                                    bytes += rec.data.len() + rec.metadata.len();
+                                    out.push_record(rec);
+                                }
+                                rec.revision
+                            })?;
                         match read {
                             Next::Record(revision) => *lo = revision + 1,
                             // The rest of the run was removed by a scavenge.
@@ -670,9 +675,13 @@ pub(crate) fn read_ids(
 ) -> Result<Vec<Option<EventId>>> {
     let mut cursor = LogCursor::at(shared, position)?;
     let mut ids = vec![None; count];
-    walk_range(shared, &mut cursor, position, position + count as u64, |r| {
-        ids[(r.position - position) as usize] = Some(r.id)
-    })?;
+    walk_range(
+        shared,
+        &mut cursor,
+        position,
+        position + count as u64,
+        |r| ids[(r.position - position) as usize] = Some(r.id),
+    )?;
     Ok(ids)
 }
 

@@ -91,7 +91,10 @@ pub(crate) struct Scavenges {
 impl Scavenges {
     /// The running or last scavenge.
     pub(crate) fn status(&self) -> ScavengeStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Starts a scavenge on its own thread; `None` if one is running.
@@ -176,11 +179,9 @@ impl Scavenges {
             }
             match scavenge_segment(shared, seg) {
                 Ok(reclaimed) => {
-                    if reclaimed.events > 0 {
-                        shared
-                            .observer
-                            .segment_scavenged(reclaimed.bytes, reclaimed.events);
-                    }
+                    shared
+                        .observer
+                        .segment_scavenged(reclaimed.bytes, reclaimed.events);
                     self.update(|s| {
                         s.segments_done += 1;
                         s.bytes_reclaimed += reclaimed.bytes;

@@ -262,8 +262,8 @@ pub trait Observer: Send + Sync + 'static {
     fn batch_committed(&self, _appends: usize, _events: usize, _bytes: usize, _sync: Duration) {}
     /// The index now covers `position` events.
     fn indexed(&self, _position: u64) {}
-    /// A scavenge rewrote a segment, giving back `bytes` and removing
-    /// `events` records.
+    /// A scavenge went through a segment, giving back `bytes` and removing
+    /// `events` records (both 0 when it had nothing to reclaim).
     fn segment_scavenged(&self, _bytes: u64, _events: u64) {}
 }
 

@@ -693,12 +693,10 @@ impl Writer {
             && match pending {
                 Some(p) => p.ids.iter().zip(&req.events).all(|(a, e)| *a == e.id),
                 // Events a scavenge removed are taken on the first id's word.
-                None => {
-                    super::reader::read_ids(&self.shared, at.position, at.count as usize)?
-                        .iter()
-                        .zip(&req.events)
-                        .all(|(a, e)| a.is_none_or(|a| a == e.id))
-                }
+                None => super::reader::read_ids(&self.shared, at.position, at.count as usize)?
+                    .iter()
+                    .zip(&req.events)
+                    .all(|(a, e)| a.is_none_or(|a| a == e.id)),
             };
         if !same_ids {
             return Err(AppendError::DuplicateEventId {
