@@ -195,6 +195,14 @@ impl Index {
         })
     }
 
+    /// The highest stream id any revision run is stored under. After a
+    /// crash in the middle of [`Index::apply`], runs may be stored under
+    /// ids that no head in `streams` names yet; recovery gives new streams
+    /// ids above this, so that none inherits such runs.
+    pub fn highest_run_stream_id(&self) -> Result<Option<u64>> {
+        Ok(self.revisions.last()?.map(|(k, _)| be_u64(&k, 0)))
+    }
+
     /// Number of streams.
     pub fn stream_count(&self) -> usize {
         self.streams.len()

@@ -129,7 +129,12 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         }
     };
     let mut heads = HashMap::new();
-    let mut next_stream_id = 0;
+    // A crash in the middle of `Index::apply` can leave runs stored under
+    // ids that no head in sled names yet. Replaying the log gives the
+    // streams it meets ids in the order of their first record, which a
+    // scavenge may have removed, so it need not give those ids to the same
+    // streams as before: new ids start above every id in use.
+    let mut next_stream_id = index.highest_run_stream_id()?.map_or(0, |id| id + 1);
     for s in index.streams() {
         let (name, head) = s?;
         next_stream_id = next_stream_id.max(head.id + 1);

@@ -10,6 +10,10 @@
 //! acknowledged change must be there after the crash; the one operation in
 //! flight when the server died must be there entirely or not at all. A
 //! tombstoned stream is followed by a fresh one.
+//!
+//! Meanwhile a scavenge runs again and again (`Operations.StartScavenge`),
+//! so that kills also land while it rewrites segments: a scavenge may only
+//! remove what no read can see, so the same checks cover it.
 
 use super::*;
 
@@ -27,6 +31,10 @@ struct Model {
     metadata_revision: Option<u64>,
     truncate_before: u64,
     max_count: Option<u64>,
+    /// Every revision below this has been hidden at some moment: a
+    /// scavenge may have removed it for good, even if later metadata would
+    /// show it again.
+    ever_hidden_before: u64,
 }
 
 /// What a reader sees of a stream.
@@ -74,10 +82,7 @@ impl Model {
         if self.current().is_none() {
             return View::NotFound(self.metadata_revision);
         }
-        let mut floor = self.deleted_before.max(self.truncate_before);
-        if let Some(max) = self.max_count {
-            floor = floor.max(self.next_revision.saturating_sub(max));
-        }
+        let floor = self.floor();
         let visible = self
             .events
             .iter()
@@ -85,6 +90,35 @@ impl Model {
             .cloned()
             .collect();
         View::Visible(visible, self.metadata_revision, self.current())
+    }
+
+    /// Revisions below this are hidden now.
+    fn floor(&self) -> u64 {
+        let mut floor = self.deleted_before.max(self.truncate_before);
+        if let Some(max) = self.max_count {
+            floor = floor.max(self.next_revision.saturating_sub(max));
+        }
+        floor
+    }
+
+    /// Whether a reader may see `seen`: the model's view, except that
+    /// events hidden at some earlier moment may be missing (scavenged).
+    fn accepts(&self, seen: &View) -> bool {
+        match (self.view(), seen) {
+            (View::Visible(want, md, current), View::Visible(got, seen_md, seen_current)) => {
+                let mut rest = got.iter().peekable();
+                let subsequence = want.iter().all(|e| {
+                    if rest.peek() == Some(&e) {
+                        rest.next();
+                        true
+                    } else {
+                        e.0 < self.ever_hidden_before
+                    }
+                });
+                subsequence && rest.next().is_none() && md == *seen_md && current == *seen_current
+            }
+            (view, seen) => view == *seen,
+        }
     }
 
     /// The model after `op`, and the answer it must get.
@@ -136,6 +170,7 @@ impl Model {
                 Answer::Done
             }
         };
+        m.ever_hidden_before = m.ever_hidden_before.max(m.floor());
         (m, answer)
     }
 }
@@ -373,7 +408,8 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = disk.fresh(tmp.path());
     let log = tmp.path().join("strata.log");
-    let segment_size = 64 << 10;
+    // Small segments, so that there are sealed ones for the scavenge.
+    let segment_size = 16 << 10;
     let mut agents: Vec<Agent> = (0..AGENTS)
         .map(|i| Agent {
             index: i,
@@ -385,6 +421,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
         })
         .collect();
     let (mut ops, mut resolved_applied, mut resolved_lost) = (0u64, 0u64, 0u64);
+    let mut scavenged = Scavenged::default();
     let fail = |violation: String, log: &Path| -> ! {
         panic!(
             "{name} lifecycle: {violation}\nserver log tail:\n{}",
@@ -401,7 +438,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
                 .unwrap_or_else(|e| fail(e, &log));
             let without = a.model.view();
             match a.in_doubt.take() {
-                None if seen == without => {}
+                None if a.model.accepts(&seen) => {}
                 None => fail(
                     format!(
                         "round {round}: {} is {seen:?}, acknowledged {without:?}",
@@ -411,10 +448,10 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
                 ),
                 Some(op) => {
                     let (after, _) = a.model.apply(&op);
-                    if seen == after.view() {
+                    if after.accepts(&seen) {
                         a.model = after;
                         resolved_applied += 1;
-                    } else if seen == without {
+                    } else if a.model.accepts(&seen) {
                         resolved_lost += 1;
                     } else {
                         fail(
@@ -482,9 +519,11 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
                 (a, done, violation)
             }));
         }
+        let scavenger = tokio::spawn(scavenge_repeatedly(server.addr, stop.clone()));
         tokio::time::sleep(Duration::from_millis(rng.range(30, 300))).await;
         kill9(&mut server);
         stop.store(true, Ordering::Release);
+        scavenged.add(scavenger.await.expect("scavenger task"));
         for t in tasks {
             let (a, done, violation) = t.await.expect("agent task");
             if let Some(v) = violation {
@@ -497,7 +536,71 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
     }
     disk.retire(tmp.path());
     println!(
-        "{name} lifecycle summary: {rounds} rounds, {ops} acknowledged operations, in doubt: {resolved_applied} were written, {resolved_lost} were not; {}",
+        "{name} lifecycle summary: {rounds} rounds, {ops} acknowledged operations, in doubt: {resolved_applied} were written, {resolved_lost} were not; scavenges: {} started, {} finished, {} segments gone through, {} bytes reclaimed; {}",
+        scavenged.started,
+        scavenged.finished,
+        scavenged.segments,
+        scavenged.bytes,
         disk.summary()
     );
+}
+
+/// What the scavenges of the rounds did, as far as their status showed
+/// before each kill.
+#[derive(Debug, Default)]
+struct Scavenged {
+    started: u64,
+    finished: u64,
+    segments: u64,
+    bytes: u64,
+}
+
+impl Scavenged {
+    fn add(&mut self, other: Scavenged) {
+        self.started += other.started;
+        self.finished += other.finished;
+        self.segments += other.segments;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Starts a scavenge, waits for it, and starts another, until `stop` (or
+/// the server dies under it).
+async fn scavenge_repeatedly(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Scavenged {
+    use v1::operations_client::OperationsClient;
+    use v1::scavenge_status::State;
+    let mut seen = Scavenged::default();
+    let Ok(channel) = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+    else {
+        return seen;
+    };
+    let mut ops = OperationsClient::new(channel);
+    while !stop.load(Ordering::Acquire) {
+        match ops.start_scavenge(v1::StartScavengeRequest {}).await {
+            Ok(_) => seen.started += 1,
+            Err(e) if e.code() == tonic::Code::AlreadyExists => {}
+            Err(_) => return seen,
+        }
+        loop {
+            let Ok(status) = ops.get_scavenge(v1::GetScavengeRequest {}).await else {
+                return seen;
+            };
+            let status = status.into_inner();
+            match status.state() {
+                State::Running => tokio::time::sleep(Duration::from_millis(2)).await,
+                State::Failed => panic!("a scavenge failed: {}", status.error),
+                _ => {
+                    seen.finished += 1;
+                    seen.segments += status.segments_done;
+                    seen.bytes += status.bytes_reclaimed;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
 }
