@@ -228,9 +228,13 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
+/// Pairs of `u64`s: `(frame offset, position)` of records, `(position,
+/// offset)` of table entries.
+type Pairs = Vec<(u64, u64)>;
+
 /// A version-3 segment parsed with the offsets of docs/FORMAT.md: the
 /// `(frame offset, position)` of its records and its table's entries.
-fn parse_v3(path: &Path) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+fn parse_v3(path: &Path) -> (Pairs, Pairs) {
     let b = std::fs::read(path).expect("read segment");
     assert_eq!(&b[..8], b"STRATSEG");
     assert_eq!(u32_at(&b, 8), 3, "version");
