@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from strata.v1 import operations_pb2 as ops_pb
+from strata.v1 import operations_pb2_grpc as ops_grpc
 from strata.v1 import streams_pb2 as pb
 from strata.v1 import streams_pb2_grpc as pb_grpc
 
@@ -283,6 +285,31 @@ class Checks:
             raise AssertionError("appended to a tombstoned name")
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, f"tombstoned: {e.code()}"
+
+    def check_scavenge(self):
+        ops = ops_grpc.OperationsStub(self.channel)
+        s = unique("scav")
+        self.append(s, pb.ExpectedVersion(no_stream=EMPTY), [new_event("A"), new_event("B")])
+        r = self.stub.Delete(pb.DeleteRequest(stream=s, expected=pb.ExpectedVersion(any=EMPTY)), timeout=TIMEOUT)
+        assert r.WhichOneof("result") == "success", f"delete: {r}"
+        try:
+            started = ops.StartScavenge(ops_pb.StartScavengeRequest(), timeout=TIMEOUT)
+            assert started.state == ops_pb.ScavengeStatus.RUNNING, f"started: {started}"
+            assert started.HasField("started_at"), f"started: {started}"
+        except grpc.RpcError as e:
+            # Another scavenge of this server may be running: that one will do.
+            assert e.code() == grpc.StatusCode.ALREADY_EXISTS, f"start: {e.code()}"
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            status = ops.GetScavenge(ops_pb.GetScavengeRequest(), timeout=TIMEOUT)
+            if status.state != ops_pb.ScavengeStatus.RUNNING:
+                break
+            assert time.monotonic() < deadline, f"still running: {status}"
+            time.sleep(0.02)
+        assert status.state == ops_pb.ScavengeStatus.DONE, f"scavenge: {status}"
+        assert status.segments_done == status.segments_total, f"scavenge: {status}"
+        stopped = ops.StopScavenge(ops_pb.StopScavengeRequest(), timeout=TIMEOUT)
+        assert stopped.state == ops_pb.ScavengeStatus.DONE, f"stop when none runs: {stopped}"
 
     def check_multi_append(self):
         a, b, c = unique("ma"), unique("mb"), unique("mc")

@@ -2,8 +2,10 @@
 //! store, and reading them. The copy is the log alone (the index is derived
 //! and is rebuilt from the log when the copy is first opened): every sealed
 //! segment whole, and the active segment up to the end of the last durable
-//! batch. Sealed segments never change and the active one only grows, so a
-//! later backup into the same copy sends what it lacks.
+//! batch. Sealed segments change only when a scavenge rewrites them (their
+//! first bytes then differ, so a later backup sends them whole) and the
+//! active one only grows, so a later backup into the same copy sends what
+//! it lacks.
 
 use std::sync::Arc;
 
