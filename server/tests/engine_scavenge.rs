@@ -505,3 +505,119 @@ fn replay_after_a_scavenge_never_hands_a_stream_another_streams_runs() {
         keys(&first).into_iter().rev().collect::<Vec<_>>()
     );
 }
+
+/// Catch-up subscriptions that read through segments while a scavenge
+/// replaces them get every visible event once, in order.
+#[test]
+fn catch_ups_read_on_while_a_scavenge_replaces_their_segments() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(tmp.path(), SEGMENT_SIZE);
+    cfg.read_batch = 16;
+    let store = Store::open(cfg).expect("open");
+    fill(&store);
+    for s in (0..STREAMS).step_by(2) {
+        lifecycle(
+            &store,
+            LifecycleRequest::Delete {
+                stream: name(s),
+                expected: ExpectedVersion::Any,
+            },
+        );
+    }
+    block_on(append_ok(
+        &store,
+        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
+    ));
+    let want_all: Vec<EventKey> = all_forwards(&store).iter().map(key).collect();
+    let want_one: Vec<EventKey> = stream_events(&store, &name(1), Direction::Forwards)
+        .iter()
+        .map(key)
+        .collect();
+    let rt = runtime();
+    let got = rt.block_on(async {
+        let subscribe = |target| store.subscribe(target, SubscribeFrom::Start);
+        let mut all = subscribe(SubscriptionTarget::All(Filter::default()))
+            .await
+            .expect("subscribe $all");
+        let mut one = subscribe(SubscriptionTarget::Stream(name(1)))
+            .await
+            .expect("subscribe");
+        store.start_scavenge().expect("start");
+        let mut got = (Vec::new(), Vec::new());
+        for (sub, out) in [(&mut all, &mut got.0), (&mut one, &mut got.1)] {
+            loop {
+                match sub.next().await.expect("next") {
+                    Some(SubscriptionMessage::Events(batch)) => {
+                        out.extend(batch.iter().map(key));
+                        // Slow enough that the scavenge overtakes.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Some(SubscriptionMessage::CaughtUp { .. }) => break,
+                    Some(_) => {}
+                    None => panic!("the subscription ended"),
+                }
+            }
+        }
+        got
+    });
+    let status = wait_done(&store);
+    assert_eq!(status.state, ScavengeState::Done, "{status:?}");
+    assert!(status.events_removed > 0);
+    assert_eq!(got.0, want_all);
+    assert_eq!(got.1, want_one);
+}
+
+/// Events past `max_age` are removed like any hidden event; the stream's
+/// last one stays (hidden) and the stream goes on from it.
+#[test]
+fn a_scavenge_removes_events_past_their_max_age() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(config(tmp.path(), 4096)).expect("open");
+    for i in 0..30u8 {
+        block_on(append_ok(
+            &store,
+            req("telemetry", ExpectedVersion::Any, vec![ev("T", &[i; 300])]),
+        ));
+    }
+    lifecycle(
+        &store,
+        LifecycleRequest::SetMetadata {
+            stream: "telemetry".into(),
+            expected: ExpectedVersion::Any,
+            metadata: StreamMetadata {
+                max_age: Some(Duration::from_millis(50)),
+                ..Default::default()
+            },
+        },
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..12u8 {
+        block_on(append_ok(
+            &store,
+            req("other", ExpectedVersion::Any, vec![ev("T", &[i; 300])]),
+        ));
+    }
+    assert!(stream_events(&store, "telemetry", Direction::Forwards).is_empty());
+    let files_before = segment_files(tmp.path());
+    let before = disk_use(tmp.path(), Some(&files_before));
+    store.start_scavenge().expect("start");
+    let status = wait_done(&store);
+    assert_eq!(status.state, ScavengeState::Done, "{status:?}");
+    // Of 30 events, at most the last of the stream and the last of each
+    // segment stay.
+    assert!(status.events_removed >= 20, "{status:?}");
+    assert!(disk_use(tmp.path(), Some(&files_before)) < before);
+    let (revision, _) = block_on(append_ok(
+        &store,
+        req(
+            "telemetry",
+            ExpectedVersion::Exact(29),
+            vec![ev("T", b"new")],
+        ),
+    ));
+    assert_eq!(revision, 30);
+    assert_eq!(
+        stream_events(&store, "telemetry", Direction::Forwards).len(),
+        1
+    );
+}
