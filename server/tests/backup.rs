@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::*;
 use serde_json::Value;
 use strata_proto::v1;
-use strata_server::store::{Direction, Filter, ReadFrom, RecordedEvent, Store, StoreConfig};
+use strata_server::store::{RecordedEvent, Store, StoreConfig};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -31,26 +31,6 @@ fn backup(url: &str, to: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
-}
-
-/// Every event of the store in `dir`, opened as a data directory.
-fn events_of_copy(dir: &Path) -> Vec<RecordedEvent> {
-    let store = Store::open(StoreConfig::new(dir)).expect("the copy opens");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let events = rt.block_on(async {
-        store
-            .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
-            .await
-            .expect("read")
-            .collect_all()
-            .await
-            .expect("read")
-    });
-    store.close().expect("close");
-    events
 }
 
 fn same(copy: &RecordedEvent, live: &v1::RecordedEvent) -> bool {

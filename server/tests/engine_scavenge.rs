@@ -47,6 +47,24 @@ fn lifecycle(store: &Store, r: LifecycleRequest) {
     assert!(matches!(out, LifecycleOutcome::Success { .. }), "{out:?}");
 }
 
+/// Soft-deletes the streams `which`, then seals the segment the fill
+/// ended in with one large append.
+fn delete_and_seal(store: &Store, which: impl Iterator<Item = usize>) {
+    for s in which {
+        lifecycle(
+            store,
+            LifecycleRequest::Delete {
+                stream: name(s),
+                expected: ExpectedVersion::Any,
+            },
+        );
+    }
+    block_on(append_ok(
+        store,
+        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
+    ));
+}
+
 /// Everything a reader can see, by every read path.
 #[derive(Debug, PartialEq)]
 struct Visible {
@@ -282,19 +300,7 @@ fn a_stopped_scavenge_resumes_where_it_stopped() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Store::open(config(tmp.path(), SEGMENT_SIZE)).expect("open");
     fill(&store);
-    for s in 0..STREAMS {
-        lifecycle(
-            &store,
-            LifecycleRequest::Delete {
-                stream: name(s),
-                expected: ExpectedVersion::Any,
-            },
-        );
-    }
-    block_on(append_ok(
-        &store,
-        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
-    ));
+    delete_and_seal(&store, 0..STREAMS);
     let before = visible(&store);
     store.start_scavenge().expect("start");
     let stopped = store.stop_scavenge();
@@ -515,19 +521,7 @@ fn catch_ups_read_on_while_a_scavenge_replaces_their_segments() {
     cfg.read_batch = 16;
     let store = Store::open(cfg).expect("open");
     fill(&store);
-    for s in (0..STREAMS).step_by(2) {
-        lifecycle(
-            &store,
-            LifecycleRequest::Delete {
-                stream: name(s),
-                expected: ExpectedVersion::Any,
-            },
-        );
-    }
-    block_on(append_ok(
-        &store,
-        req("after", ExpectedVersion::Any, vec![ev("T", &[0; 70_000])]),
-    ));
+    delete_and_seal(&store, (0..STREAMS).step_by(2));
     let want_all: Vec<EventKey> = all_forwards(&store).iter().map(key).collect();
     let want_one: Vec<EventKey> = stream_events(&store, &name(1), Direction::Forwards)
         .iter()

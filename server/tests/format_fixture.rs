@@ -9,9 +9,12 @@
 //! `cargo test -p strata-server --test format_fixture -- --ignored generate`.
 //! Never regenerate it for a released format: write a new fixture next to it.
 
+mod fixture_support;
+
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use fixture_support::{copy_dir, runtime};
 use strata_server::store::{
     verify, AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter, NewEvent,
     ReadFrom, RecordedEvent, Store, StoreConfig, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
@@ -215,22 +218,6 @@ fn expected_events() -> Vec<(&'static str, &'static Ev)> {
     all
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-    }
-}
-
-/// Writes the fixture. Run once per format version, then commit the files.
 #[test]
 #[ignore = "generated the checked-in version-1 fixture with a build that wrote version 1; kept to show how"]
 fn generate() {

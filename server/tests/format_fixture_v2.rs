@@ -8,13 +8,15 @@
 //! generate` rewrites the fixture; run it only when creating format version
 //! 2's fixture anew (never for a later version: write a new file then).
 
+mod fixture_support;
+
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use fixture_support::{copy_dir, read_all, runtime, segments};
 use strata_server::store::{
-    verify, AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter,
-    MultiAppendOutcome, MultiAppendRequest, NewEvent, ReadFrom, RecordedEvent, Store, StoreConfig,
-    StreamResult, FORMAT_VERSION,
+    verify, AppendOutcome, AppendRequest, EventId, ExpectedVersion, MultiAppendOutcome,
+    MultiAppendRequest, NewEvent, Store, StreamResult, FORMAT_VERSION,
 };
 
 const SEGMENT_SIZE: u64 = 1024;
@@ -81,27 +83,6 @@ fn fixture_log() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v2/log")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-    }
-}
-
-fn config(dir: &Path) -> StoreConfig {
-    let mut c = StoreConfig::new(dir);
-    c.segment_size = SEGMENT_SIZE;
-    c
-}
-
 /// Writes every unit; returns the log as the engine acknowledged it.
 fn write_units(rt: &tokio::runtime::Runtime, store: &Store) -> Vec<(String, u64, u64)> {
     let mut acked = Vec::new();
@@ -138,28 +119,10 @@ fn write_units(rt: &tokio::runtime::Runtime, store: &Store) -> Vec<(String, u64,
     acked
 }
 
-fn read_all(rt: &tokio::runtime::Runtime, store: &Store) -> Vec<RecordedEvent> {
-    rt.block_on(async {
-        let read = store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default());
-        read.await?.collect_all().await
-    })
-    .expect("read $all")
-}
-
 fn header_version(path: &Path) -> u32 {
     let b = std::fs::read(path).expect("read segment");
     assert_eq!(&b[..8], b"STRATSEG", "{}", path.display());
     u32::from_le_bytes([b[8], b[9], b[10], b[11]])
-}
-
-fn segments(log: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(log)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// What the fixture must read back as: `(stream, revision, position, type)`.
@@ -185,7 +148,7 @@ fn generate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     {
-        let store = Store::open(config(dir.path())).expect("open");
+        let store = Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE)).expect("open");
         write_units(&rt, &store);
         store.close().expect("close");
     }
@@ -215,7 +178,8 @@ fn engine_reads_the_v2_fixture() {
     let rt = runtime();
     // No index: it is rebuilt from the log, multi-stream units split into
     // their appends.
-    let store = Store::open(config(dir.path())).expect("open the fixture");
+    let store =
+        Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE)).expect("open the fixture");
     let got: Vec<(String, u64, u64, String)> = read_all(&rt, &store)
         .into_iter()
         .map(|e| (e.stream.to_string(), e.revision, e.position, e.event_type))
@@ -262,7 +226,8 @@ fn a_version_1_log_continues_without_putting_several_streams_in_a_v1_segment() {
     assert!(before.iter().all(|s| header_version(s) == 1));
     let rt = runtime();
     let head = {
-        let store = Store::open(config(dir.path())).expect("open the v1 log");
+        let store = Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE))
+            .expect("open the v1 log");
         let head = store.head_position();
         let m = MultiAppendRequest {
             appends: vec![
@@ -292,7 +257,7 @@ fn a_version_1_log_continues_without_putting_several_streams_in_a_v1_segment() {
     let newest = after.last().expect("a segment");
     assert_eq!(header_version(newest), 2);
     assert!(after[..before.len()].iter().all(|s| header_version(s) == 1));
-    let store = Store::open(config(dir.path())).expect("reopen");
+    let store = Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE)).expect("reopen");
     let log = read_all(&rt, &store);
     assert_eq!(log.len() as u64, head + 2);
     assert_eq!(

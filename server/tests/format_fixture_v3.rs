@@ -9,14 +9,16 @@
 //! generate` rewrites the fixture; run it only when creating format version
 //! 3's fixture anew (never for a later version: write a new file then).
 
+mod fixture_support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fixture_support::{copy_dir, read_all, runtime, segments};
 use strata_server::store::{
-    verify, AppendOutcome, AppendRequest, Direction, EventId, ExpectedVersion, Filter,
-    LifecycleRequest, MultiAppendRequest, NewEvent, ReadFrom, RecordedEvent, ScavengeState, Store,
-    StoreConfig, StreamMetadata, SCAVENGED_FORMAT_VERSION,
+    verify, AppendOutcome, AppendRequest, EventId, ExpectedVersion, LifecycleRequest,
+    MultiAppendRequest, NewEvent, ScavengeState, Store, StreamMetadata, SCAVENGED_FORMAT_VERSION,
 };
 
 const SEGMENT_SIZE: u64 = 1024;
@@ -108,45 +110,6 @@ fn fixture_log() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v3/log")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-    }
-}
-
-fn config(dir: &Path) -> StoreConfig {
-    let mut c = StoreConfig::new(dir);
-    c.segment_size = SEGMENT_SIZE;
-    c
-}
-
-fn segments(log: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(log)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn read_all(rt: &tokio::runtime::Runtime, store: &Store) -> Vec<RecordedEvent> {
-    rt.block_on(async {
-        let read = store.read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default());
-        read.await?.collect_all().await
-    })
-    .expect("read $all")
-}
-
 #[test]
 #[ignore = "writes the checked-in version-3 fixture"]
 fn generate() {
@@ -157,7 +120,7 @@ fn generate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     {
-        let store = Store::open(config(dir.path())).expect("open");
+        let store = Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE)).expect("open");
         let mut n = 0;
         for step in steps() {
             match step {
@@ -312,7 +275,8 @@ fn engine_reads_the_v3_fixture() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let rt = runtime();
     // No index: it is rebuilt from the scavenged log.
-    let store = Store::open(config(dir.path())).expect("open the fixture");
+    let store =
+        Store::open(fixture_support::config(dir.path(), SEGMENT_SIZE)).expect("open the fixture");
     let events = read_all(&rt, &store);
     let got: Vec<(String, u64, u64, String, u64)> = events
         .iter()

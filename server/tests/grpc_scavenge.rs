@@ -53,37 +53,6 @@ fn backup(url: &str, to: &Path) {
     );
 }
 
-/// `(stream, revision, position, data)` of every `$all` event of the copy.
-fn events_of_copy(dir: &Path) -> Vec<(String, u64, u64, Vec<u8>)> {
-    use strata_server::store::{Direction, Filter, ReadFrom, Store, StoreConfig};
-    let store = Store::open(StoreConfig::new(dir)).expect("the copy opens");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let events = rt.block_on(async {
-        store
-            .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
-            .await
-            .expect("read")
-            .collect_all()
-            .await
-            .expect("read")
-    });
-    store.close().expect("close");
-    events
-        .into_iter()
-        .map(|e| {
-            (
-                e.stream.to_string(),
-                e.revision,
-                e.position,
-                e.data.to_vec(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scavenge_reclaims_deleted_streams_online() {
     let server = TestServer::start_with(|a| a.segment_size = 64 << 10).await;
@@ -205,7 +174,17 @@ async fn a_scavenge_reclaims_deleted_streams_online() {
         v
     };
     assert_eq!(sizes(&copy.path().join("log")), sizes(&data.join("log")));
-    let copied = tokio::task::block_in_place(|| events_of_copy(copy.path()));
+    let copied: Vec<_> = tokio::task::block_in_place(|| events_of_copy(copy.path()))
+        .into_iter()
+        .map(|e| {
+            (
+                e.stream.to_string(),
+                e.revision,
+                e.position,
+                e.data.to_vec(),
+            )
+        })
+        .collect();
     let everything: Vec<_> = everything
         .into_iter()
         .map(|e| (e.stream, e.revision, e.position, e.data.to_vec()))

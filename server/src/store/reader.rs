@@ -242,14 +242,7 @@ impl<S: EventSink> ReadBatches<S> {
                         Next::Record(position) => *next = position + 1,
                         // Positions a scavenge removed, up to the end.
                         Next::Beyond => *next = *end,
-                        Next::End => {
-                            return Err(StorageError::corrupt(
-                                &c.seg.path,
-                                c.offset,
-                                format!("the log ends before position {expected}"),
-                            )
-                            .into())
-                        }
+                        Next::End => return Err(c.ends_before(expected).into()),
                     }
                     scanned += 1;
                 }
@@ -336,14 +329,7 @@ impl<S: EventSink> ReadBatches<S> {
                             Next::Record(revision) => *lo = revision + 1,
                             // The rest of the run was removed by a scavenge.
                             Next::Beyond => *lo = *hi,
-                            Next::End => {
-                                return Err(StorageError::corrupt(
-                                    &c.seg.path,
-                                    c.offset,
-                                    format!("the log ends before position {}", position_of(*lo)),
-                                )
-                                .into())
-                            }
+                            Next::End => return Err(c.ends_before(position_of(*lo)).into()),
                         }
                     } else {
                         let chunk_lo = hi.saturating_sub(BACKWARD_CHUNK).max(*lo);
@@ -654,13 +640,7 @@ fn walk_range(
         })? {
             Next::Record(p) => expected = p + 1,
             Next::Beyond => break,
-            Next::End => {
-                return Err(StorageError::corrupt(
-                    &cursor.seg.path,
-                    cursor.offset,
-                    format!("the log ends before position {expected}"),
-                ))
-            }
+            Next::End => return Err(cursor.ends_before(expected)),
         }
     }
     Ok(())
@@ -852,12 +832,17 @@ impl LogCursor {
                 self.offset + self.at as u64,
                 format!("expected position {position}, found {found}"),
             )),
-            None => Err(StorageError::corrupt(
-                &self.seg.path,
-                self.offset + self.at as u64,
-                format!("the log ends before position {position}"),
-            )),
+            None => Err(self.ends_before(position)),
         }
+    }
+
+    /// The error of a walk that met the end of the log before `position`.
+    fn ends_before(&self, position: u64) -> StorageError {
+        StorageError::corrupt(
+            &self.seg.path,
+            self.offset + self.at as u64,
+            format!("the log ends before position {position}"),
+        )
     }
 
     /// The next record if its position is below `hi`, handed to `f`. Its

@@ -120,12 +120,18 @@ pub fn create(
     f.write_at(&encode_header(base), 0).map_err(io)?;
     f.write_zeros(HEADER_LEN, size.saturating_sub(HEADER_LEN))
         .map_err(io)?;
-    f.sync_all().map_err(io)?;
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    sync_dir(storage, dir)?;
+    put_in_place(storage, &*f, &tmp, &path)?;
     Ok(f)
+}
+
+/// Syncs `f` (written at `tmp`), renames it to `path` and syncs their
+/// directory: after a crash, `path` names the old file or all of the new.
+fn put_in_place(storage: &dyn Storage, f: &dyn StorageFile, tmp: &Path, path: &Path) -> Result<()> {
+    f.sync_all().map_err(|e| StorageError::io(tmp, e))?;
+    storage
+        .rename(tmp, path)
+        .map_err(|e| StorageError::io(path, e))?;
+    sync_dir(storage, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Name of the zero-filled file kept ready for the next segment.
@@ -282,11 +288,7 @@ pub fn write_scavenged(
     f.write_at(frames, HEADER_LEN).map_err(io)?;
     f.write_at(&GapTable::encode(entries), data_end)
         .map_err(io)?;
-    f.sync_all().map_err(io)?;
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    sync_dir(storage, dir)?;
+    put_in_place(storage, &*f, &tmp, &path)?;
     Ok(Segment {
         base,
         path,

@@ -505,3 +505,24 @@ pub fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l[name.len()..].trim().parse().ok())
 }
+
+/// Every event of the store in `dir`, opened as a data directory.
+pub fn events_of_copy(dir: &std::path::Path) -> Vec<strata_server::store::RecordedEvent> {
+    use strata_server::store::{Direction, Filter, ReadFrom, Store, StoreConfig};
+    let store = Store::open(StoreConfig::new(dir)).expect("the copy opens");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let events = rt.block_on(async {
+        store
+            .read_all(Direction::Forwards, ReadFrom::Start, 0, Filter::default())
+            .await
+            .expect("read")
+            .collect_all()
+            .await
+            .expect("read")
+    });
+    store.close().expect("close");
+    events
+}
