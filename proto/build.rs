@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "strata/v1/streams.proto",
     "strata/v1/errors.proto",
     "strata/v1/operations.proto",
+    "strata/v1/persistent.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

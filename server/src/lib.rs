@@ -3,6 +3,7 @@
 //! configuration and [`run`], which the `strata` binary and the tests call.
 
 pub mod config;
+pub mod groups;
 pub mod metrics;
 pub mod server;
 pub mod service;

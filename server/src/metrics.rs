@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -51,6 +51,20 @@ pub struct Metrics {
     pub scavenge_bytes_reclaimed: IntCounter,
     /// Events scavenges removed.
     pub scavenge_events_removed: IntCounter,
+    /// Events consumer groups handed to consumers, by group.
+    pub group_delivered: IntCounterVec,
+    /// Events consumers acknowledged, by group.
+    pub group_acked: IntCounterVec,
+    /// Events consumers nacked, by group.
+    pub group_nacked: IntCounterVec,
+    /// Events taken back from a consumer after the message timeout.
+    pub group_timeouts: IntCounterVec,
+    /// Events parked, by group.
+    pub group_parked: IntCounterVec,
+    /// Events held by a group's consumers.
+    pub group_in_flight: IntGaugeVec,
+    /// Events of a group's target after its checkpoint.
+    pub group_lag: IntGaugeVec,
 }
 
 fn buckets_seconds() -> Vec<f64> {
@@ -91,6 +105,12 @@ impl Metrics {
                 let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
                 registry.register(Box::new(c.clone()))?;
                 Ok(c)
+            };
+        let gauge_vec =
+            |name: &str, help: &str, label: &str| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
             };
         let m = Metrics {
             appends: counter("appends_total", "Appends that wrote events")?,
@@ -138,6 +158,33 @@ impl Metrics {
             scavenge_events_removed: counter(
                 "scavenge_events_removed_total",
                 "Events scavenges removed from the log",
+            )?,
+            group_delivered: counter_vec(
+                "group_delivered_total",
+                "Events consumer groups handed to consumers",
+                "group",
+            )?,
+            group_acked: counter_vec(
+                "group_acked_total",
+                "Events consumers acknowledged",
+                "group",
+            )?,
+            group_nacked: counter_vec("group_nacked_total", "Events consumers nacked", "group")?,
+            group_timeouts: counter_vec(
+                "group_timeouts_total",
+                "Events taken back after the message timeout",
+                "group",
+            )?,
+            group_parked: counter_vec("group_parked_total", "Events parked", "group")?,
+            group_in_flight: gauge_vec(
+                "group_in_flight",
+                "Events held by a group's consumers",
+                "group",
+            )?,
+            group_lag: gauge_vec(
+                "group_lag",
+                "Events of a group's target after its checkpoint",
+                "group",
             )?,
             registry,
         };

@@ -7,14 +7,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use strata_proto::v1::operations_server::OperationsServer;
+use strata_proto::v1::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use strata_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
 
 use crate::config::ServeArgs;
+use crate::groups::{GroupError, Groups};
 use crate::metrics::{self, Metrics};
-use crate::service::{MessageLimit, OperationsService, StreamsService};
+use crate::service::{MessageLimit, OperationsService, PersistentService, StreamsService};
 use crate::store::{OpenError, StorageError, Store, FORMAT_VERSION};
 
 /// Why the server could not run.
@@ -23,6 +25,9 @@ pub enum RunError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The consumer groups could not be started.
+    #[error("starting consumer groups: {0}")]
+    Groups(#[from] GroupError),
     /// The store could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -66,6 +71,11 @@ pub async fn run(
     let limit = args.grpc_message_limit();
     let service = StreamsService::new(store.clone(), metrics.clone(), stop_rx.clone());
     let operations = OperationsServer::new(OperationsService::new(store.clone(), stop_rx.clone()));
+    let groups = Groups::open(store.clone(), metrics.clone()).await?;
+    let persistent =
+        PersistentSubscriptionsServer::new(PersistentService::new(groups.clone(), stop_rx.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit + (4 << 20));
     let streams = MessageLimit(
         StreamsServer::new(service)
             .max_decoding_message_size(limit)
@@ -113,6 +123,8 @@ pub async fn run(
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             let _ = stop_tx.send(true);
+            // Checkpoints written, consumers' calls ended.
+            groups.shutdown().await;
         }
     };
     // Nagle's algorithm would hold back the small frames of streamed
@@ -125,6 +137,7 @@ pub async fn run(
         .add_service(reflection_alpha)
         .add_service(streams)
         .add_service(operations)
+        .add_service(persistent)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();

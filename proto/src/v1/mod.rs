@@ -26,4 +26,4 @@ mod shortcuts;
 pub use details::{detail_of, status_with_detail, ERROR_DETAIL_TYPE_URL};
 pub use generated::*;
 pub use id::{format_uuid, parse_uuid, Hyphenated, UuidError, UUID_LEN};
-pub use server::{operations_server, streams_server};
+pub use server::{operations_server, persistent_subscriptions_server, streams_server};

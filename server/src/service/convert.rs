@@ -190,17 +190,20 @@ pub enum Target {
     All,
 }
 
+/// A wire filter as the store's.
+pub fn filter_from_wire(f: v1::Filter) -> Filter {
+    Filter {
+        stream_prefixes: f.stream_prefix,
+        event_type_prefixes: f.event_type_prefix,
+    }
+}
+
 fn target_from_wire(
     stream: Option<String>,
     is_all: bool,
     filter: Option<v1::Filter>,
 ) -> Result<(Target, Filter), Status> {
-    let filter = filter
-        .map(|f| Filter {
-            stream_prefixes: f.stream_prefix,
-            event_type_prefixes: f.event_type_prefix,
-        })
-        .unwrap_or_default();
+    let filter = filter.map(filter_from_wire).unwrap_or_default();
     let target = match (stream, is_all) {
         (Some(s), _) if s == ALL => Target::All,
         (Some(s), _) => Target::Stream(s),

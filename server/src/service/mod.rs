@@ -8,6 +8,7 @@ mod lifecycle;
 mod message_limit;
 mod multi_append;
 mod operations;
+mod persistent;
 mod pipelined_append;
 mod read;
 mod stats;
@@ -29,6 +30,7 @@ use crate::store::Store;
 
 pub use message_limit::MessageLimit;
 pub use operations::OperationsService;
+pub use persistent::PersistentService;
 
 /// The Streams service over a store.
 #[derive(Clone)]

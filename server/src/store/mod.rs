@@ -199,11 +199,47 @@ impl Store {
         rx.await.map_err(|_| AppendError::ShuttingDown)?
     }
 
+    /// Appends to one of the server's own `$`-streams (the server's
+    /// modules keep what they must remember there, such as consumer
+    /// groups); otherwise exactly [`Store::append`].
+    pub(crate) async fn append_system(
+        &self,
+        req: AppendRequest,
+    ) -> Result<AppendOutcome, AppendError> {
+        validate::system_append(&req, &self.shared.config.limits)?;
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Append { req, reply }).await?;
+        rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
     /// Records a delete, a tombstone or a metadata change in the log (like
     /// an append: durable when this returns) and applies it to every read
     /// from then on.
     pub async fn lifecycle(&self, req: LifecycleRequest) -> Result<LifecycleOutcome, AppendError> {
         validate::stream_name(req.stream(), true).map_err(AppendError::InvalidArgument)?;
+        self.record_lifecycle(req).await
+    }
+
+    /// A lifecycle change of one of the server's own `$`-streams (its
+    /// retention, say); otherwise exactly [`Store::lifecycle`].
+    pub(crate) async fn lifecycle_system(
+        &self,
+        req: LifecycleRequest,
+    ) -> Result<LifecycleOutcome, AppendError> {
+        let stream = req.stream();
+        if !stream.starts_with('$') || stream.starts_with(policy::METADATA_PREFIX) {
+            return Err(AppendError::InvalidArgument(format!(
+                "'{stream}' is not a server stream"
+            )));
+        }
+        validate::stream_name(stream, false).map_err(AppendError::InvalidArgument)?;
+        self.record_lifecycle(req).await
+    }
+
+    async fn record_lifecycle(
+        &self,
+        req: LifecycleRequest,
+    ) -> Result<LifecycleOutcome, AppendError> {
         let metadata = match &req {
             LifecycleRequest::SetMetadata { metadata, .. } => metadata.to_json(),
             _ => Vec::new(),
@@ -225,6 +261,12 @@ impl Store {
         })
         .await?;
         rx.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    /// The revision of a stream's last event, hidden or not (`None` when
+    /// it has none).
+    pub fn stream_revision(&self, stream: &str) -> Result<Option<u64>, ReadError> {
+        Ok(self.shared.stream_head(stream)?.map(|h| h.last_revision))
     }
 
     /// A stream's metadata and its revision (empty and absent when never

@@ -6,8 +6,9 @@
 //! Survivors keep their bytes, positions and revisions; the index's offsets
 //! into a rewritten segment are not used again (its own table is).
 //!
-//! What is kept even when hidden: events of `$`-streams (the lifecycle
-//! records and metadata history the store is rebuilt from), each stream's
+//! What is kept even when hidden: the events of `$lifecycle` and of the
+//! `$$` metadata streams (the store's policies are rebuilt from them;
+//! other `$`-streams follow their own retention), each stream's
 //! last event (a rebuilt index learns its revision from it), the last
 //! record of every segment (so positions stay dense across segment
 //! boundaries) and the commit record of any atomic unit that keeps a record
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::error::{Result, StorageError};
+use super::policy::{LIFECYCLE_STREAM, METADATA_PREFIX};
 use super::reader::Visibility;
 use super::scanner::{Scanned, Scanner};
 use super::segment::{self, Segment, HEADER_LEN, TABLE_STRIDE};
@@ -250,7 +252,8 @@ pub(crate) fn scavenge_segment(shared: &Shared, seg: &Arc<Segment>) -> Result<Re
                         h
                     }
                 };
-                let keep = rec.stream.starts_with('$')
+                let keep = rec.stream == LIFECYCLE_STREAM
+                    || rec.stream.starts_with(METADATA_PREFIX)
                     || head.is_none_or(|h| rec.revision >= h)
                     || visibility.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros);
                 records.push(((offset - HEADER_LEN) as usize, len, rec.position, keep));

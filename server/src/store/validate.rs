@@ -46,9 +46,27 @@ pub fn append(req: &AppendRequest, limits: &Limits) -> Result<(), AppendError> {
     checked_len(req, limits).map(|_| ())
 }
 
+/// Checks an append of the server's own to a `$`-stream: as [`append`],
+/// except that the name must be reserved.
+pub fn system_append(req: &AppendRequest, limits: &Limits) -> Result<(), AppendError> {
+    if !req.stream.starts_with('$') {
+        return Err(AppendError::InvalidArgument(format!(
+            "'{}' is not a server stream",
+            req.stream
+        )));
+    }
+    stream_name(&req.stream, false).map_err(AppendError::InvalidArgument)?;
+    events_len(req, limits).map(|_| ())
+}
+
 /// Checks an append as [`append`] does; returns the bytes its records take.
 fn checked_len(req: &AppendRequest, limits: &Limits) -> Result<u64, AppendError> {
     stream_name(&req.stream, true).map_err(AppendError::InvalidArgument)?;
+    events_len(req, limits)
+}
+
+/// The checks of an append's events; their bytes.
+fn events_len(req: &AppendRequest, limits: &Limits) -> Result<u64, AppendError> {
     if req.events.is_empty() {
         return Err(AppendError::InvalidArgument("append has no events".into()));
     }
