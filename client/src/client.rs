@@ -40,6 +40,7 @@ use crate::subscription::{SubscribeFrom, Subscription};
 #[derive(Clone, Debug)]
 pub struct Client {
     grpc: StreamsClient<Channel>,
+    channel: Channel,
     options: Arc<ClientOptions>,
 }
 
@@ -89,13 +90,19 @@ impl Client {
         // Only answers are limited here: an over-limit request is left to
         // the server, which refuses it with RESOURCE_EXHAUSTED (tonic's own
         // send-side check would surface as an opaque HTTP/2 reset).
-        let grpc = StreamsClient::new(channel)
+        let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(options.max_message_size)
             .max_encoding_message_size(usize::MAX);
         Ok(Client {
             grpc,
+            channel,
             options: Arc::new(options),
         })
+    }
+
+    /// The connection, for the clients of the other services.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The options this client was connected with.
@@ -514,7 +521,11 @@ impl Client {
     /// dropped, which resets its HTTP/2 stream so the server stops too.
     /// (Not through `Request::set_timeout`: tonic reports that timeout as
     /// CANCELLED, indistinguishable from a reset connection.)
-    async fn unary<Req, Resp, F, Fut>(&self, message: Req, call: F) -> Result<Resp, Error>
+    pub(crate) async fn unary<Req, Resp, F, Fut>(
+        &self,
+        message: Req,
+        call: F,
+    ) -> Result<Resp, Error>
     where
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,

@@ -83,6 +83,14 @@ impl Filter {
         self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
     }
 
+    pub(crate) fn from_wire(f: Option<v1::Filter>) -> Self {
+        let f = f.unwrap_or_default();
+        Filter {
+            stream_prefixes: f.stream_prefix,
+            event_type_prefixes: f.event_type_prefix,
+        }
+    }
+
     pub(crate) fn to_wire(&self) -> Option<v1::Filter> {
         (!self.is_empty()).then(|| v1::Filter {
             stream_prefix: self.stream_prefixes.clone(),

@@ -15,6 +15,9 @@
 //!   or for good), and [`Client::set_stream_metadata`] sets its
 //!   [`StreamMetadata`]: retention (`max_count`, `max_age`,
 //!   `truncate_before`), access lists and application data.
+//! - [`Client::create_group`] and [`Client::join_group`]: consumer groups
+//!   (persistent subscriptions) that share a stream's work among many
+//!   consumers, each event acknowledged once ([`PersistentSubscription`]).
 //!
 //! Every failure is an [`Error`] variant to match on; none needs its
 //! message parsed.
@@ -113,6 +116,7 @@ mod filter;
 mod lifecycle;
 mod multi;
 mod options;
+mod persistent;
 mod pipeline;
 mod read;
 mod subscription;
@@ -126,6 +130,10 @@ pub use lifecycle::{
 };
 pub use multi::{MultiAppend, MultiAppendResult, StreamAppended, StreamConflict};
 pub use options::ClientOptions;
+pub use persistent::{
+    ConsumerStrategy, GroupAcker, GroupConsumer, GroupFrom, GroupInfo, GroupSettings, GroupTarget,
+    JoinOptions, NackAction, PersistentEvent, PersistentSubscription,
+};
 pub use pipeline::Pipeline;
 pub use read::{Direction, EventStream, ReadFrom, ReadOptions};
 pub use subscription::{SubscribeFrom, Subscription, SubscriptionMessage};
