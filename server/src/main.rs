@@ -81,6 +81,10 @@ enum Command {
     /// `--wait` follows it to the end, `--status` shows it, `--stop` stops
     /// it (the next start resumes).
     Scavenge(cli::scavenge::ScavengeArgs),
+    /// Consumer groups (persistent subscriptions): create, update, list,
+    /// info, delete, replay-parked.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Some(Command::Stats(args)) => cli::run("stats", cli::stats::run(args)),
         Some(Command::Backup(args)) => cli::run("backup", cli::backup::run(args)),
         Some(Command::Scavenge(args)) => cli::run("scavenge", cli::scavenge::run(args)),
+        Some(Command::Group(command)) => cli::run("group", cli::group::run(command)),
     }
 }
 

@@ -503,3 +503,71 @@ async fn a_group_resumes_from_its_checkpoint_after_a_restart() {
     assert_eq!(gone.code(), Code::NotFound);
     server.stop().await.expect("stop");
 }
+
+/// `strata group …` against a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_groups() {
+    const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+    let server = TestServer::start().await;
+    let url = format!("http://{}", server.addr);
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(STRATA)
+                    .args(&args)
+                    .args(["--url", &url])
+                    .output()
+                    .expect("run strata")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let out = run(args(
+        "group create billing --stream orders --strategy pinned --message-timeout 5s --json",
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(args("group create billing --stream orders")).await;
+    assert!(!out.status.success(), "created twice");
+    let out = run(args(
+        "group create audit --all --filter-stream order- --from end",
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(args("group list --json")).await;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|g| g["group"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["audit", "billing"], "$all first, then streams");
+    let out = run(args("group info billing --stream orders --json")).await;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(info["settings"]["strategy"], "pinned");
+    assert_eq!(info["settings"]["message_timeout"], "5s");
+    assert_eq!(info["status"], "idle");
+    let out = run(args("group replay-parked billing --stream orders --json")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(args("group delete billing --stream orders")).await;
+    assert!(out.status.success());
+    let out = run(args("group info billing --stream orders")).await;
+    assert!(!out.status.success(), "deleted");
+    server.stop().await.expect("stop");
+}

@@ -12,6 +12,7 @@ pub mod append;
 pub mod backup;
 pub mod delete;
 mod format;
+pub mod group;
 pub mod health;
 pub mod metadata;
 pub mod multi_append;
