@@ -571,3 +571,181 @@ async fn the_cli_manages_groups() {
     assert!(!out.status.success(), "deleted");
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_or_stopping_consumer_hands_its_events_to_the_others() {
+    let server = TestServer::start().await;
+    let mut c = server.connect().await;
+    fill(&mut c, 1, 20).await;
+    let mut g = groups_client(&server).await;
+    create(&mut g, stream_target("work-0"), "g", Default::default())
+        .await
+        .expect("create");
+    // One consumer takes 5 events and dies without acknowledging them.
+    let mut crashing = Member::join(&mut g, stream_target("work-0"), "g", 5, "crash")
+        .await
+        .expect("join");
+    let mut held = Vec::new();
+    while held.len() < 5 {
+        held.push(
+            crashing
+                .next(Duration::from_secs(5))
+                .await
+                .expect("event")
+                .0
+                .revision,
+        );
+    }
+    drop(crashing);
+    // Once the server has seen the call end, what it held is waiting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !info(&mut g, stream_target("work-0"), "g")
+        .await
+        .consumers
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not leave"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut other = Member::join(&mut g, stream_target("work-0"), "g", 20, "other")
+        .await
+        .expect("join");
+    let mut got = HashMap::new();
+    while got.len() < 20 {
+        let (e, retry) = other.next(Duration::from_secs(5)).await.expect("event");
+        if e.revision == 7 && retry == 0 {
+            // STOP: the call ends, and the event comes back uncounted.
+            other.nack(vec![e.position], v1::NackAction::Stop).await;
+            // The server ends the call (after what it had sent already,
+            // which goes back to the group too).
+            loop {
+                let m = tokio::time::timeout(Duration::from_secs(5), other.answers.message())
+                    .await
+                    .expect("the call ends");
+                match m {
+                    Ok(None) => break,
+                    Ok(Some(_)) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            break;
+        }
+        other.ack(vec![e.position]).await;
+        got.insert(e.revision, retry);
+    }
+    for r in &held {
+        assert_eq!(
+            got.get(r),
+            Some(&1),
+            "revision {r} redelivered as a retry: {got:?}"
+        );
+    }
+    let mut last = Member::join(&mut g, stream_target("work-0"), "g", 20, "last")
+        .await
+        .expect("join");
+    let mut rest = HashMap::new();
+    while let Some((e, retry)) = last.next(Duration::from_millis(700)).await {
+        last.ack(vec![e.position]).await;
+        rest.insert(e.revision, retry);
+    }
+    assert_eq!(
+        rest.get(&7),
+        Some(&0),
+        "a STOP does not count a retry: {rest:?}"
+    );
+    let mut all: Vec<u64> = got.keys().chain(rest.keys()).copied().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all, (0..20).collect::<Vec<_>>());
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_replay_of_parked_events_goes_with_live_delivery() {
+    let parked_n: usize = std::env::var("STRATA_GROUP_PARKED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let server = TestServer::start_with(|a| {
+        a.durability = strata_server::config::Durability::UnsafeNoSync;
+    })
+    .await;
+    let mut c = server.connect().await;
+    for _ in 0..parked_n / 100 {
+        append_ok(
+            &mut c,
+            "mass",
+            v1::ExpectedVersion::any(),
+            events(100, "Job", "j"),
+        )
+        .await;
+    }
+    let mut g = groups_client(&server).await;
+    create(&mut g, stream_target("mass"), "g", Default::default())
+        .await
+        .expect("create");
+    let mut m = Member::join(&mut g, stream_target("mass"), "g", 500, "m")
+        .await
+        .expect("join");
+    // Park everything, in nacks of up to 500.
+    let mut n = 0;
+    while n < parked_n {
+        let mut batch = Vec::new();
+        while let Some((e, _)) = m.next(Duration::from_millis(300)).await {
+            batch.push(e.position);
+            if batch.len() == 500 {
+                break;
+            }
+        }
+        n += batch.len();
+        m.nack(batch, v1::NackAction::Park).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while info(&mut g, stream_target("mass"), "g").await.parked_count < parked_n as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "not all parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replaying = g
+        .replay_parked(v1::ReplayParkedRequest {
+            target: stream_target("mass"),
+            group: "g".into(),
+            stop_at: None,
+        })
+        .await
+        .expect("replay")
+        .into_inner()
+        .replaying;
+    assert_eq!(replaying, parked_n as u64);
+    // New events appended during the replay are delivered too.
+    append_ok(
+        &mut c,
+        "mass",
+        v1::ExpectedVersion::any(),
+        events(10, "New", "n"),
+    )
+    .await;
+    let mut replayed = HashSet::new();
+    let mut new = 0;
+    while replayed.len() < parked_n || new < 10 {
+        let (e, _) = m.next(Duration::from_secs(10)).await.expect("event");
+        if e.r#type == "New" {
+            new += 1;
+        } else {
+            replayed.insert(e.position);
+        }
+        m.ack(vec![e.position]).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let i = info(&mut g, stream_target("mass"), "g").await;
+        if i.parked_count == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await.expect("stop");
+}

@@ -245,6 +245,8 @@ async fn forward(
     mut deliveries: mpsc::Receiver<Delivery>,
     out: Outbound,
     mut shutdown: watch::Receiver<bool>,
+    // Dropped on return: the call's other half ends too.
+    _ended: tokio::sync::oneshot::Sender<()>,
 ) {
     loop {
         let stopping = async {
@@ -394,13 +396,21 @@ impl PersistentSubscriptions for PersistentService {
             })),
         };
         let _ = out.send(Ok(confirmation)).await;
-        let forwarding = tokio::spawn(forward(joined.rx, out.clone(), self.shutdown.clone()));
+        let (ended, mut forward_ended) = tokio::sync::oneshot::channel();
+        let forwarding = tokio::spawn(forward(
+            joined.rx,
+            out.clone(),
+            self.shutdown.clone(),
+            ended,
+        ));
         tokio::spawn(async move {
-            // Acks and nacks until the client ends the call or goes away.
+            // Acks and nacks until the client ends the call or goes away,
+            // or the group ends it.
             loop {
                 let msg = tokio::select! {
                     m = inbound.message() => m,
                     _ = out.closed() => break,
+                    _ = &mut forward_ended => break,
                 };
                 let kind = match msg {
                     Ok(Some(m)) => m.kind,
