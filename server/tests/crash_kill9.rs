@@ -52,3 +52,15 @@ async fn acknowledged_lifecycle_changes_survive_kill_9() {
     };
     crash_support::lifecycle::run(tier, &mut PageCacheSurvives).await;
 }
+
+/// A consumer group under load: after kill -9 nothing before its durable
+/// checkpoint comes again and nothing is lost (`crash_support/groups.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_survive_kill_9() {
+    let tier = Tier {
+        name: "crash_kill9",
+        env: "STRATA_CRASH",
+        default_rounds: 10,
+    };
+    crash_support::groups::run(tier, &mut PageCacheSurvives).await;
+}

@@ -117,3 +117,16 @@ async fn acknowledged_lifecycle_changes_survive_power_cuts() {
     };
     crash_support::lifecycle::run(tier, &mut Forgetful::default()).await;
 }
+
+/// A consumer group under load: after a power cut nothing before its
+/// durable checkpoint comes again and nothing is lost
+/// (`crash_support/groups.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_survive_power_cuts() {
+    let tier = Tier {
+        name: "power_cut",
+        env: "STRATA_POWER_CUT",
+        default_rounds: 6,
+    };
+    crash_support::groups::run(tier, &mut Forgetful::default()).await;
+}

@@ -31,6 +31,7 @@
 
 #![allow(dead_code)]
 
+pub mod groups;
 pub mod lifecycle;
 
 use std::collections::{HashMap, HashSet};
