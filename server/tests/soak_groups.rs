@@ -307,32 +307,33 @@ async fn a_group_under_churn_never_stalls_and_loses_nothing() {
         v["position"].as_u64().expect("position")
     })
     .collect();
-    let resolved = done.resolved.lock().expect("lock");
-    let written = written.lock().expect("lock");
-    let lost: Vec<u64> = written
-        .iter()
-        .filter(|p| !resolved.contains(p) && !parked.contains(p))
-        .copied()
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} events lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    println!(
-        "soak_groups: {secs} s, {} events written, {} acks, {} nacks, {} held past the timeout, {} consumers crashed; server: delivered {}, acked {}, nacked {}, timeouts {}, parked {}; longest checkpoint pause {worst:?}",
-        written.len(),
-        done.acks.load(Ordering::Relaxed),
-        done.nacks.load(Ordering::Relaxed),
-        done.held.load(Ordering::Relaxed),
-        done.crashes.load(Ordering::Relaxed),
-        info.delivered_total,
-        info.acked_total,
-        info.nacked_total,
-        info.timeouts_total,
-        info.parked_total,
-    );
-    drop((resolved, written));
+    {
+        let resolved = done.resolved.lock().expect("lock");
+        let written = written.lock().expect("lock");
+        let lost: Vec<u64> = written
+            .iter()
+            .filter(|p| !resolved.contains(p) && !parked.contains(p))
+            .copied()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{} events lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        );
+        println!(
+            "soak_groups: {secs} s, {} events written, {} acks, {} nacks, {} held past the timeout, {} consumers crashed; server: delivered {}, acked {}, nacked {}, timeouts {}, parked {}; longest checkpoint pause {worst:?}",
+            written.len(),
+            done.acks.load(Ordering::Relaxed),
+            done.nacks.load(Ordering::Relaxed),
+            done.held.load(Ordering::Relaxed),
+            done.crashes.load(Ordering::Relaxed),
+            info.delivered_total,
+            info.acked_total,
+            info.nacked_total,
+            info.timeouts_total,
+            info.parked_total,
+        );
+    }
     server.stop().await.expect("stop");
 }
