@@ -45,7 +45,8 @@ trap cleanup EXIT
 mkdir -p "$WORK/gen"
 "$PY" -m grpc_tools.protoc -I "$ROOT/proto" \
     --python_out="$WORK/gen" --grpc_python_out="$WORK/gen" \
-    "$ROOT/proto/strata/v1/streams.proto" "$ROOT/proto/strata/v1/operations.proto"
+    "$ROOT/proto/strata/v1/streams.proto" "$ROOT/proto/strata/v1/operations.proto" \
+    "$ROOT/proto/strata/v1/persistent.proto"
 
 # 3. The binary (a no-op when it is up to date).
 (cd "$ROOT" && cargo build -p strata-server --locked --quiet)

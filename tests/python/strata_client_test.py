@@ -8,6 +8,7 @@ the stubs on PYTHONPATH.
 Usage: strata_client_test.py HOST:PORT
 """
 
+import queue
 import sys
 import time
 import traceback
@@ -20,6 +21,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from strata.v1 import persistent_pb2 as ps_pb
+from strata.v1 import persistent_pb2_grpc as ps_grpc
 from strata.v1 import operations_pb2 as ops_pb
 from strata.v1 import operations_pb2_grpc as ops_grpc
 from strata.v1 import streams_pb2 as pb
@@ -310,6 +313,50 @@ class Checks:
         assert status.segments_done == status.segments_total, f"scavenge: {status}"
         stopped = ops.StopScavenge(ops_pb.StopScavengeRequest(), timeout=TIMEOUT)
         assert stopped.state == ops_pb.ScavengeStatus.DONE, f"stop when none runs: {stopped}"
+
+    def check_consumer_group(self):
+        groups = ps_grpc.PersistentSubscriptionsStub(self.channel)
+        s = unique("group")
+        self.append(s, pb.ExpectedVersion(no_stream=EMPTY), [new_event("Job") for _ in range(6)])
+        target = ps_pb.PersistentTarget(stream=s)
+        groups.Create(ps_pb.CreatePersistentSubscriptionRequest(target=target, group="py"), timeout=TIMEOUT)
+        try:
+            groups.Create(ps_pb.CreatePersistentSubscriptionRequest(target=target, group="py"), timeout=TIMEOUT)
+            raise AssertionError("a group was created twice")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.ALREADY_EXISTS, f"create twice: {e.code()}"
+        acks = queue.Queue()
+        acks.put(ps_pb.PersistentReadRequest(options=ps_pb.PersistentReadOptions(target=target, group="py", buffer_size=3)))
+
+        def requests():
+            while True:
+                r = acks.get()
+                if r is None:
+                    return
+                yield r
+
+        call = groups.Read(requests(), timeout=TIMEOUT)
+        first = next(call)
+        assert first.WhichOneof("kind") == "confirmation", f"first answer: {first}"
+        revisions = []
+        for answer in call:
+            assert answer.WhichOneof("kind") == "event", f"answer: {answer}"
+            revisions.append(answer.event.event.revision)
+            acks.put(ps_pb.PersistentReadRequest(ack=ps_pb.PersistentAck(positions=[answer.event.event.position])))
+            if len(revisions) == 6:
+                break
+        assert revisions == list(range(6)), f"delivered {revisions}"
+        # The acks travel on the open call: end it once they have arrived.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            info = groups.GetInfo(ps_pb.GetPersistentSubscriptionInfoRequest(target=target, group="py"), timeout=TIMEOUT)
+            if info.acked_total == 6:
+                break
+            assert time.monotonic() < deadline, f"acks not counted: {info}"
+            time.sleep(0.02)
+        acks.put(None)
+        call.cancel()
+        groups.Delete(ps_pb.DeletePersistentSubscriptionRequest(target=target, group="py"), timeout=TIMEOUT)
 
     def check_multi_append(self):
         a, b, c = unique("ma"), unique("mb"), unique("mc")
