@@ -35,6 +35,8 @@ pub enum Workload {
     CatchUp,
     /// As catch-up, with the page cache dropped before each catch-up (needs root).
     CatchUpCold,
+    /// K consumers of one consumer group ack after `--handler-us` while writers append (Strata only).
+    Persistent,
     /// Time from process start to serving with `--recovery-events` stored (Strata only).
     Recovery,
     /// This machine's fdatasync rate and sequential write bandwidth (no server).
@@ -43,7 +45,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 14] = [
         Workload::ProbeDisk,
         Workload::Append,
         Workload::AppendPipelined,
@@ -56,6 +58,7 @@ impl Workload {
         Workload::ReadStream,
         Workload::CatchUp,
         Workload::CatchUpCold,
+        Workload::Persistent,
         Workload::Recovery,
     ];
 
@@ -73,6 +76,7 @@ impl Workload {
             Workload::Subscribe => "subscribe",
             Workload::CatchUp => "catch-up",
             Workload::CatchUpCold => "catch-up-cold",
+            Workload::Persistent => "persistent",
             Workload::Recovery => "recovery",
             Workload::ProbeDisk => "probe-disk",
         }
@@ -208,9 +212,18 @@ pub struct Options {
     #[arg(long, default_value_t = 20)]
     pub streams_per_length: usize,
 
-    /// Writers appending (1 event per call, own stream) during the subscribe workload.
+    /// Writers appending (1 event per call, own stream) during the subscribe
+    /// and persistent workloads.
     #[arg(long, default_value_t = 4)]
     pub subscribe_writers: usize,
+
+    /// Simulated handler time per event of a persistent consumer, microseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub handler_us: u64,
+
+    /// Unacknowledged events a persistent consumer holds at most.
+    #[arg(long, default_value_t = 10)]
+    pub group_buffer: u32,
 
     /// Events stored before measuring recovery.
     #[arg(long, default_value_t = 1_000_000)]

@@ -157,6 +157,7 @@ async fn every_workload_runs_at_a_tiny_size() {
             "multi-append",
             "contended",
             "subscribe",
+            "persistent",
             "read-all",
             "read-stream",
             "catch-up",
@@ -193,6 +194,7 @@ async fn every_workload_runs_at_a_tiny_size() {
         "read-all",
         "read-stream",
         "subscribe",
+        "persistent",
         "catch-up",
     ] {
         let cells: Vec<_> = rows.iter().filter(|r| r.workload == workload).collect();
@@ -270,6 +272,11 @@ async fn every_workload_runs_at_a_tiny_size() {
         .find(|r| r.workload == "subscribe")
         .expect("subscribe");
     assert!(subscribe.extra.contains_key("append_p99_ms"));
+    let persistent = rows
+        .iter()
+        .find(|r| r.workload == "persistent")
+        .expect("persistent");
+    assert!(persistent.extra.contains_key("sub_p99_ms"));
 }
 
 #[test]

@@ -18,6 +18,29 @@ mod projection;
 #[path = "../examples/snapshots.rs"]
 mod snapshots;
 
+#[allow(dead_code)]
+#[path = "../examples/consumer_group.rs"]
+mod consumer_group;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_of_a_group_acknowledge_every_order_once() {
+    let server = TestServer::start().await;
+    let report = consumer_group::run(&server.url)
+        .await
+        .expect("example runs");
+    assert_eq!(report.acked.len(), 100, "{report:?}");
+    let retried: Vec<u64> = report
+        .acked
+        .iter()
+        .filter(|(_, (_, r))| *r > 0)
+        .map(|(rev, _)| *rev)
+        .collect();
+    assert_eq!(retried, (0..100).filter(|r| r % 7 == 3).collect::<Vec<_>>());
+    let consumers: std::collections::HashSet<&str> =
+        report.acked.values().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(consumers.len(), 2, "both consumers got work");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_account_never_overdraws_under_concurrent_tellers() {
     let server = TestServer::start().await;

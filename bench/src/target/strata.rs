@@ -26,6 +26,8 @@ const EVENT_TYPE: &str = "BenchEvent";
 #[derive(Clone)]
 pub struct StrataClient {
     inner: StreamsClient<Channel>,
+    /// For the consumer-group calls (boxed: the client enum stays small).
+    channel: std::sync::Arc<Channel>,
 }
 
 /// Opens one HTTP/2 connection to `url`.
@@ -38,13 +40,98 @@ pub async fn connect(url: &str) -> Result<StrataClient> {
         .initial_connection_window_size(Some(8 << 20))
         .connect()
         .await?;
-    let inner = StreamsClient::new(channel)
+    let inner = StreamsClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    Ok(StrataClient { inner })
+    Ok(StrataClient {
+        inner,
+        channel: std::sync::Arc::new(channel),
+    })
 }
 
 impl StrataClient {
+    /// Creates a consumer group on `$all` for the streams starting with
+    /// `prefix`, from what is committed after now.
+    pub async fn create_group(&self, prefix: &str, group: &str) -> Result<()> {
+        use strata_proto::v1::persistent_subscriptions_client::PersistentSubscriptionsClient;
+        let mut g = PersistentSubscriptionsClient::new((*self.channel).clone());
+        g.create(v1::CreatePersistentSubscriptionRequest {
+            target: Some(v1::PersistentTarget {
+                kind: Some(v1::persistent_target::Kind::All(())),
+            }),
+            group: group.into(),
+            settings: Some(v1::PersistentSettings {
+                from: Some(v1::PersistentFrom {
+                    kind: Some(v1::persistent_from::Kind::End(())),
+                }),
+                filter: Some(v1::Filter {
+                    stream_prefix: vec![prefix.to_owned()],
+                    event_type_prefix: Vec::new(),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Joins `group` with `buffer` and, until `deadline`, hands each
+    /// event's stamp to `on_event`, waits `handler`, and acknowledges it.
+    pub async fn consume_group(
+        &self,
+        group: &str,
+        buffer: u32,
+        handler: std::time::Duration,
+        deadline: Instant,
+        on_event: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<()> {
+        use strata_proto::v1::persistent_read_request::Kind as ReadKind;
+        use strata_proto::v1::persistent_read_response::Kind as Answer;
+        use strata_proto::v1::persistent_subscriptions_client::PersistentSubscriptionsClient;
+        let mut g = PersistentSubscriptionsClient::new((*self.channel).clone());
+        let (tx, rx) = mpsc::channel(buffer as usize + 1);
+        let options = v1::PersistentReadRequest {
+            kind: Some(ReadKind::Options(v1::PersistentReadOptions {
+                target: Some(v1::PersistentTarget {
+                    kind: Some(v1::persistent_target::Kind::All(())),
+                }),
+                group: group.into(),
+                buffer_size: buffer,
+                consumer_name: String::new(),
+            })),
+        };
+        let _ = tx.send(options).await;
+        let outgoing =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        let mut answers = g.read(outgoing).await?.into_inner();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        loop {
+            let Ok(m) = tokio::time::timeout_at(deadline, answers.message()).await else {
+                return Ok(());
+            };
+            let Some(m) = m? else { return Ok(()) };
+            let Some(Answer::Event(e)) = m.kind else {
+                continue;
+            };
+            let Some(event) = e.event else { continue };
+            on_event(stamp_of(&event.data).unwrap_or(0));
+            if !handler.is_zero() {
+                tokio::time::sleep(handler).await;
+            }
+            let ack = v1::PersistentReadRequest {
+                kind: Some(ReadKind::Ack(v1::PersistentAck {
+                    positions: vec![event.position],
+                })),
+            };
+            if tx.send(ack).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Appends `events` stamped payloads of `payload` bytes to `stream`.
     pub async fn append(
         &self,

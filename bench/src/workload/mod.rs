@@ -11,6 +11,7 @@ mod append;
 mod catch_up;
 mod contended;
 mod multi_append;
+mod persistent;
 mod preload;
 mod probe_disk;
 mod read_all;
@@ -357,6 +358,7 @@ pub async fn run_cell(
         Workload::MultiAppend => multi_append::run(ctx, running, clients).await,
         Workload::Contended => contended::run(ctx, running, clients).await,
         Workload::Subscribe => subscribe::run(ctx, running, clients).await,
+        Workload::Persistent => persistent::run(ctx, running, clients).await,
         Workload::ReadAll => read_all::run(ctx, running, read_set, clients, false).await,
         Workload::ReadAllCold => read_all::run(ctx, running, read_set, clients, true).await,
         Workload::ReadStream => read_stream::run(ctx, running, read_set, clients).await,
