@@ -153,6 +153,15 @@ impl Client {
         }
     }
 
+    /// The Strata client, when this is one.
+    pub fn into_strata(self) -> Option<strata::StrataClient> {
+        match self {
+            Client::Strata(c) => Some(c),
+            #[cfg(feature = "peers")]
+            _ => None,
+        }
+    }
+
     /// Follows `$all` until `deadline` or until `on_batch` returns false;
     /// `on_batch` gets the send stamps of each delivered batch.
     pub async fn follow_all(

@@ -24,8 +24,13 @@ const GRACE: Duration = Duration::from_secs(1);
 pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> {
     let o = &ctx.options;
     let workload = Workload::Persistent;
-    let mut clients = running.clients(consumers + 1).await?;
-    let Some(Client::Strata(admin)) = clients.first() else {
+    let mut clients: Vec<_> = running
+        .clients(consumers + 1)
+        .await?
+        .into_iter()
+        .filter_map(Client::into_strata)
+        .collect();
+    let Some(admin) = clients.first() else {
         return Ok(Row {
             system: running.kind.name().to_owned(),
             workload: workload.name().to_owned(),
@@ -49,9 +54,7 @@ pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> 
             let (window, group) = (window.clone(), group.clone());
             let buffer = o.group_buffer;
             tokio::spawn(async move {
-                let Client::Strata(c) = client else {
-                    return Err(BenchError::Config("persistent is Strata's".into()));
-                };
+                let c = client;
                 let mut tally = Tally::default();
                 let mut on_event = |stamp: u64| {
                     if window.stamp_inside(stamp) {
