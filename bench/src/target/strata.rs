@@ -107,9 +107,10 @@ impl StrataClient {
                 |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
             );
         let mut answers = g.read(outgoing).await?.into_inner();
-        let deadline = tokio::time::Instant::from_std(deadline);
-        loop {
-            let Ok(m) = tokio::time::timeout_at(deadline, answers.message()).await else {
+        let until = tokio::time::Instant::from_std(deadline);
+        // A ready message wins over an expired timeout: check the clock too.
+        while Instant::now() < deadline {
+            let Ok(m) = tokio::time::timeout_at(until, answers.message()).await else {
                 return Ok(());
             };
             let Some(m) = m? else { return Ok(()) };
@@ -130,6 +131,7 @@ impl StrataClient {
                 return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Appends `events` stamped payloads of `payload` bytes to `stream`.

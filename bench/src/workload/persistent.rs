@@ -2,8 +2,10 @@
 //! the cell's streams) while `--subscribe-writers` writers append 1 stamped
 //! event per call; each consumer waits `--handler-us` per event (the
 //! simulated handler) before acknowledging it, holding up to
-//! `--group-buffer` unacknowledged. Throughput is acknowledged events per
-//! second; latency is append→delivery. One plain `$all` subscription
+//! `--group-buffer` unacknowledged. Throughput is events delivered (and
+//! then acknowledged) per second inside the window; latency is
+//! append→delivery of those, so when the consumers cannot keep up it shows
+//! the backlog. One plain `$all` subscription
 //! follows the same events in the same cell, so the group's delivery
 //! latency sits beside the catch-up subscription's (`sub_p50_ms`,
 //! `sub_p99_ms`). Strata only.
@@ -56,14 +58,18 @@ pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> 
             tokio::spawn(async move {
                 let c = client;
                 let mut tally = Tally::default();
+                // Deliveries inside the window count, whenever their event
+                // was written: at saturation, latency shows the backlog.
                 let mut on_event = |stamp: u64| {
-                    if window.stamp_inside(stamp) {
+                    if window.measuring(Instant::now()) {
                         tally.events += 1;
                         tally.ops += 1;
-                        tally.latencies.push(clock::since(stamp));
+                        if stamp != 0 {
+                            tally.latencies.push(clock::since(stamp));
+                        }
                     }
                 };
-                c.consume_group(&group, buffer, handler, listen_until, &mut on_event)
+                c.consume_group(&group, buffer, handler, window.deadline(), &mut on_event)
                     .await?;
                 Ok(tally)
             })
@@ -118,6 +124,7 @@ pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> 
         .collect();
     let appended = gather(writers).await?;
     let delivered = gather(members).await?;
+    let delivered_events = delivered.events;
     let mut followed = gather(vec![sub]).await?;
     let usage = usage.await?;
     let mut r = row(
@@ -145,10 +152,10 @@ pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> 
     }
     r.extra.insert("sub_p50_ms".into(), round3(sub.p50_ms));
     r.extra.insert("sub_p99_ms".into(), round3(sub.p99_ms));
-    if (r.latency.samples as u64) < appended.events {
+    if delivered_events + appended.events / 50 < appended.events {
         r.notes = format!(
-            "acknowledged {} of {} in-window events by the window's end (+1 s)",
-            r.latency.samples, appended.events
+            "the consumers kept up with {delivered_events} of {} appended events",
+            appended.events
         );
     }
     Ok(r)
