@@ -749,3 +749,108 @@ async fn a_large_replay_of_parked_events_goes_with_live_delivery() {
     }
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_limits_and_updates() {
+    let server = TestServer::start().await;
+    let mut c = server.connect().await;
+    fill(&mut c, 1, 30).await;
+    let mut g = groups_client(&server).await;
+    let settings = v1::PersistentSettings {
+        consumer_strategy: v1::ConsumerStrategy::DispatchToSingle as i32,
+        max_subscriber_count: 2,
+        ..Default::default()
+    };
+    create(&mut g, stream_target("work-0"), "s", settings.clone())
+        .await
+        .expect("create");
+    // Bad requests change nothing.
+    for (target, group, bad) in [
+        (stream_target("work-0"), "", settings.clone()),
+        (None, "x", settings.clone()),
+        (
+            stream_target("work-0"),
+            "x",
+            v1::PersistentSettings {
+                from: Some(v1::PersistentFrom {
+                    kind: Some(v1::persistent_from::Kind::Position(3)),
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            stream_target("work-0"),
+            "x",
+            v1::PersistentSettings {
+                message_timeout: ms(0),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let e = create(&mut g, target, group, bad)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    }
+    let mut first = Member::join(&mut g, stream_target("work-0"), "s", 5, "a")
+        .await
+        .expect("join");
+    let mut second = Member::join(&mut g, stream_target("work-0"), "s", 5, "b")
+        .await
+        .expect("join");
+    let third = Member::join(&mut g, stream_target("work-0"), "s", 5, "c").await;
+    assert_eq!(
+        third.err().map(|e| e.code()),
+        Some(Code::ResourceExhausted),
+        "over max_subscriber_count"
+    );
+    // DISPATCH_TO_SINGLE: the first fills up before the second gets any.
+    let mut a = Vec::new();
+    while a.len() < 5 {
+        a.push(first.next(Duration::from_secs(5)).await.expect("event").0);
+    }
+    assert_eq!(
+        a.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (0..5).collect::<Vec<_>>()
+    );
+    let (b0, _) = second.next(Duration::from_secs(5)).await.expect("overflow");
+    assert_eq!(b0.revision, 5);
+    // An update reaches the running group: a short timeout takes back
+    // what the first consumer holds.
+    g.update(v1::UpdatePersistentSubscriptionRequest {
+        target: stream_target("work-0"),
+        group: "s".into(),
+        settings: Some(v1::PersistentSettings {
+            message_timeout: ms(200),
+            ..settings
+        }),
+    })
+    .await
+    .expect("update");
+    let i = info(&mut g, stream_target("work-0"), "s").await;
+    assert_eq!(
+        i.settings.and_then(|s| s.message_timeout),
+        ms(200),
+        "the new settings"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let i = info(&mut g, stream_target("work-0"), "s").await;
+        if i.timeouts_total >= 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing = g
+        .update(v1::UpdatePersistentSubscriptionRequest {
+            target: stream_target("work-0"),
+            group: "nope".into(),
+            settings: None,
+        })
+        .await
+        .expect_err("missing");
+    assert_eq!(missing.code(), Code::NotFound);
+    drop((first, second));
+    server.stop().await.expect("stop");
+}

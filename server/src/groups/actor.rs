@@ -381,6 +381,7 @@ impl Actor {
                     }
                     Some(Command::Update(s)) => {
                         let filter_changed = s.filter != self.settings.filter;
+                        self.retime(s.message_timeout);
                         self.settings = s;
                         tick = tokio::time::interval(self.tick_every());
                         if filter_changed {
@@ -741,6 +742,21 @@ impl Actor {
             }
             let _ = done.send(Internal::ReplayRead);
         });
+    }
+
+    /// A new message timeout applies to what is held already: each
+    /// deadline moves to the time of delivery plus the new timeout.
+    fn retime(&mut self, timeout: Duration) {
+        let old = self.settings.message_timeout;
+        if timeout == old {
+            return;
+        }
+        self.deadlines.clear();
+        for (p, f) in self.in_flight.iter_mut() {
+            let delivered = f.deadline.checked_sub(old).unwrap_or(f.deadline);
+            f.deadline = delivered + timeout;
+            self.deadlines.insert((f.deadline, *p));
+        }
     }
 
     /// Takes back what was held past its deadline.
