@@ -202,6 +202,10 @@ fn scavenging_gives_back_the_space_of_hidden_events_and_keeps_every_visible_one(
     // The same files (appends during the scavenge may have added one).
     let disk_after = disk_use(tmp.path(), Some(&files_before));
     assert_eq!(disk_before - disk_after, status.bytes_reclaimed);
+    println!(
+        "scavenge: {} segments, {} bytes before, {} after, {} events removed",
+        status.segments_total, disk_before, disk_after, status.events_removed
+    );
     // 21 of 40 streams hidden whole and two more mostly: well over half of
     // the fill's bytes go.
     assert!(
