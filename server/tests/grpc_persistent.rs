@@ -79,6 +79,25 @@ async fn info(
     .into_inner()
 }
 
+/// The group's info once `done` holds, polling for up to `wait`.
+async fn info_when(
+    g: &mut Groups,
+    target: Option<v1::PersistentTarget>,
+    group: &str,
+    wait: Duration,
+    done: impl Fn(&v1::PersistentSubscriptionInfo) -> bool,
+) -> v1::PersistentSubscriptionInfo {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let i = info(g, target.clone(), group).await;
+        if done(&i) {
+            return i;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {i:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A consumer's call: requests out, answers in.
 struct Member {
     requests: mpsc::Sender<v1::PersistentReadRequest>,
@@ -415,15 +434,14 @@ async fn nacks_timeouts_parking_and_replay() {
     }
     replayed.sort();
     assert_eq!(replayed, [5, 7]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let i = info(&mut g, stream_target(stream), "g").await;
-        if i.parked_count == 0 && i.checkpoint_position == Some(pos(9)) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    info_when(
+        &mut g,
+        stream_target(stream),
+        "g",
+        Duration::from_secs(10),
+        |i| i.parked_count == 0 && i.checkpoint_position == Some(pos(9)),
+    )
+    .await;
     server.stop().await.expect("stop");
 }
 
@@ -450,15 +468,15 @@ async fn a_group_resumes_from_its_checkpoint_after_a_restart() {
         acked.push(e.revision);
     }
     // Let the checkpoint be written.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let at = loop {
-        let i = info(&mut g, stream_target("work-0"), "resume").await;
-        if i.acked_total == 12 && i.checkpoint_position.is_some() {
-            break i.checkpoint_position;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let at = info_when(
+        &mut g,
+        stream_target("work-0"),
+        "resume",
+        Duration::from_secs(5),
+        |i| i.acked_total == 12 && i.checkpoint_position.is_some(),
+    )
+    .await
+    .checkpoint_position;
     drop(m);
     let dir = server.stop_and_keep().await;
     let server = TestServer::start_in(dir, |_| {}).await;
@@ -738,15 +756,14 @@ async fn a_large_replay_of_parked_events_goes_with_live_delivery() {
         }
         m.ack(vec![e.position]).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let i = info(&mut g, stream_target("mass"), "g").await;
-        if i.parked_count == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    info_when(
+        &mut g,
+        stream_target("mass"),
+        "g",
+        Duration::from_secs(10),
+        |i| i.parked_count == 0,
+    )
+    .await;
     server.stop().await.expect("stop");
 }
 
@@ -833,15 +850,14 @@ async fn settings_limits_and_updates() {
         ms(200),
         "the new settings"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let i = info(&mut g, stream_target("work-0"), "s").await;
-        if i.timeouts_total >= 5 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{i:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    info_when(
+        &mut g,
+        stream_target("work-0"),
+        "s",
+        Duration::from_secs(5),
+        |i| i.timeouts_total >= 5,
+    )
+    .await;
     let missing = g
         .update(v1::UpdatePersistentSubscriptionRequest {
             target: stream_target("work-0"),

@@ -371,6 +371,51 @@ pub async fn run_cell(
     }
 }
 
+/// Starts one task per client, each appending 1 stamped event per call
+/// to its own stream `<prefix>-w<i>` while `window` runs; each tally counts
+/// the appends inside the window and their latencies (`other_latencies`).
+pub fn stamped_writers(
+    clients: Vec<crate::target::Client>,
+    window: &Arc<Window>,
+    prefix: &str,
+    payload: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Tally>>> {
+    use crate::target::{AppendResult, Expect};
+    clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let window = window.clone();
+            let stream = format!("{prefix}-w{i}");
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut expect = Expect::NEW;
+                while window.running() {
+                    let began = Instant::now();
+                    match client.append(&stream, expect, 1, payload).await? {
+                        AppendResult::Ok(next) => expect = next,
+                        AppendResult::Conflict(now) => {
+                            return Err(crate::error::BenchError::server(
+                                "driver",
+                                format!("unexpected conflict on {stream}: stream at {now:?}"),
+                            ))
+                        }
+                    }
+                    let done = Instant::now();
+                    if window.counts(began, done) {
+                        tally.ops += 1;
+                        tally.events += 1;
+                        tally
+                            .other_latencies
+                            .push(done.duration_since(began).as_nanos() as u64);
+                    }
+                }
+                Ok(tally)
+            })
+        })
+        .collect()
+}
+
 /// Waits for every worker and merges their tallies.
 pub async fn gather(handles: Vec<tokio::task::JoinHandle<Result<Tally>>>) -> Result<Tally> {
     let mut total = Tally::default();

@@ -12,13 +12,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{gather, row, stamped_writers, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::clock;
-use crate::error::{BenchError, Result};
+use crate::error::Result;
 use crate::report::Row;
 use crate::stats::Latency;
-use crate::target::{AppendResult, Client, Expect, FollowFrom, Running};
+use crate::target::{Client, FollowFrom, Running};
 
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -93,35 +93,7 @@ pub async fn run(ctx: &Ctx, running: &Running, consumers: usize) -> Result<Row> 
             Ok(tally)
         })
     };
-    let writers: Vec<_> = writer_clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, client)| {
-            let window = window.clone();
-            let stream = format!("{prefix}-w{i}");
-            let payload = o.payload;
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                let mut expect = Expect::NEW;
-                while window.running() {
-                    let began = Instant::now();
-                    match client.append(&stream, expect, 1, payload).await? {
-                        AppendResult::Ok(next) => expect = next,
-                        AppendResult::Conflict(now) => {
-                            return Err(BenchError::server(
-                                "driver",
-                                format!("unexpected conflict on {stream}: stream at {now:?}"),
-                            ))
-                        }
-                    }
-                    if window.counts(began, Instant::now()) {
-                        tally.events += 1;
-                    }
-                }
-                Ok(tally)
-            })
-        })
-        .collect();
+    let writers = stamped_writers(writer_clients, &window, &prefix, o.payload);
     let appended = gather(writers).await?;
     let delivered = gather(members).await?;
     let delivered_events = delivered.events;

@@ -6,15 +6,15 @@
 //! The writers' own append latency is reported beside it, so the delivery
 //! cost beyond the append is `delivery p99 − append p99`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{gather, row, stamped_writers, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::clock;
-use crate::error::{BenchError, Result};
+use crate::error::Result;
 use crate::report::Row;
 use crate::stats::Latency;
-use crate::target::{AppendResult, Expect, FollowFrom, Running};
+use crate::target::{FollowFrom, Running};
 
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -50,40 +50,7 @@ pub async fn run(ctx: &Ctx, running: &Running, subscribers: usize) -> Result<Row
             })
         })
         .collect();
-    let writers: Vec<_> = writer_clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, client)| {
-            let window = window.clone();
-            let stream = format!("{prefix}-w{i}");
-            let payload = o.payload;
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                let mut expect = Expect::NEW;
-                while window.running() {
-                    let began = Instant::now();
-                    match client.append(&stream, expect, 1, payload).await? {
-                        AppendResult::Ok(next) => expect = next,
-                        AppendResult::Conflict(now) => {
-                            return Err(BenchError::server(
-                                "driver",
-                                format!("unexpected conflict on {stream}: stream at {now:?}"),
-                            ))
-                        }
-                    }
-                    let done = Instant::now();
-                    if window.counts(began, done) {
-                        tally.ops += 1;
-                        tally.events += 1;
-                        tally
-                            .other_latencies
-                            .push(done.duration_since(began).as_nanos() as u64);
-                    }
-                }
-                Ok(tally)
-            })
-        })
-        .collect();
+    let writers = stamped_writers(writer_clients, &window, &prefix, o.payload);
     let mut appended = gather(writers).await?;
     let delivered = gather(subs).await?;
     let usage = usage.await?;

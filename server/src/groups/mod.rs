@@ -390,14 +390,27 @@ impl Groups {
             })
     }
 
-    /// One group's state.
-    pub async fn info(&self, target: &Target, group: &str) -> Result<GroupInfo, GroupError> {
+    /// Sends the group's task the command `make` builds around a reply
+    /// channel, and waits for the reply; also hands back the task's sender.
+    async fn ask<T>(
+        &self,
+        target: &Target,
+        group: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<(mpsc::Sender<Command>, T), GroupError> {
         let tx = self.sender(target, group).await?;
         let (reply, rx) = oneshot::channel();
-        tx.send(Command::Info(reply))
+        tx.send(make(reply))
             .await
             .map_err(|_| GroupError::ShuttingDown)?;
-        rx.await.map_err(|_| GroupError::ShuttingDown)
+        let answer = rx.await.map_err(|_| GroupError::ShuttingDown)?;
+        Ok((tx, answer))
+    }
+
+    /// One group's state.
+    pub async fn info(&self, target: &Target, group: &str) -> Result<GroupInfo, GroupError> {
+        let (_, info) = self.ask(target, group, Command::Info).await?;
+        Ok(info)
     }
 
     /// Every group's state (of one target, when given).
@@ -430,16 +443,13 @@ impl Groups {
         name: String,
         buffer_size: u32,
     ) -> Result<(Joined, Consumer), GroupError> {
-        let tx = self.sender(target, group).await?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(Command::Join {
+        let join = |reply| Command::Join {
             name,
             buffer_size,
             reply,
-        })
-        .await
-        .map_err(|_| GroupError::ShuttingDown)?;
-        match rx.await.map_err(|_| GroupError::ShuttingDown)? {
+        };
+        let (tx, joined) = self.ask(target, group, join).await?;
+        match joined {
             Ok(joined) => {
                 let id = joined.id;
                 Ok((joined, Consumer { id, tx }))
@@ -455,12 +465,10 @@ impl Groups {
         group: &str,
         stop_at: Option<u64>,
     ) -> Result<u64, GroupError> {
-        let tx = self.sender(target, group).await?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(Command::Replay(stop_at, reply))
-            .await
-            .map_err(|_| GroupError::ShuttingDown)?;
-        rx.await.map_err(|_| GroupError::ShuttingDown)
+        let (_, queued) = self
+            .ask(target, group, |reply| Command::Replay(stop_at, reply))
+            .await?;
+        Ok(queued)
     }
 
     /// Writes every group's checkpoint and ends every consumer's call.
