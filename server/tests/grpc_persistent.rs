@@ -870,3 +870,42 @@ async fn settings_limits_and_updates() {
     drop((first, second));
     server.stop().await.expect("stop");
 }
+
+/// A filter that takes `$`-streams does not feed a group its own
+/// checkpoints (each delivery would cause the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_never_consumes_its_own_checkpoints() {
+    let server = TestServer::start().await;
+    let mut c = server.connect().await;
+    let mut g = groups_client(&server).await;
+    let settings = v1::PersistentSettings {
+        filter: Some(filter(&["$checkpoint-", "feed"], &[])),
+        checkpoint_count: 1,
+        checkpoint_after: ms(10),
+        ..Default::default()
+    };
+    create(&mut g, all_target(), "self", settings)
+        .await
+        .expect("create");
+    let mut m = Member::join(&mut g, all_target(), "self", 10, "m")
+        .await
+        .expect("join");
+    append_ok(
+        &mut c,
+        "feed",
+        v1::ExpectedVersion::any(),
+        vec![event("T", b"1")],
+    )
+    .await;
+    let mut delivered = Vec::new();
+    while let Some((e, _)) = m.next(Duration::from_millis(500)).await {
+        delivered.push(e.stream.clone());
+        m.ack(vec![e.position]).await;
+        assert!(
+            delivered.len() < 5,
+            "the group feeds on itself: {delivered:?}"
+        );
+    }
+    assert_eq!(delivered, ["feed"]);
+    server.stop().await.expect("stop");
+}

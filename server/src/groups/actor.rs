@@ -592,9 +592,16 @@ impl Actor {
 
     /// Events read from the target, in order.
     fn read(&mut self, events: Vec<RecordedEvent>) {
+        let (own_checkpoints, own_parked) = (checkpoint_stream(self.id), parked_stream(self.id));
         for event in events {
             // After a reader restart, what was read already comes again.
             if self.last_read.is_some_and(|(p, _)| event.position <= p) {
+                continue;
+            }
+            // A filter that takes `$`-streams must not feed the group its
+            // own checkpoints and parked links (each would make another).
+            if *event.stream == own_checkpoints || *event.stream == own_parked {
+                self.scanned = Some(event.position);
                 continue;
             }
             self.last_read = Some((event.position, event.revision));
