@@ -7,7 +7,6 @@
 //! writes the log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -34,8 +33,6 @@ use super::types::{
 /// Most bytes the writer gathers into one batch before it writes; a single
 /// larger append is written alone.
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// Committed batches waiting for the indexer before the writer waits too.
-const INDEX_QUEUE: usize = 64;
 
 /// Work on its way to the writer: one atomic unit each.
 pub(crate) enum WriteRequest {
@@ -80,7 +77,7 @@ pub(crate) fn start(
     rec: Recovered,
 ) -> Result<(mpsc::Sender<WriteRequest>, Vec<JoinHandle<()>>)> {
     let (tx, rx) = mpsc::channel(1024);
-    let (itx, irx) = sync_channel(INDEX_QUEUE);
+    let queue = indexer::IndexQueue::new(shared.config.index_appends);
     let seg = match rec.write_segment {
         Some(s) => s,
         None => open_new_segment(&shared, rec.next_position, shared.config.segment_size)?,
@@ -110,7 +107,7 @@ pub(crate) fn start(
         pending_order: VecDeque::new(),
         buf: Vec::with_capacity(1 << 20),
         spare: None,
-        index_tx: itx,
+        index_tx: indexer::IndexSender(queue.clone()),
         shared: shared.clone(),
     };
     let w = std::thread::Builder::new()
@@ -120,7 +117,7 @@ pub(crate) fn start(
     let s = shared;
     let i = std::thread::Builder::new()
         .name("strata-indexer".into())
-        .spawn(move || indexer::run(s, irx))
+        .spawn(move || indexer::run(s, queue))
         .map_err(|e| StorageError::io("indexer thread", e))?;
     Ok((tx, vec![w, i]))
 }
@@ -161,7 +158,7 @@ struct Writer {
     buf: Vec<u8>,
     /// The next segment's file, being zero-filled in the background.
     spare: Option<JoinHandle<Result<Arc<dyn StorageFile>>>>,
-    index_tx: SyncSender<Arc<CommittedBatch>>,
+    index_tx: indexer::IndexSender,
 }
 
 /// An append the index may not have yet.
@@ -395,7 +392,7 @@ impl Writer {
                 let _ = self.shared.live.send(Arc::new(live));
             }
             batch.events.clear();
-            if self.index_tx.send(Arc::new(batch)).is_err() {
+            if self.index_tx.0.push(Arc::new(batch)).is_err() {
                 self.shared.lifecycle.poison("the indexer stopped".into());
             }
         }
