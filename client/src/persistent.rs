@@ -480,10 +480,9 @@ impl Member {
         })?;
         let mut grpc = self.client.groups_grpc();
         let outgoing = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        // A full group is not a message too large (the general meaning
-        // of RESOURCE_EXHAUSTED here).
         let status = |s: tonic::Status| match s.code() {
-            tonic::Code::ResourceExhausted => Error::Server {
+            // A full group is FAILED_PRECONDITION here (not a tombstone).
+            tonic::Code::FailedPrecondition => Error::Server {
                 code: s.code(),
                 message: s.message().to_owned(),
             },

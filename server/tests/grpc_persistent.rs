@@ -818,7 +818,7 @@ async fn settings_limits_and_updates() {
     let third = Member::join(&mut g, stream_target("work-0"), "s", 5, "c").await;
     assert_eq!(
         third.err().map(|e| e.code()),
-        Some(Code::ResourceExhausted),
+        Some(Code::FailedPrecondition),
         "over max_subscriber_count"
     );
     // DISPATCH_TO_SINGLE: the first fills up before the second gets any.
@@ -907,5 +907,46 @@ async fn a_group_never_consumes_its_own_checkpoints() {
         );
     }
     assert_eq!(delivered, ["feed"]);
+    server.stop().await.expect("stop");
+}
+
+/// PINNED: a stream stays with its consumer while that consumer is
+/// connected, even when another joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_streams_stay_with_their_consumer_when_another_joins() {
+    let server = TestServer::start().await;
+    let mut c = server.connect().await;
+    let mut g = groups_client(&server).await;
+    let settings = v1::PersistentSettings {
+        consumer_strategy: v1::ConsumerStrategy::Pinned as i32,
+        ..Default::default()
+    };
+    create(&mut g, all_target(), "pin", settings)
+        .await
+        .expect("create");
+    let mut a = Member::join(&mut g, all_target(), "pin", 100, "a")
+        .await
+        .expect("join");
+    fill(&mut c, 6, 2).await;
+    let mut first = Vec::new();
+    while let Some((e, _)) = a.next(Duration::from_millis(500)).await {
+        first.push(e);
+    }
+    assert_eq!(first.len(), 12, "one consumer gets every stream");
+    let mut b = Member::join(&mut g, all_target(), "pin", 100, "b")
+        .await
+        .expect("join");
+    fill(&mut c, 6, 2).await;
+    assert!(
+        b.next(Duration::from_millis(500)).await.is_none(),
+        "a stream moved to the consumer that joined"
+    );
+    let mut second = Vec::new();
+    while let Some((e, _)) = a.next(Duration::from_millis(500)).await {
+        second.push(e.revision);
+        a.ack(vec![e.position]).await;
+    }
+    assert_eq!(second.len(), 12);
+    a.ack(first.iter().map(|e| e.position).collect()).await;
     server.stop().await.expect("stop");
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::settings::{Settings, Strategy, Target};
-use super::{checkpoint_stream, parked_stream, GroupMetrics};
+use super::{checkpoint_stream, GroupMetrics};
 use crate::store::{
     AppendRequest, Direction, EventId, ExpectedVersion, LifecycleRequest, NewEvent, ReadFrom,
     RecordedEvent, Store, StreamMetadata, SubscribeFrom, SubscriptionMessage, SubscriptionTarget,
@@ -60,18 +60,13 @@ pub enum EndReason {
     ShuttingDown,
 }
 
-/// What a consumer receives.
+/// An event handed to a consumer.
 #[derive(Debug)]
-pub enum Delivery {
-    /// An event to handle.
-    Event {
-        /// The event.
-        event: RecordedEvent,
-        /// Deliveries before this one.
-        retry_count: u32,
-    },
-    /// The call ends.
-    Ended(EndReason),
+pub struct Delivery {
+    /// The event.
+    pub event: RecordedEvent,
+    /// Deliveries before this one.
+    pub retry_count: u32,
 }
 
 /// A consumer that joined.
@@ -80,6 +75,9 @@ pub struct Joined {
     pub id: u64,
     /// Its events.
     pub rx: mpsc::Receiver<Delivery>,
+    /// Why the group ended its call, when it does (its own channel, so
+    /// that a full event channel cannot swallow it).
+    pub end: oneshot::Receiver<EndReason>,
 }
 
 /// A consumer, as `GetInfo` shows it.
@@ -177,7 +175,9 @@ enum Internal {
     CheckpointWritten((u64, u64)),
     CheckpointFailed,
     ReplayLink(u64, Option<RecordedEvent>),
-    ReplayRead,
+    /// A replay read finished; the next one starts here (`None`: it
+    /// failed, try the same again).
+    ReplayRead(Option<u64>),
 }
 
 enum SourceMsg {
@@ -207,13 +207,26 @@ struct Consumer {
     delivered: u64,
     acked: u64,
     tx: mpsc::Sender<Delivery>,
+    end: Option<oneshot::Sender<EndReason>>,
+    /// Its channel was full in this dispatch (events taken back on timeout
+    /// may still wait in it): skipped until the next one.
+    blocked: bool,
 }
 
 impl Consumer {
     fn has_room(&self) -> bool {
-        self.in_flight < self.buffer_size
+        self.in_flight < self.buffer_size && !self.blocked
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(reason);
+        }
     }
 }
+
+/// Streams PINNED remembers, at most, beyond those with events held.
+const MAX_PINS: usize = 100_000;
 
 /// Which queue an event to deliver comes from.
 #[derive(Clone, Copy)]
@@ -228,9 +241,13 @@ pub(crate) struct Actor {
     id: u64,
     target: Target,
     group: String,
+    /// The parked stream's name.
+    parked: String,
     settings: Settings,
     metrics: GroupMetrics,
     consumers: Vec<Consumer>,
+    /// PINNED: the consumer each stream's events go to, while it stays.
+    pins: HashMap<Arc<str>, u64>,
     next_consumer: u64,
     rr: usize,
     retry: VecDeque<Item>,
@@ -280,14 +297,17 @@ pub(crate) fn spawn(
 ) -> mpsc::Sender<Command> {
     let (tx, rx) = mpsc::channel(1024);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let parked = super::parked_stream(&target, &group);
     let actor = Actor {
         store,
         id,
         target,
         group,
+        parked,
         settings,
         metrics,
         consumers: Vec::new(),
+        pins: HashMap::new(),
         next_consumer: 0,
         rr: 0,
         retry: VecDeque::new(),
@@ -381,6 +401,11 @@ impl Actor {
                     }
                     Some(Command::Update(s)) => {
                         let filter_changed = s.filter != self.settings.filter;
+                        if filter_changed {
+                            // What the old reader scanned says nothing of
+                            // the new filter's events.
+                            self.scanned = None;
+                        }
                         self.retime(s.message_timeout);
                         self.settings = s;
                         tick = tokio::time::interval(self.tick_every());
@@ -441,6 +466,7 @@ impl Actor {
                 }
                 let buffer_size = buffer_size.max(1);
                 let (tx, rx) = mpsc::channel(buffer_size as usize + 1);
+                let (end_tx, end) = oneshot::channel();
                 let id = self.next_consumer;
                 self.next_consumer += 1;
                 self.consumers.push(Consumer {
@@ -451,8 +477,10 @@ impl Actor {
                     delivered: 0,
                     acked: 0,
                     tx,
+                    end: Some(end_tx),
+                    blocked: false,
                 });
-                if reply.send(Ok(Joined { id, rx })).is_err() {
+                if reply.send(Ok(Joined { id, rx, end })).is_err() {
                     self.leave(id, true);
                 }
             }
@@ -486,7 +514,7 @@ impl Actor {
                 }
                 if action == NackAction::Stop {
                     if let Some(c) = self.consumer_mut(id) {
-                        let _ = c.tx.try_send(Delivery::Ended(EndReason::Stopped));
+                        c.end(EndReason::Stopped);
                     }
                     self.leave(id, false);
                 }
@@ -528,11 +556,11 @@ impl Actor {
             Internal::ReplayLink(rev, event) => {
                 self.replay_next = self.replay_next.max(rev + 1);
                 match event {
-                    // The parked event is gone (scavenged) or held right now.
+                    // The parked event is gone (scavenged), or the group
+                    // holds it already (read again from the target after a
+                    // restart, or parked twice): one copy is enough.
                     None => self.replay_window.push_back((rev, true)),
-                    Some(e) if self.in_flight.contains_key(&e.position) => {
-                        self.replay_window.push_back((rev, true))
-                    }
+                    Some(e) if self.holds(e.position) => self.replay_window.push_back((rev, true)),
                     Some(event) => {
                         self.replay_window.push_back((rev, false));
                         self.replay.push_back(Item {
@@ -544,11 +572,29 @@ impl Actor {
                 }
                 self.advance_replay();
             }
-            Internal::ReplayRead => {
+            Internal::ReplayRead(next) => {
                 self.replay_reading = false;
+                if let Some(next) = next {
+                    self.replay_next = self.replay_next.max(next);
+                    self.advance_replay();
+                }
                 self.read_replay();
             }
         }
+    }
+
+    /// Whether the event at `position` is in the group's hands already:
+    /// held, queued, or read and not done.
+    fn holds(&self, position: u64) -> bool {
+        let queued = |q: &VecDeque<Item>| q.iter().any(|i| i.event.position == position);
+        self.in_flight.contains_key(&position)
+            || queued(&self.retry)
+            || queued(&self.replay)
+            || queued(&self.pending)
+            || self
+                .window
+                .binary_search_by_key(&position, |e| e.0)
+                .is_ok_and(|i| !self.window[i].2)
     }
 
     fn consumer_mut(&mut self, id: u64) -> Option<&mut Consumer> {
@@ -582,17 +628,18 @@ impl Actor {
             }
         }
         self.consumers.retain(|c| c.id != id);
+        self.pins.retain(|_, c| *c != id);
     }
 
     fn end_all(&mut self, reason: EndReason) {
-        for c in self.consumers.drain(..) {
-            let _ = c.tx.try_send(Delivery::Ended(reason));
+        for mut c in self.consumers.drain(..) {
+            c.end(reason);
         }
     }
 
     /// Events read from the target, in order.
     fn read(&mut self, events: Vec<RecordedEvent>) {
-        let (own_checkpoints, own_parked) = (checkpoint_stream(self.id), parked_stream(self.id));
+        let (own_checkpoints, own_parked) = (checkpoint_stream(self.id), self.parked.clone());
         for event in events {
             // After a reader restart, what was read already comes again.
             if self.last_read.is_some_and(|(p, _)| event.position <= p) {
@@ -603,6 +650,16 @@ impl Actor {
             if *event.stream == own_checkpoints || *event.stream == own_parked {
                 self.scanned = Some(event.position);
                 continue;
+            }
+            // A replayed copy queued before the target's copy came in.
+            if let Some(i) = self
+                .replay
+                .iter()
+                .position(|r| r.event.position == event.position)
+            {
+                if let Some(dup) = self.replay.remove(i) {
+                    self.done(dup);
+                }
             }
             self.last_read = Some((event.position, event.revision));
             self.window
@@ -631,7 +688,7 @@ impl Actor {
         self.parked_total += 1;
         self.metrics.parked.inc();
         let store = self.store.clone();
-        let stream = parked_stream(self.id);
+        let stream = self.parked.clone();
         let done = self.internal_tx.clone();
         tokio::spawn(async move {
             let e = &item.event;
@@ -724,30 +781,44 @@ impl Actor {
         self.replay_reading = true;
         let (store, stream, done) = (
             self.store.clone(),
-            parked_stream(self.id),
+            self.parked.clone(),
             self.internal_tx.clone(),
         );
         let from = self.replay_next;
         let count = (self.replay_until - from).min(REPLAY_MAX as u64 / 2);
         tokio::spawn(async move {
+            let failed = || async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Internal::ReplayRead(None)
+            };
             let links = match store
                 .read_stream(&stream, Direction::Forwards, ReadFrom::At(from), count)
                 .await
             {
-                Ok(r) => r.collect_all().await.unwrap_or_default(),
-                Err(_) => Vec::new(),
+                Ok(r) => match r.collect_all().await {
+                    Ok(links) => links,
+                    Err(_) => return drop(done.send(failed().await)),
+                },
+                // Nothing parked there (any more).
+                Err(crate::store::ReadError::StreamNotFound(_)) => Vec::new(),
+                Err(_) => return drop(done.send(failed().await)),
             };
+            let mut next = from + count;
             for link in links {
                 let position = serde_json::from_slice::<serde_json::Value>(&link.data)
                     .ok()
                     .and_then(|v| v.get("position").and_then(|p| p.as_u64()));
                 let original = match position {
-                    Some(p) => original_event(&store, p).await,
+                    Some(p) => match original_event(&store, p).await {
+                        Ok(e) => e,
+                        Err(_) => return drop(done.send(failed().await)),
+                    },
                     None => None,
                 };
+                next = link.revision + 1;
                 let _ = done.send(Internal::ReplayLink(link.revision, original));
             }
-            let _ = done.send(Internal::ReplayRead);
+            let _ = done.send(Internal::ReplayRead(Some(next)));
         });
     }
 
@@ -802,8 +873,9 @@ impl Actor {
         let floor = floor_moved.then_some(self.parked_floor);
         self.parked_floor_written = self.parked_floor;
         let (store, id, done) = (self.store.clone(), self.id, self.internal_tx.clone());
+        let parked = self.parked.clone();
         tokio::spawn(async move {
-            let ok = write_checkpoint(&store, id, cp, floor).await;
+            let ok = write_checkpoint(&store, id, &parked, cp, floor).await;
             let _ = done.send(match (ok, cp) {
                 (true, Some(cp)) => Internal::CheckpointWritten(cp),
                 _ => Internal::CheckpointFailed,
@@ -815,12 +887,15 @@ impl Actor {
         if self.done_upto != self.written && !self.writing {
             let floor =
                 (self.parked_floor != self.parked_floor_written).then_some(self.parked_floor);
-            write_checkpoint(&self.store, self.id, self.done_upto, floor).await;
+            write_checkpoint(&self.store, self.id, &self.parked, self.done_upto, floor).await;
         }
     }
 
     /// Hands out events while some consumer has room.
     fn dispatch(&mut self) {
+        for c in &mut self.consumers {
+            c.blocked = false;
+        }
         while self.consumers.iter().any(Consumer::has_room) {
             let Some((queue, index, consumer)) = self.pick() else {
                 break;
@@ -832,19 +907,26 @@ impl Actor {
             };
             let Some(item) = q.remove(index) else { break };
             let c = &mut self.consumers[consumer];
-            let sent = c.tx.try_send(Delivery::Event {
+            let sent = c.tx.try_send(Delivery {
                 event: item.event.clone(),
                 retry_count: item.retry_count,
             });
-            if sent.is_err() {
-                // Its call is gone: put the event back, drop the consumer.
+            if let Err(e) = sent {
                 let id = c.id;
-                match queue {
-                    Queue::Retry => self.retry.push_front(item),
-                    Queue::Replay => self.replay.push_front(item),
-                    Queue::Pending => self.pending.push_front(item),
+                let closed = matches!(e, mpsc::error::TrySendError::Closed(_));
+                // Full: events taken back on timeout still wait in its
+                // channel; it gets more once it reads them.
+                c.blocked = true;
+                let q = match queue {
+                    Queue::Retry => &mut self.retry,
+                    Queue::Replay => &mut self.replay,
+                    Queue::Pending => &mut self.pending,
+                };
+                q.insert(index, item);
+                if closed {
+                    // Its call is gone.
+                    self.leave(id, false);
                 }
-                self.leave(id, false);
                 continue;
             }
             c.in_flight += 1;
@@ -852,6 +934,12 @@ impl Actor {
             let id = c.id;
             self.delivered_total += 1;
             self.metrics.delivered.inc();
+            if self.settings.strategy == Strategy::Pinned {
+                self.pins.insert(item.event.stream.clone(), id);
+                if self.pins.len() > MAX_PINS {
+                    self.forget_pins();
+                }
+            }
             let deadline = Instant::now() + self.settings.message_timeout;
             let p = item.event.position;
             self.deadlines.insert((deadline, p));
@@ -869,7 +957,18 @@ impl Actor {
         }
     }
 
-    /// The next event to hand out and the consumer (index) it goes to.
+    /// PINNED remembers too many streams: it keeps those with events held.
+    fn forget_pins(&mut self) {
+        let held: std::collections::HashSet<&str> = self
+            .in_flight
+            .values()
+            .map(|f| &*f.item.event.stream)
+            .collect();
+        self.pins.retain(|s, _| held.contains(&**s));
+    }
+
+    /// The next event to hand out and the consumer (index) it goes to. An
+    /// event whose position is held already (a replayed copy of it) waits.
     fn pick(&self) -> Option<(Queue, usize, usize)> {
         let queues = [
             (Queue::Retry, &self.retry),
@@ -877,12 +976,19 @@ impl Actor {
             (Queue::Pending, &self.pending),
         ];
         let n = self.consumers.len();
+        let free = |item: &Item| !self.in_flight.contains_key(&item.event.position);
         match self.settings.strategy {
             Strategy::Pinned => {
                 for (kind, q) in queues {
                     for (i, item) in q.iter().take(PINNED_SCAN).enumerate() {
-                        let c = pinned_consumer(&item.event.stream, n);
-                        if self.consumers[c].has_room() {
+                        if !free(item) {
+                            continue;
+                        }
+                        let c = match self.pins.get(&item.event.stream) {
+                            Some(id) => self.consumers.iter().position(|c| c.id == *id),
+                            None => Some(pinned_consumer(&item.event.stream, n)),
+                        };
+                        if let Some(c) = c.filter(|&c| self.consumers[c].has_room()) {
                             return Some((kind, i, c));
                         }
                     }
@@ -890,16 +996,20 @@ impl Actor {
                 None
             }
             strategy => {
-                let (kind, _) = queues.into_iter().find(|(_, q)| !q.is_empty())?;
                 let start = if strategy == Strategy::RoundRobin {
                     self.rr % n
                 } else {
                     0
                 };
-                (0..n)
+                let consumer = (0..n)
                     .map(|k| (start + k) % n)
-                    .find(|&c| self.consumers[c].has_room())
-                    .map(|c| (kind, 0, c))
+                    .find(|&c| self.consumers[c].has_room())?;
+                queues.into_iter().find_map(|(kind, q)| {
+                    q.iter()
+                        .take(PINNED_SCAN)
+                        .position(free)
+                        .map(|i| (kind, i, consumer))
+                })
             }
         }
     }
@@ -963,7 +1073,7 @@ impl Actor {
             nacked_total: self.nacked_total,
             timeouts_total: self.timeouts_total,
             parked_total: self.parked_total,
-            parked_stream: parked_stream(self.id),
+            parked_stream: self.parked.clone(),
             lag,
         }
     }
@@ -976,21 +1086,28 @@ fn pinned_consumer(stream: &str, consumers: usize) -> usize {
     (h.finish() % consumers.max(1) as u64) as usize
 }
 
-/// The event at `position`, if a read can still see it.
-async fn original_event(store: &Store, position: u64) -> Option<RecordedEvent> {
-    let filter = crate::store::Filter::default();
+/// The event at `position`, if a read can still see it (of any stream,
+/// `$`-streams included).
+async fn original_event(
+    store: &Store,
+    position: u64,
+) -> Result<Option<RecordedEvent>, crate::store::ReadError> {
+    let every_stream = crate::store::Filter {
+        stream_prefixes: vec![String::new(), "$".into()],
+        event_type_prefixes: Vec::new(),
+    };
     let read = store
-        .read_all(Direction::Forwards, ReadFrom::At(position), 1, filter)
-        .await
-        .ok()?;
-    let events = read.collect_all().await.ok()?;
-    events.into_iter().next().filter(|e| e.position == position)
+        .read_all(Direction::Forwards, ReadFrom::At(position), 1, every_stream)
+        .await?;
+    let events = read.collect_all().await?;
+    Ok(events.into_iter().next().filter(|e| e.position == position))
 }
 
 /// Writes the checkpoint (and the parked stream's replayed floor).
 async fn write_checkpoint(
     store: &Store,
     id: u64,
+    parked: &str,
     cp: Option<(u64, u64)>,
     parked_floor: Option<u64>,
 ) -> bool {
@@ -1016,7 +1133,7 @@ async fn write_checkpoint(
     }
     if let Some(floor) = parked_floor {
         let req = LifecycleRequest::SetMetadata {
-            stream: parked_stream(id),
+            stream: parked.to_owned(),
             expected: ExpectedVersion::Any,
             metadata: StreamMetadata {
                 truncate_before: Some(floor),

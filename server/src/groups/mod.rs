@@ -6,9 +6,9 @@
 //!   (`$group-created`, `$group-updated`, `$group-deleted`); read whole at
 //!   start. A group's id is the position of the event that created it.
 //! - `$checkpoint-<id>`: the group's checkpoints (`max_count` 1).
-//! - `$parked-<id>`: its parked events, one link each (JSON naming the
-//!   event's stream, revision and position, and the reason); replayed ones
-//!   are below the stream's `truncate_before`.
+//! - `$persistent-<target>::<group>-parked`: its parked events, one link
+//!   each (JSON naming the event's stream, revision and position, and the
+//!   reason); replayed ones are below the stream's `truncate_before`.
 //!
 //! Each group runs as one task (`actor.rs`); what is in flight lives only
 //! there and is rebuilt from the checkpoint after a restart.
@@ -41,9 +41,12 @@ pub fn checkpoint_stream(id: u64) -> String {
     format!("$checkpoint-{id}")
 }
 
-/// The parked-events stream of group `id`.
-pub fn parked_stream(id: u64) -> String {
-    format!("$parked-{id}")
+/// The parked-events stream of a group (API section 4).
+pub fn parked_stream(target: &Target, group: &str) -> String {
+    match target {
+        Target::Stream(s) => format!("$persistent-{s}::{group}-parked"),
+        Target::All => format!("$persistent-$all::{group}-parked"),
+    }
 }
 
 /// Why a group operation failed.
@@ -210,8 +213,8 @@ impl Groups {
         });
         let mut map = groups.groups.lock().await;
         for (key, (id, settings)) in defs {
-            let resume = resume_of(&store, id).await?;
             let (target, group) = key.key();
+            let resume = resume_of(&store, id, &parked_stream(&target, &group)).await?;
             let tx = groups.spawn(id, &target, &group, settings.clone(), resume);
             map.insert(key, Handle { id, settings, tx });
         }
@@ -310,10 +313,25 @@ impl Groups {
             },
         };
         self.store.lifecycle_system(keep_last).await?;
+        // A group of the same name deleted before left its parked stream
+        // deleted: what it held is below the next revision.
+        let parked = parked_stream(&target, &group);
+        let parked_next = stream_next_revision(&self.store, &parked).await?;
+        if parked_next > 0 {
+            let floor = LifecycleRequest::SetMetadata {
+                stream: parked,
+                expected: ExpectedVersion::Any,
+                metadata: StreamMetadata {
+                    truncate_before: Some(parked_next),
+                    ..Default::default()
+                },
+            };
+            self.store.lifecycle_system(floor).await?;
+        }
         let resume = Resume {
             checkpoint: None,
-            parked_next: 0,
-            parked_floor: 0,
+            parked_next,
+            parked_floor: parked_next,
         };
         let tx = self.spawn(id, &target, &group, settings.clone(), resume);
         map.insert(key, Handle { id, settings, tx });
@@ -361,7 +379,7 @@ impl Groups {
         }
         // The checkpoint and parked streams go with it (a scavenge gives
         // their space back).
-        for stream in [checkpoint_stream(h.id), parked_stream(h.id)] {
+        for stream in [checkpoint_stream(h.id), parked_stream(&target, &group)] {
             let req = LifecycleRequest::Delete {
                 stream,
                 expected: ExpectedVersion::Any,
@@ -527,7 +545,7 @@ async fn stream_next_revision(store: &Store, stream: &str) -> Result<u64, GroupE
 }
 
 /// What group `id` remembered: its last checkpoint and its parked stream.
-async fn resume_of(store: &Store, id: u64) -> Result<Resume, GroupError> {
+async fn resume_of(store: &Store, id: u64, parked: &str) -> Result<Resume, GroupError> {
     let last = |stream: String| async move {
         match store
             .read_stream(&stream, Direction::Backwards, ReadFrom::End, 1)
@@ -542,9 +560,9 @@ async fn resume_of(store: &Store, id: u64) -> Result<Resume, GroupError> {
         let v: serde_json::Value = serde_json::from_slice(&e.data).ok()?;
         Some((v.get("position")?.as_u64()?, v.get("revision")?.as_u64()?))
     });
-    let parked_next = stream_next_revision(store, &parked_stream(id)).await?;
+    let parked_next = stream_next_revision(store, parked).await?;
     let parked_floor = store
-        .stream_metadata(&parked_stream(id))
+        .stream_metadata(parked)
         .ok()
         .and_then(|m| m.metadata.truncate_before)
         .unwrap_or(0)

@@ -46,7 +46,7 @@ fn status(e: GroupError) -> Status {
         GroupError::NotFound { .. } => Status::not_found(e.to_string()),
         GroupError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
         GroupError::Invalid(why) => Status::invalid_argument(why),
-        GroupError::Full(_) => Status::resource_exhausted(e.to_string()),
+        GroupError::Full(_) => Status::failed_precondition(e.to_string()),
         GroupError::Append(e) => status_from_append(e),
         GroupError::Read(e) => status_from_read(e),
         GroupError::ShuttingDown => Status::unavailable(e.to_string()),
@@ -243,39 +243,50 @@ type Outbound = mpsc::Sender<Result<v1::PersistentReadResponse, Status>>;
 /// Hands the group's deliveries to the client until the call ends.
 async fn forward(
     mut deliveries: mpsc::Receiver<Delivery>,
+    mut end: tokio::sync::oneshot::Receiver<EndReason>,
     out: Outbound,
     mut shutdown: watch::Receiver<bool>,
     // Dropped on return: the call's other half ends too.
     _ended: tokio::sync::oneshot::Sender<()>,
 ) {
+    let status = |reason: Result<EndReason, ()>| match reason {
+        Ok(EndReason::Stopped) => None,
+        Ok(EndReason::Deleted) => Some(Status::not_found("the consumer group was deleted")),
+        Ok(EndReason::ShuttingDown) | Err(_) => {
+            Some(Status::unavailable("the server is shutting down"))
+        }
+    };
     loop {
         let stopping = async {
             let _ = shutdown.wait_for(|s| *s).await;
         };
         let d = tokio::select! {
             d = deliveries.recv() => d,
+            reason = &mut end => {
+                if let Some(s) = status(reason.map_err(|_| ())) {
+                    let _ = out.send(Err(s)).await;
+                }
+                return;
+            }
             _ = stopping => {
                 let _ = out.send(Err(Status::unavailable("the server is shutting down"))).await;
                 return;
             }
         };
-        let msg = match d {
-            Some(Delivery::Event { event, retry_count }) => Ok(v1::PersistentReadResponse {
-                kind: Some(Answer::Event(v1::PersistentEvent {
-                    event: Some(event_to_wire(&event)),
-                    retry_count,
-                })),
-            }),
-            Some(Delivery::Ended(EndReason::Stopped)) => return,
-            Some(Delivery::Ended(EndReason::Deleted)) => {
-                Err(Status::not_found("the consumer group was deleted"))
+        let Some(Delivery { event, retry_count }) = d else {
+            // The group let go of this consumer: say why, if it said.
+            if let Some(s) = status(end.try_recv().map_err(|_| ())) {
+                let _ = out.send(Err(s)).await;
             }
-            Some(Delivery::Ended(EndReason::ShuttingDown)) | None => {
-                Err(Status::unavailable("the server is shutting down"))
-            }
+            return;
         };
-        let end = msg.is_err();
-        if out.send(msg).await.is_err() || end {
+        let msg = Ok(v1::PersistentReadResponse {
+            kind: Some(Answer::Event(v1::PersistentEvent {
+                event: Some(event_to_wire(&event)),
+                retry_count,
+            })),
+        });
+        if out.send(msg).await.is_err() {
             return;
         }
     }
@@ -399,6 +410,7 @@ impl PersistentSubscriptions for PersistentService {
         let (ended, mut forward_ended) = tokio::sync::oneshot::channel();
         let forwarding = tokio::spawn(forward(
             joined.rx,
+            joined.end,
             out.clone(),
             self.shutdown.clone(),
             ended,

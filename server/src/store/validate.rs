@@ -11,19 +11,29 @@ use super::types::{AppendRequest, MultiAppendRequest};
 /// Longest stream name, event type or content type, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// Longest name of a consumer group's parked stream
+/// (`$persistent-<stream>::<group>-parked`).
+pub const MAX_PARKED_NAME_BYTES: usize = 512;
+
+/// The longest `name` may be: the metadata history of a stream of the
+/// longest name may be read, and a consumer group's parked stream names
+/// its target and group.
+fn max_name_len(name: &str) -> usize {
+    use super::policy::METADATA_PREFIX;
+    match name.strip_prefix(METADATA_PREFIX) {
+        Some(rest) => max_name_len(rest) + METADATA_PREFIX.len(),
+        None if name.starts_with("$persistent-") => MAX_PARKED_NAME_BYTES,
+        None => MAX_NAME_BYTES,
+    }
+}
+
 /// Checks a stream name; `for_append` also rejects reserved (`$`) names.
 /// The error is the reason, for the caller's error type.
 pub fn stream_name(name: &str, for_append: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("stream name is empty".into());
     }
-    // The metadata history of a stream of the longest name may be read.
-    use super::policy::METADATA_PREFIX;
-    let max = if name.starts_with(METADATA_PREFIX) {
-        MAX_NAME_BYTES + METADATA_PREFIX.len()
-    } else {
-        MAX_NAME_BYTES
-    };
+    let max = max_name_len(name);
     if name.len() > max {
         return Err(format!(
             "stream name is {} bytes, the maximum is {MAX_NAME_BYTES}",
