@@ -309,21 +309,13 @@ impl StreamMetadata {
     }
 
     pub(crate) fn into_wire(self) -> v1::StreamMetadata {
-        let mut wire = v1::StreamMetadata {
+        v1::StreamMetadata {
             max_count: self.max_count,
-            max_age: None,
+            max_age: self.max_age.map(v1::duration),
             truncate_before: self.truncate_before,
             acl: Some(self.acl.into_wire()),
             custom: self.custom.into(),
-        };
-        if let Some(age) = self.max_age {
-            let wire_age = wire.max_age.insert(Default::default());
-            // Saturates: no age near i64::MAX seconds (292 billion years)
-            // means anything but "forever".
-            wire_age.seconds = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
-            wire_age.nanos = age.subsec_nanos() as i32; // < 10^9
         }
-        wire
     }
 
     pub(crate) fn from_wire(m: v1::StreamMetadata) -> Result<Self, Error> {

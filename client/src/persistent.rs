@@ -45,12 +45,9 @@ impl GroupTarget {
     }
 
     fn to_wire(&self) -> v1::PersistentTarget {
-        use v1::persistent_target::Kind;
-        v1::PersistentTarget {
-            kind: Some(match self {
-                GroupTarget::Stream(s) => Kind::Stream(s.clone()),
-                GroupTarget::All => Kind::All(()),
-            }),
+        match self {
+            GroupTarget::Stream(s) => v1::PersistentTarget::stream(s.clone()),
+            GroupTarget::All => v1::PersistentTarget::all(),
         }
     }
 
@@ -137,13 +134,6 @@ impl Default for GroupSettings {
     }
 }
 
-fn duration_to_wire(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 fn duration_from_wire(d: Option<prost_types::Duration>) -> Duration {
     d.and_then(|d| Duration::try_from(d).ok())
         .unwrap_or_default()
@@ -167,11 +157,11 @@ impl GroupSettings {
                 ConsumerStrategy::DispatchToSingle => v1::ConsumerStrategy::DispatchToSingle,
                 ConsumerStrategy::Pinned => v1::ConsumerStrategy::Pinned,
             } as i32,
-            message_timeout: Some(duration_to_wire(self.message_timeout)),
+            message_timeout: Some(v1::duration(self.message_timeout)),
             max_retry_count: Some(self.max_retry_count),
             max_subscriber_count: self.max_subscriber_count,
             checkpoint_count: self.checkpoint_count,
-            checkpoint_after: Some(duration_to_wire(self.checkpoint_after)),
+            checkpoint_after: Some(v1::duration(self.checkpoint_after)),
         }
     }
 

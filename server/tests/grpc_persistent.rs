@@ -32,15 +32,11 @@ async fn groups_client(server: &TestServer) -> Groups {
 }
 
 fn stream_target(s: &str) -> Option<v1::PersistentTarget> {
-    Some(v1::PersistentTarget {
-        kind: Some(v1::persistent_target::Kind::Stream(s.into())),
-    })
+    Some(v1::PersistentTarget::stream(s))
 }
 
 fn all_target() -> Option<v1::PersistentTarget> {
-    Some(v1::PersistentTarget {
-        kind: Some(v1::persistent_target::Kind::All(())),
-    })
+    Some(v1::PersistentTarget::all())
 }
 
 fn ms(n: u64) -> Option<prost_types::Duration> {

@@ -29,9 +29,7 @@ type Groups = PersistentSubscriptionsClient<Channel>;
 const MAX_STALL: Duration = Duration::from_secs(4);
 
 fn target() -> Option<v1::PersistentTarget> {
-    Some(v1::PersistentTarget {
-        kind: Some(v1::persistent_target::Kind::All(())),
-    })
+    Some(v1::PersistentTarget::all())
 }
 
 fn ms(n: u64) -> Option<prost_types::Duration> {

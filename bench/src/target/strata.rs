@@ -56,9 +56,7 @@ impl StrataClient {
         use strata_proto::v1::persistent_subscriptions_client::PersistentSubscriptionsClient;
         let mut g = PersistentSubscriptionsClient::new((*self.channel).clone());
         g.create(v1::CreatePersistentSubscriptionRequest {
-            target: Some(v1::PersistentTarget {
-                kind: Some(v1::persistent_target::Kind::All(())),
-            }),
+            target: Some(v1::PersistentTarget::all()),
             group: group.into(),
             settings: Some(v1::PersistentSettings {
                 from: Some(v1::PersistentFrom {
@@ -92,9 +90,7 @@ impl StrataClient {
         let (tx, rx) = mpsc::channel(buffer as usize + 1);
         let options = v1::PersistentReadRequest {
             kind: Some(ReadKind::Options(v1::PersistentReadOptions {
-                target: Some(v1::PersistentTarget {
-                    kind: Some(v1::persistent_target::Kind::All(())),
-                }),
+                target: Some(v1::PersistentTarget::all()),
                 group: group.into(),
                 buffer_size: buffer,
                 consumer_name: String::new(),

@@ -7,8 +7,35 @@
 use std::fmt;
 
 use super::{
-    expected_version, read_from, subscribe_from, ExpectedVersion, ReadFrom, SubscribeFrom,
+    expected_version, persistent_target, read_from, subscribe_from, ExpectedVersion,
+    PersistentTarget, ReadFrom, SubscribeFrom,
 };
+
+/// A duration for the wire (`google.protobuf.Duration`). Saturates: no
+/// duration near `i64::MAX` seconds (292 billion years) means anything but
+/// "forever".
+pub fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32, // < 10^9
+    }
+}
+
+impl PersistentTarget {
+    /// A consumer group of one stream.
+    pub fn stream(name: impl Into<String>) -> Self {
+        Self {
+            kind: Some(persistent_target::Kind::Stream(name.into())),
+        }
+    }
+
+    /// A consumer group of `$all`.
+    pub fn all() -> Self {
+        Self {
+            kind: Some(persistent_target::Kind::All(())),
+        }
+    }
+}
 
 impl ExpectedVersion {
     /// No check: append whatever the stream's state.

@@ -2,6 +2,8 @@
 //! request is turned into an INVALID_ARGUMENT status here, before the
 //! engine sees it.
 
+use std::time::Duration;
+
 use strata_proto::v1;
 use tonic::Status;
 
@@ -171,6 +173,20 @@ pub fn event_to_wire(e: &RecordedEvent) -> v1::RecordedEvent {
         content_type: e.content_type.clone().unwrap_or_default(),
         recorded_at: Some(timestamp_from_micros(micros)),
     }
+}
+
+/// A duration from the wire; a negative or malformed one (named `field`
+/// in the error) is invalid.
+pub fn duration_from_wire(d: prost_types::Duration, field: &str) -> Result<Duration, Status> {
+    let seconds = u64::try_from(d.seconds)
+        .map_err(|_| Status::invalid_argument(format!("{field} must not be negative")))?;
+    let nanos = u32::try_from(d.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("{field}.nanos must be in 0..1000000000"))
+        })?;
+    Ok(Duration::new(seconds, nanos))
 }
 
 /// A time in microseconds since the Unix epoch as a protobuf `Timestamp`.

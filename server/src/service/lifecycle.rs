@@ -2,19 +2,13 @@
 //! lifecycle changes go to the writer like appends (recorded in the log,
 //! answered after the group commit); metadata is answered from memory.
 
-use std::time::Duration;
-
 use strata_proto::v1;
 use tonic::Status;
 
-use super::convert::{expected_from_wire, expected_to_wire};
+use super::convert::{duration_from_wire, expected_from_wire, expected_to_wire};
 use super::status::{status_from_append, status_from_read};
 use super::StreamsService;
 use crate::store::{LifecycleOutcome, LifecycleRequest, StreamAcl, StreamMetadata};
-
-fn invalid(msg: impl Into<String>) -> Status {
-    Status::invalid_argument(msg.into())
-}
 
 fn wrong_version(
     current_revision: Option<u64>,
@@ -133,18 +127,10 @@ pub(super) async fn get_metadata(
 
 /// Metadata from the wire; a negative or malformed `max_age` is invalid.
 pub fn metadata_from_wire(m: v1::StreamMetadata) -> Result<StreamMetadata, Status> {
-    let max_age = match m.max_age {
-        None => None,
-        Some(d) => {
-            let seconds = u64::try_from(d.seconds)
-                .map_err(|_| invalid("metadata.max_age must not be negative"))?;
-            let nanos = u32::try_from(d.nanos)
-                .ok()
-                .filter(|n| *n < 1_000_000_000)
-                .ok_or_else(|| invalid("metadata.max_age.nanos must be in 0..1000000000"))?;
-            Some(Duration::new(seconds, nanos))
-        }
-    };
+    let max_age = m
+        .max_age
+        .map(|d| duration_from_wire(d, "metadata.max_age"))
+        .transpose()?;
     let acl = m.acl.unwrap_or_default();
     Ok(StreamMetadata {
         max_count: m.max_count,
@@ -165,10 +151,7 @@ pub fn metadata_from_wire(m: v1::StreamMetadata) -> Result<StreamMetadata, Statu
 pub fn metadata_to_wire(m: StreamMetadata) -> v1::StreamMetadata {
     v1::StreamMetadata {
         max_count: m.max_count,
-        max_age: m.max_age.map(|d| prost_types::Duration {
-            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            nanos: d.subsec_nanos() as i32,
-        }),
+        max_age: m.max_age.map(v1::duration),
         truncate_before: m.truncate_before,
         acl: Some(v1::StreamAcl {
             read: m.acl.read,

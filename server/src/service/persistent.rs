@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{event_to_wire, filter_from_wire};
+use super::convert::{duration_from_wire as convert_duration, event_to_wire, filter_from_wire};
 use super::status::{status_from_append, status_from_read};
 use crate::groups::{
     Delivery, EndReason, GroupError, GroupInfo, Groups, NackAction, Settings, Start, Strategy,
@@ -65,29 +65,25 @@ fn target_from_wire(t: Option<v1::PersistentTarget>) -> Result<Target, Status> {
 }
 
 fn target_to_wire(t: &Target) -> v1::PersistentTarget {
-    use v1::persistent_target::Kind;
-    v1::PersistentTarget {
-        kind: Some(match t {
-            Target::Stream(s) => Kind::Stream(s.clone()),
-            Target::All => Kind::All(()),
-        }),
+    match t {
+        Target::Stream(s) => v1::PersistentTarget::stream(s.clone()),
+        Target::All => v1::PersistentTarget::all(),
     }
 }
 
+/// A settings duration: at least 1 ms; `default` when unset.
 fn duration_from_wire(
     d: Option<prost_types::Duration>,
     what: &str,
     default: Duration,
 ) -> Result<Duration, Status> {
     let Some(d) = d else { return Ok(default) };
-    let bad = || {
-        Status::invalid_argument(format!(
-            "settings.{what}: {d:?} is not a duration of at least 1 ms"
-        ))
-    };
-    let d = Duration::try_from(d).map_err(|_| bad())?;
+    let field = format!("settings.{what}");
+    let d = convert_duration(d, &field)?;
     if d < Duration::from_millis(1) {
-        return Err(bad());
+        return Err(Status::invalid_argument(format!(
+            "{field} must be at least 1 ms"
+        )));
     }
     Ok(d)
 }
@@ -161,13 +157,6 @@ fn settings_from_wire(
     })
 }
 
-fn duration_to_wire(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 fn settings_to_wire(s: &Settings) -> v1::PersistentSettings {
     use v1::persistent_from::Kind;
     v1::PersistentSettings {
@@ -188,11 +177,11 @@ fn settings_to_wire(s: &Settings) -> v1::PersistentSettings {
             Strategy::DispatchToSingle => v1::ConsumerStrategy::DispatchToSingle,
             Strategy::Pinned => v1::ConsumerStrategy::Pinned,
         } as i32,
-        message_timeout: Some(duration_to_wire(s.message_timeout)),
+        message_timeout: Some(v1::duration(s.message_timeout)),
         max_retry_count: Some(s.max_retry_count),
         max_subscriber_count: s.max_subscriber_count,
         checkpoint_count: s.checkpoint_count,
-        checkpoint_after: Some(duration_to_wire(s.checkpoint_after)),
+        checkpoint_after: Some(v1::duration(s.checkpoint_after)),
     }
 }
 

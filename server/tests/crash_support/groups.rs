@@ -14,9 +14,7 @@ use strata_proto::v1::persistent_subscriptions_client::PersistentSubscriptionsCl
 type Groups = PersistentSubscriptionsClient<Channel>;
 
 fn target() -> Option<v1::PersistentTarget> {
-    Some(v1::PersistentTarget {
-        kind: Some(v1::persistent_target::Kind::All(())),
-    })
+    Some(v1::PersistentTarget::all())
 }
 
 async fn groups(addr: SocketAddr) -> Groups {
