@@ -148,6 +148,13 @@ impl ClientOptions {
         Client::connect_with(url, self).await
     }
 
+    /// Whether a long-lived call (a subscription, a group consumer) tries
+    /// again after its `failures`-th failure in a row, with `error`: only a
+    /// transient error, and only within `max_resume_attempts`.
+    pub(crate) fn resumes(&self, error: &Error, failures: u32) -> bool {
+        error.is_transient() && self.max_resume_attempts.is_none_or(|max| failures <= max)
+    }
+
     /// The delay before resume attempt `attempt` (1 for the first retry).
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);

@@ -544,13 +544,8 @@ impl Member {
 
     /// `Some` when the error ends the subscription; `None` to join again.
     fn failed(&mut self, error: Error) -> Option<Error> {
-        self.failures += 1;
-        let exhausted = self
-            .client
-            .options()
-            .max_resume_attempts
-            .is_some_and(|max| self.failures > max);
-        if error.is_transient() && !exhausted {
+        self.failures = self.failures.saturating_add(1);
+        if self.client.options().resumes(&error, self.failures) {
             None
         } else {
             self.done = true;

@@ -334,12 +334,7 @@ impl Follow {
         self.live = None;
         self.batch.clear();
         self.failures = self.failures.saturating_add(1);
-        let exhausted = self
-            .client
-            .options()
-            .max_resume_attempts
-            .is_some_and(|max| self.failures > max);
-        if error.is_transient() && !exhausted {
+        if self.client.options().resumes(&error, self.failures) {
             return None;
         }
         self.done = true;
