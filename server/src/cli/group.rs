@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use strata_client::{ConsumerStrategy, Filter, GroupFrom, GroupInfo, GroupSettings, GroupTarget};
 
 use super::metadata::{format_duration, parse_duration};
-use super::{print_line, CliError, Connection};
+use super::{print_json, print_line, CliError, Connection};
 
 /// `strata group …`.
 #[derive(Clone, Debug, Subcommand)]
@@ -236,15 +236,6 @@ fn info_json(i: &GroupInfo) -> Value {
         "timeouts_total": i.timeouts_total,
         "parked_total": i.parked_total,
     })
-}
-
-fn print_json(v: &Value, compact: bool) -> Result<(), CliError> {
-    let text = if compact {
-        v.to_string()
-    } else {
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    };
-    print_line(&text)
 }
 
 /// Runs `strata group …`.

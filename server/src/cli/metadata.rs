@@ -12,7 +12,7 @@ use strata_client::{ExpectedVersion, StreamAcl, StreamMetadata};
 
 use super::append::parse_expected;
 use super::format::insert_payload;
-use super::{print_line, CliError, Connection};
+use super::{print_json, print_line, CliError, Connection};
 
 /// What `strata metadata get` prints, for `--help`.
 pub const GET_HELP: &str = r#"Output (JSON, keys sorted, indented; one line with --json):
@@ -129,13 +129,7 @@ pub async fn get(args: GetArgs) -> Result<(), CliError> {
     let client = args.connection.connect().await?;
     let got = client.stream_metadata(&args.stream).await?;
     let value = metadata_json(&args.stream, got.revision, &got.metadata);
-    let text = if args.connection.json {
-        value.to_string()
-    } else {
-        // Infallible for a `Value` (its keys are strings).
-        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
-    };
-    print_line(&text)
+    print_json(&value, args.connection.json)
 }
 
 /// Runs `strata metadata set`.

@@ -137,6 +137,17 @@ where
     }
 }
 
+/// Prints a JSON value: indented, or on one line when `compact` (`--json`).
+fn print_json(value: &serde_json::Value, compact: bool) -> Result<(), CliError> {
+    let text = if compact {
+        value.to_string()
+    } else {
+        // Infallible for a `Value` (its keys are strings).
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    };
+    print_line(&text)
+}
+
 /// Writes one line to stdout, noticing a closed pipe.
 fn print_line(line: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
