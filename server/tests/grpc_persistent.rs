@@ -40,10 +40,7 @@ fn all_target() -> Option<v1::PersistentTarget> {
 }
 
 fn ms(n: u64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
-        seconds: (n / 1000) as i64,
-        nanos: ((n % 1000) * 1_000_000) as i32,
-    })
+    Some(v1::duration(Duration::from_millis(n)))
 }
 
 async fn create(

@@ -33,10 +33,7 @@ fn target() -> Option<v1::PersistentTarget> {
 }
 
 fn ms(n: u64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
-        seconds: 0,
-        nanos: (n * 1_000_000) as i32,
-    })
+    Some(v1::duration(Duration::from_millis(n)))
 }
 
 /// A tiny deterministic generator per task.

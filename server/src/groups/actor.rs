@@ -1092,10 +1092,7 @@ async fn original_event(
     store: &Store,
     position: u64,
 ) -> Result<Option<RecordedEvent>, crate::store::ReadError> {
-    let every_stream = crate::store::Filter {
-        stream_prefixes: vec![String::new(), "$".into()],
-        event_type_prefixes: Vec::new(),
-    };
+    let every_stream = crate::store::Filter::every_stream();
     let read = store
         .read_all(Direction::Forwards, ReadFrom::At(position), 1, every_stream)
         .await?;

@@ -219,6 +219,15 @@ impl Filter {
         self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
     }
 
+    /// A filter that every event matches, those of `$`-streams too (an
+    /// empty filter leaves those out).
+    pub fn every_stream() -> Self {
+        Filter {
+            stream_prefixes: vec![String::new(), "$".into()],
+            event_type_prefixes: Vec::new(),
+        }
+    }
+
     /// Whether an event of `stream` with `event_type` passes. Events of
     /// `$`-streams (metadata history, lifecycle records) pass only a filter
     /// with a stream prefix that starts with `$`.

@@ -109,10 +109,7 @@ pub async fn run(tier: Tier, disk: &mut dyn Disk) {
                         event_type_prefix: Vec::new(),
                     }),
                     checkpoint_count: 20,
-                    checkpoint_after: Some(prost_types::Duration {
-                        seconds: 0,
-                        nanos: 50_000_000,
-                    }),
+                    checkpoint_after: Some(v1::duration(Duration::from_millis(50))),
                     ..Default::default()
                 }),
             })
