@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "strata/v1/errors.proto",
     "strata/v1/operations.proto",
     "strata/v1/persistent.proto",
+    "strata/v1/users.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
