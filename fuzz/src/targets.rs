@@ -778,6 +778,7 @@ fn domain_filter(f: &Option<v1::Filter>) -> Filter {
         .map(|f| Filter {
             stream_prefixes: f.stream_prefix.clone(),
             event_type_prefixes: f.event_type_prefix.clone(),
+            gate: None,
         })
         .unwrap_or_default()
 }

@@ -20,6 +20,16 @@ pub enum Durability {
     UnsafeNoSync,
 }
 
+/// When callers must authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// When TLS is on or `--listen` is not loopback (off on loopback
+    /// without TLS).
+    Auto,
+    /// Always.
+    Required,
+}
+
 /// Settings of `strata serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
@@ -71,6 +81,38 @@ pub struct ServeArgs {
     /// …or after this many milliseconds, whichever comes first.
     #[arg(long, env = "STRATA_CHECKPOINT_INTERVAL_MS", default_value_t = 2000)]
     pub checkpoint_interval_ms: u64,
+
+    /// The server's TLS certificate chain (PEM); with --tls-key, turns TLS on.
+    #[arg(long, env = "STRATA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mTLS, where a
+    /// certificate's common name is the user it authenticates as.
+    #[arg(long, env = "STRATA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve the metrics endpoint over TLS too, with --tls-cert and --tls-key.
+    #[arg(long, env = "STRATA_METRICS_TLS", requires = "tls_cert")]
+    pub metrics_tls: bool,
+
+    /// When callers must authenticate (the first admin's password comes
+    /// from STRATA_ADMIN_PASSWORD).
+    #[arg(long, env = "STRATA_AUTH", value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+
+    /// Serve a non-loopback --listen address without TLS and authentication:
+    /// anyone who can reach the port may do everything. For trying out only.
+    #[arg(long, env = "STRATA_INSECURE")]
+    pub insecure: bool,
+
+    /// The first admin's password (from STRATA_ADMIN_PASSWORD only, never a
+    /// flag, so that it stays out of process listings).
+    #[arg(skip = std::env::var("STRATA_ADMIN_PASSWORD").ok())]
+    pub admin_password: Option<String>,
 
     /// Log filter (tracing env-filter syntax, e.g. "info,strata_server=debug").
     #[arg(long = "log", env = "STRATA_LOG", default_value = "info")]
@@ -139,10 +181,63 @@ impl ServeArgs {
                 self.listen
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("--tls-cert and --tls-key go together".into());
+        }
+        if (self.tls_client_ca.is_some() || self.metrics_tls) && self.tls_cert.is_none() {
+            return bad("--tls-client-ca and --metrics-tls need --tls-cert and --tls-key".into());
+        }
+        let security = self.security();
+        if !self.listen.ip().is_loopback() && !security.is_secure() && !self.insecure {
+            return bad(format!(
+                "--listen {} is not a loopback address, and serving it needs TLS \
+                 (--tls-cert and --tls-key) and authentication (on with TLS; the first \
+                 admin's password in STRATA_ADMIN_PASSWORD); pass --insecure to serve it \
+                 without them, which lets anyone who reaches the port do everything",
+                self.listen
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             return bad(format!("--log '{}': {e}", self.log_filter));
         }
         Ok(())
+    }
+
+    /// TLS, authentication and what to warn of.
+    pub fn security(&self) -> Security {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::auth::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        let loopback = self.listen.ip().is_loopback();
+        let authenticate =
+            self.auth == AuthMode::Required || tls.is_some() || (!loopback && !self.insecure);
+        let mut warnings = Vec::new();
+        if !loopback && (tls.is_none() || !authenticate) {
+            warnings.push(format!(
+                "started with --insecure: {} is served {}; anyone who reaches it {}",
+                self.listen,
+                match (tls.is_some(), authenticate) {
+                    (false, false) => "without TLS or authentication",
+                    (false, true) => "without TLS",
+                    _ => "without authentication",
+                },
+                if authenticate {
+                    "can read credentials off the wire"
+                } else {
+                    "may do everything"
+                }
+            ));
+        }
+        Security {
+            tls,
+            authenticate,
+            warnings,
+        }
     }
 
     /// The engine's configuration.
@@ -177,7 +272,26 @@ impl ServeArgs {
         a.data_dir = dir.into();
         a.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         a.metrics_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        a.admin_password = None;
         a
+    }
+}
+
+/// How the server protects itself, derived from the settings.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// TLS files, when TLS is on.
+    pub tls: Option<crate::auth::tls::TlsFiles>,
+    /// Whether callers must authenticate.
+    pub authenticate: bool,
+    /// What `Stats` and the start log warn of.
+    pub warnings: Vec<String>,
+}
+
+impl Security {
+    /// TLS and authentication both on.
+    pub fn is_secure(&self) -> bool {
+        self.tls.is_some() && self.authenticate
     }
 }
 
@@ -213,5 +327,44 @@ mod tests {
         let mut a = ServeArgs::for_tests("/tmp/x");
         a.log_filter = "=[".into();
         assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn a_public_address_needs_tls_or_insecure() {
+        let mut a = ServeArgs::for_tests("/tmp/x");
+        a.listen = "0.0.0.0:2113".parse().expect("addr");
+        let why = a.validate().expect_err("plain text on 0.0.0.0").to_string();
+        for flag in [
+            "--tls-cert",
+            "--tls-key",
+            "--insecure",
+            "STRATA_ADMIN_PASSWORD",
+        ] {
+            assert!(why.contains(flag), "{why} names {flag}");
+        }
+        a.insecure = true;
+        a.validate().expect("--insecure serves it");
+        let s = a.security();
+        assert!(!s.authenticate && s.tls.is_none());
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        a.insecure = false;
+        a.tls_cert = Some("c.pem".into());
+        a.tls_key = Some("k.pem".into());
+        a.validate().expect("TLS serves it");
+        assert!(a.security().authenticate && a.security().warnings.is_empty());
+    }
+
+    #[test]
+    fn loopback_authenticates_only_when_asked_or_with_tls() {
+        let mut a = ServeArgs::for_tests("/tmp/x");
+        assert!(!a.security().authenticate);
+        assert!(a.security().warnings.is_empty());
+        a.auth = AuthMode::Required;
+        assert!(a.security().authenticate);
+        a.auth = AuthMode::Auto;
+        a.tls_cert = Some("c.pem".into());
+        assert!(a.validate().is_err(), "a certificate without its key");
+        a.tls_key = Some("k.pem".into());
+        assert!(a.security().authenticate);
     }
 }

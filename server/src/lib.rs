@@ -2,6 +2,7 @@
 //! engine ([`store`]), the gRPC service on top of it ([`service`]), metrics,
 //! configuration and [`run`], which the `strata` binary and the tests call.
 
+pub mod auth;
 pub mod config;
 pub mod groups;
 pub mod metrics;

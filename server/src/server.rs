@@ -9,14 +9,18 @@ use std::sync::Arc;
 use strata_proto::v1::operations_server::OperationsServer;
 use strata_proto::v1::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use strata_proto::v1::streams_server::StreamsServer;
+use strata_proto::v1::users_server::UsersServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
 
+use crate::auth::{AuthLayer, Directory, DirectoryError};
 use crate::config::ServeArgs;
 use crate::groups::{GroupError, Groups};
 use crate::metrics::{self, Metrics};
-use crate::service::{MessageLimit, OperationsService, PersistentService, StreamsService};
+use crate::service::{
+    MessageLimit, OperationsService, PersistentService, StreamsService, UsersService,
+};
 use crate::store::{OpenError, StorageError, Store, FORMAT_VERSION};
 
 /// Why the server could not run.
@@ -28,6 +32,12 @@ pub enum RunError {
     /// The consumer groups could not be started.
     #[error("starting consumer groups: {0}")]
     Groups(#[from] GroupError),
+    /// The users could not be read, or the first admin not created.
+    #[error("users: {0}")]
+    Users(#[from] DirectoryError),
+    /// TLS or authentication cannot be set up as configured.
+    #[error("{0}")]
+    Security(String),
     /// The store could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -59,6 +69,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     args.validate()?;
+    let security = args.security();
+    let tls = match &security.tls {
+        Some(files) => {
+            // Both providers may be compiled in (the benchmark's peers bring
+            // aws-lc); the server uses ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(files.server_config().map_err(RunError::Security)?)
+        }
+        None => None,
+    };
     let metrics = Metrics::new()?;
     let cfg = args.store_config();
     let observer = metrics.clone();
@@ -67,9 +87,31 @@ pub async fn run(
     );
     metrics.set_head(store.head_position());
 
+    let directory = Directory::open(store.clone()).await?;
+    if security.authenticate && directory.is_empty() {
+        match args.admin_password.as_deref() {
+            Some(password) => {
+                directory.bootstrap_admin(password).await?;
+                tracing::info!("created the first admin, 'admin', from STRATA_ADMIN_PASSWORD");
+            }
+            None => {
+                return Err(RunError::Security(
+                    "authentication is on and no user exists yet: set STRATA_ADMIN_PASSWORD \
+                     to create the first admin ('admin') at this start"
+                        .into(),
+                ))
+            }
+        }
+    }
+    for warning in &security.warnings {
+        tracing::warn!("{warning}");
+    }
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = args.grpc_message_limit();
-    let service = StreamsService::new(store.clone(), metrics.clone(), stop_rx.clone());
+    let service = StreamsService::new(store.clone(), metrics.clone(), stop_rx.clone())
+        .with_warnings(security.warnings.clone());
+    let users = UsersServer::new(UsersService::new(directory.clone()));
     let operations = OperationsServer::new(OperationsService::new(store.clone(), stop_rx.clone()));
     let groups = Groups::open(store.clone(), metrics.clone()).await?;
     let persistent =
@@ -108,6 +150,9 @@ pub async fn run(
         format_version = FORMAT_VERSION,
         head_position = store.head_position(),
         durability = ?args.durability,
+        tls = security.tls.is_some(),
+        mtls = security.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        authentication = security.authenticate,
         "strata serving"
     );
 
@@ -131,13 +176,22 @@ pub async fn run(
     // responses for ~40 ms; the builder's tcp_nodelay does not reach
     // sockets accepted from our own listener, so set it here.
     let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
+        .layer(AuthLayer::new(
+            security.authenticate.then(|| directory.clone()),
+            security.tls.is_some(),
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(streams)
         .add_service(operations)
         .add_service(persistent)
+        .add_service(users)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();

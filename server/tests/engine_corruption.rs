@@ -183,6 +183,7 @@ fn damage_in_an_older_segment_fails_the_reads_that_reach_it() {
                 Filter {
                     stream_prefixes: vec!["zzz".into()],
                     event_type_prefixes: vec![],
+                    gate: None,
                 },
             )),
             seg,

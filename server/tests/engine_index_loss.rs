@@ -35,6 +35,7 @@ fn snapshot(store: &Store, streams: &[&str]) -> Snapshot {
         let filter = Filter {
             stream_prefixes: s.iter().map(|x| x.to_string()).collect(),
             event_type_prefixes: t.iter().map(|x: &&str| x.to_string()).collect(),
+            gate: None,
         };
         for dir in [Direction::Forwards, Direction::Backwards] {
             let from = if dir == Direction::Forwards {

@@ -306,6 +306,7 @@ fn filter(streams: usize, types: usize) -> Filter {
             .map(|s| s.to_string())
             .collect(),
         event_type_prefixes: TYPE_FILTERS[types].iter().map(|s| s.to_string()).collect(),
+        gate: None,
     }
 }
 

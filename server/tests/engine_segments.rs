@@ -29,6 +29,7 @@ fn check_reads(store: &Store, n: u64, what: &str) {
             Filter {
                 stream_prefixes: vec!["t".into()],
                 event_type_prefixes: vec![],
+                gate: None,
             },
         ))
         .expect("filtered read"),

@@ -457,6 +457,7 @@ async fn filtered_all_subscription_checkpoints_and_matches_only() {
     let filter = Filter {
         stream_prefixes: vec!["match-".into()],
         event_type_prefixes: vec!["Yes".into()],
+        gate: None,
     };
     for i in 0..60 {
         put_one_in_seven(&store, i).await;

@@ -170,6 +170,11 @@ impl KeyOrd {
 }
 
 impl Groups {
+    /// The store the groups read and record in.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Reads every group's definition, checkpoint and parked count from
     /// the log, and starts them.
     pub async fn open(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Arc<Groups>, GroupError> {

@@ -193,6 +193,7 @@ pub fn parse_definition(data: &[u8]) -> Result<(Target, String, Settings), Strin
         filter: Filter {
             stream_prefixes: strings("stream_prefixes"),
             event_type_prefixes: strings("event_type_prefixes"),
+            gate: None,
         },
         strategy,
         message_timeout: Duration::from_millis(num(
@@ -221,6 +222,7 @@ mod tests {
             filter: Filter {
                 stream_prefixes: vec!["order-".into()],
                 event_type_prefixes: vec!["Placed".into(), "Paid".into()],
+                gate: None,
             },
             strategy: Strategy::Pinned,
             message_timeout: Duration::from_millis(1500),

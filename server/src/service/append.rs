@@ -6,14 +6,20 @@ use strata_proto::v1;
 use tonic::Status;
 
 use super::{convert, status::status_from_append, StreamsService};
+use crate::auth::{Caller, StreamOp};
 use crate::store::AppendOutcome;
 
 pub(super) async fn handle(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
     let started = Instant::now();
-    let result = match convert::append_request(req) {
+    let checked = convert::append_request(req).and_then(|req| {
+        svc.allow(caller, StreamOp::Write, &req.stream)
+            .map(|()| req)
+    });
+    let result = match checked {
         Ok(req) => svc.store.append(req).await.map_err(status_from_append),
         Err(status) => Err(status),
     };

@@ -211,6 +211,7 @@ pub fn filter_from_wire(f: v1::Filter) -> Filter {
     Filter {
         stream_prefixes: f.stream_prefix,
         event_type_prefixes: f.event_type_prefix,
+        gate: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! lifecycle changes go to the writer like appends (recorded in the log,
 //! answered after the group commit); metadata is answered from memory.
 
+use crate::auth::{Caller, StreamOp};
 use strata_proto::v1;
 use tonic::Status;
 
@@ -23,8 +24,16 @@ fn wrong_version(
 /// Records `req`; `Ok(Ok(position, metadata revision))` or the conflict.
 async fn record(
     svc: &StreamsService,
+    caller: &Caller,
     req: LifecycleRequest,
 ) -> Result<Result<(u64, Option<u64>), v1::append_response::WrongExpectedVersion>, Status> {
+    let op = match &req {
+        LifecycleRequest::Delete { .. } => StreamOp::Delete,
+        // Admin only, by the layer's table; admin passes every ACL.
+        LifecycleRequest::Tombstone { .. } => StreamOp::Delete,
+        LifecycleRequest::SetMetadata { .. } => StreamOp::MetadataWrite,
+    };
+    svc.allow(caller, op, req.stream())?;
     match svc.store.lifecycle(req).await.map_err(status_from_append)? {
         LifecycleOutcome::Success {
             position,
@@ -39,12 +48,14 @@ async fn record(
 
 pub(super) async fn delete(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::DeleteRequest,
 ) -> Result<v1::DeleteResponse, Status> {
     use v1::delete_response::{Result as R, Success};
     let expected = expected_from_wire(req.expected)?;
     let result = match record(
         svc,
+        caller,
         LifecycleRequest::Delete {
             stream: req.stream,
             expected,
@@ -62,12 +73,14 @@ pub(super) async fn delete(
 
 pub(super) async fn tombstone(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::TombstoneRequest,
 ) -> Result<v1::TombstoneResponse, Status> {
     use v1::tombstone_response::{Result as R, Success};
     let expected = expected_from_wire(req.expected)?;
     let result = match record(
         svc,
+        caller,
         LifecycleRequest::Tombstone {
             stream: req.stream,
             expected,
@@ -85,6 +98,7 @@ pub(super) async fn tombstone(
 
 pub(super) async fn set_metadata(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::SetStreamMetadataRequest,
 ) -> Result<v1::SetStreamMetadataResponse, Status> {
     use v1::set_stream_metadata_response::{Result as R, Success};
@@ -92,6 +106,7 @@ pub(super) async fn set_metadata(
     let metadata = metadata_from_wire(req.metadata.unwrap_or_default())?;
     let result = match record(
         svc,
+        caller,
         LifecycleRequest::SetMetadata {
             stream: req.stream,
             expected,
@@ -113,8 +128,10 @@ pub(super) async fn set_metadata(
 
 pub(super) async fn get_metadata(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::GetStreamMetadataRequest,
 ) -> Result<v1::StreamMetadataResponse, Status> {
+    svc.allow(caller, StreamOp::MetadataRead, &req.stream)?;
     let answer = svc
         .store
         .stream_metadata(&req.stream)

@@ -14,6 +14,7 @@ mod read;
 mod stats;
 pub mod status;
 mod subscribe;
+mod users;
 mod wire;
 
 use std::sync::Arc;
@@ -25,12 +26,14 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Role, StreamOp};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use message_limit::MessageLimit;
 pub use operations::OperationsService;
 pub use persistent::PersistentService;
+pub use users::UsersService;
 
 /// The Streams service over a store.
 #[derive(Clone)]
@@ -38,6 +41,7 @@ pub struct StreamsService {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    warnings: Arc<[String]>,
 }
 
 impl StreamsService {
@@ -48,7 +52,24 @@ impl StreamsService {
             store,
             metrics,
             shutdown,
+            warnings: Arc::new([]),
         }
+    }
+
+    /// Refuses `op` on `stream` unless the caller may do it (its ACL, or
+    /// the role default).
+    fn allow(&self, caller: &Caller, op: StreamOp, stream: &str) -> Result<(), Status> {
+        if caller.has(Role::Admin) {
+            return Ok(());
+        }
+        let metadata = self.store.current_metadata(stream);
+        caller.check(op, stream, metadata.as_ref().map(|m| &m.acl))
+    }
+
+    /// What `Stats` warns of (see `config::Security::warnings`).
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings.into();
+        self
     }
 }
 
@@ -58,7 +79,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        append::handle(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        append::handle(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -67,7 +89,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::MultiAppendRequest>,
     ) -> Result<Response<v1::MultiAppendResponse>, Status> {
-        multi_append::handle(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        multi_append::handle(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -78,7 +101,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<tonic::Streaming<v1::PipelinedAppendRequest>>,
     ) -> Result<Response<Self::PipelinedAppendStream>, Status> {
-        pipelined_append::handle(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        pipelined_append::handle(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -89,7 +113,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        read::handle(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        read::handle(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -100,7 +125,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        subscribe::handle(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        subscribe::handle(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -116,7 +142,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
-        lifecycle::delete(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        lifecycle::delete(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -125,7 +152,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::TombstoneRequest>,
     ) -> Result<Response<v1::TombstoneResponse>, Status> {
-        lifecycle::tombstone(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        lifecycle::tombstone(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -134,7 +162,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::GetStreamMetadataRequest>,
     ) -> Result<Response<v1::StreamMetadataResponse>, Status> {
-        lifecycle::get_metadata(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        lifecycle::get_metadata(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -143,7 +172,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<v1::SetStreamMetadataRequest>,
     ) -> Result<Response<v1::SetStreamMetadataResponse>, Status> {
-        lifecycle::set_metadata(self, request.into_inner())
+        let caller = Caller::of(&request)?;
+        lifecycle::set_metadata(self, &caller, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{duration_from_wire as convert_duration, event_to_wire, filter_from_wire};
 use super::status::{status_from_append, status_from_read};
+use crate::auth::{denied, Caller, Role, StreamOp};
 use crate::groups::{
     Delivery, EndReason, GroupError, GroupInfo, Groups, NackAction, Settings, Start, Strategy,
     Target,
@@ -356,6 +357,7 @@ impl PersistentSubscriptions for PersistentService {
         &self,
         request: Request<Streaming<v1::PersistentReadRequest>>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let caller = Caller::of(&request)?;
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -370,6 +372,20 @@ impl PersistentSubscriptions for PersistentService {
             ));
         };
         let target = target_from_wire(o.target)?;
+        match &target {
+            Target::Stream(stream) => {
+                let metadata = self.groups.store().current_metadata(stream);
+                caller.check(StreamOp::Read, stream, metadata.as_ref().map(|m| &m.acl))?;
+            }
+            // A group shares every stream's events out among its consumers;
+            // it cannot skip, for one of them, what that one may not read.
+            Target::All if !caller.has(Role::Ops) => {
+                return Err(denied(
+                    "reading a consumer group of $all needs the ops role",
+                ));
+            }
+            Target::All => {}
+        }
         let buffer_size = match o.buffer_size {
             0 => DEFAULT_BUFFER_SIZE,
             n if n > MAX_BUFFER_SIZE => {

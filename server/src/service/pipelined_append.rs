@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::{append, stopped, StreamsService, SHUTDOWN_NOTICE};
+use crate::auth::Caller;
 
 /// Appends of one call in flight at most (read, not yet answered).
 pub(super) const MAX_IN_FLIGHT: usize = 256;
@@ -33,13 +34,14 @@ async fn end_at_shutdown(
 
 pub(super) async fn handle(
     svc: &StreamsService,
+    caller: &Caller,
     mut requests: Streaming<v1::PipelinedAppendRequest>,
 ) -> Result<ReceiverStream<Result<v1::PipelinedAppendResponse, Status>>, Status> {
     if *svc.shutdown.borrow() {
         return Err(Status::unavailable("the server is shutting down"));
     }
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let svc = svc.clone();
+    let (svc, caller) = (svc.clone(), caller.clone());
     tokio::spawn(async move {
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut shutdown = svc.shutdown.clone();
@@ -70,11 +72,11 @@ pub(super) async fn handle(
                 // The client's side broke; nobody is there to answer.
                 Err(_) => break,
             };
-            let (svc, tx) = (svc.clone(), tx.clone());
+            let (svc, caller, tx) = (svc.clone(), caller.clone(), tx.clone());
             tokio::spawn(async move {
                 let outcome = match request.append {
                     None => Err(Status::invalid_argument("append is required")),
-                    Some(a) => append::handle(&svc, a).await,
+                    Some(a) => append::handle(&svc, &caller, a).await,
                 };
                 let outcome = match outcome {
                     Ok(r) => Outcome::Result(r),

@@ -10,13 +10,20 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{convert, status::status_from_read, wire::WireEvents, StreamsService};
+use crate::auth::{Caller, StreamOp};
 use crate::store::EventSink as _;
 
 pub(super) async fn handle(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::ReadRequest,
 ) -> Result<ReceiverStream<Result<Encoded, Status>>, Status> {
-    let params = convert::read_request(req)?;
+    let mut params = convert::read_request(req)?;
+    match &params.target {
+        convert::Target::Stream(s) => svc.allow(caller, StreamOp::Read, s)?,
+        // Streams the caller may not read are skipped.
+        convert::Target::All => params.filter.gate = caller.read_gate(),
+    }
     let target = match &params.target {
         convert::Target::Stream(_) => "stream",
         convert::Target::All => "all",

@@ -15,6 +15,6 @@ pub(super) async fn handle(svc: &StreamsService) -> Result<v1::StatsResponse, St
         disk_bytes: stats.log_bytes + stats.index_bytes,
         format_version: FORMAT_VERSION,
         indexed_position: stats.indexed_position,
-        warnings: Vec::new(),
+        warnings: svc.warnings.to_vec(),
     })
 }

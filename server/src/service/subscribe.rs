@@ -13,13 +13,20 @@ use tonic::Status;
 use super::{
     convert, status::status_from_read, stopped, wire::WireEvents, StreamsService, SHUTDOWN_NOTICE,
 };
-use crate::store::SubscriptionMessage;
+use crate::auth::{Caller, StreamOp};
+use crate::store::{SubscriptionMessage, SubscriptionTarget};
 
 pub(super) async fn handle(
     svc: &StreamsService,
+    caller: &Caller,
     req: v1::SubscribeRequest,
 ) -> Result<ReceiverStream<Result<Encoded, Status>>, Status> {
-    let (target, from) = convert::subscribe_request(req)?;
+    let (mut target, from) = convert::subscribe_request(req)?;
+    match &mut target {
+        SubscriptionTarget::Stream(s) => svc.allow(caller, StreamOp::Read, s)?,
+        // Streams the caller may not read are skipped.
+        SubscriptionTarget::All(filter) => filter.gate = caller.read_gate(),
+    }
     if *svc.shutdown.borrow() {
         return Err(Status::unavailable("the server is shutting down"));
     }

@@ -283,6 +283,12 @@ impl Store {
         })
     }
 
+    /// A stream's metadata as reads apply it now (`None` when never set),
+    /// without validating the name: the cheap lookup of access checks.
+    pub fn current_metadata(&self, stream: &str) -> Option<Arc<StreamMetadata>> {
+        self.shared.policies.get(stream)?.metadata
+    }
+
     async fn submit(&self, work: WriteRequest) -> Result<(), AppendError> {
         if let Some(why) = self.shared.lifecycle.poisoned() {
             return Err(AppendError::Poisoned(why));

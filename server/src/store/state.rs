@@ -166,6 +166,21 @@ pub(crate) struct Shared {
     pub(crate) observer: Arc<dyn Observer>,
 }
 
+impl Shared {
+    /// Whether `filter`'s gate admits `stream` (with the stream's ACL).
+    pub(crate) fn admits(&self, filter: &super::Filter, stream: &str) -> bool {
+        let Some(gate) = &filter.gate else {
+            return true;
+        };
+        let policy = self.policies.get(stream);
+        let acl = policy
+            .as_ref()
+            .and_then(|p| p.metadata.as_ref())
+            .map(|m| &m.acl);
+        gate.admits(stream, acl)
+    }
+}
+
 /// Revision runs as the index hands them out, lazily.
 pub(crate) type Runs = Box<dyn Iterator<Item = Result<RevisionRun>> + Send>;
 

@@ -316,7 +316,10 @@ impl<S: EventSink> Subscription<S> {
                 S::whole_batch(&batch.events, &batch.encoding, limit)
             }
             SubscriptionTarget::All(filter) => some_of(&batch.events, limit, |e| {
-                e.position >= before && filter.matches(&e.stream, &e.event_type) && visible(e)
+                e.position >= before
+                    && filter.matches(&e.stream, &e.event_type)
+                    && shared.admits(filter, &e.stream)
+                    && visible(e)
             }),
             SubscriptionTarget::Stream(name) => some_of(&batch.events, limit, |e| {
                 &*e.stream == name.as_str() && e.revision >= self.next_revision && visible(e)

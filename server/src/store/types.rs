@@ -204,19 +204,60 @@ pub enum SubscribeFrom {
 }
 
 /// A filter for `$all`: an event matches when, for every non-empty list,
-/// it matches one of its prefixes.
+/// it matches one of its prefixes, and the gate (if any) admits its stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Stream-name prefixes.
     pub stream_prefixes: Vec<String>,
     /// Event-type prefixes.
     pub event_type_prefixes: Vec<String>,
+    /// Which streams the reader may see at all (the security layer's
+    /// access rules); `None` admits every stream.
+    pub gate: Option<StreamGate>,
 }
+
+/// A predicate over a stream's name and its ACL, which the read paths ask
+/// per stream. The store only evaluates it; what it means is the security
+/// layer's business.
+#[derive(Clone)]
+pub struct StreamGate(Arc<GateFn>);
+
+type GateFn = dyn Fn(&str, Option<&crate::store::StreamAcl>) -> bool + Send + Sync;
+
+impl StreamGate {
+    /// A gate admitting the streams for which `admits` is true.
+    pub fn new(
+        admits: impl Fn(&str, Option<&crate::store::StreamAcl>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        StreamGate(Arc::new(admits))
+    }
+
+    /// Whether `stream`, whose ACL is `acl`, is admitted.
+    pub fn admits(&self, stream: &str, acl: Option<&crate::store::StreamAcl>) -> bool {
+        (self.0)(stream, acl)
+    }
+}
+
+impl std::fmt::Debug for StreamGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamGate")
+    }
+}
+
+impl PartialEq for StreamGate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StreamGate {}
 
 impl Filter {
     /// True when the filter lets everything through.
     pub fn is_empty(&self) -> bool {
-        self.stream_prefixes.is_empty() && self.event_type_prefixes.is_empty()
+        self.stream_prefixes.is_empty()
+            && self.event_type_prefixes.is_empty()
+            && self.gate.is_none()
     }
 
     /// A filter that every event matches, those of `$`-streams too (an
@@ -225,6 +266,7 @@ impl Filter {
         Filter {
             stream_prefixes: vec![String::new(), "$".into()],
             event_type_prefixes: Vec::new(),
+            gate: None,
         }
     }
 

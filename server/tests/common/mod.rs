@@ -91,6 +91,8 @@ impl TestServer {
         loop {
             match self.client.stats(v1::StatsRequest {}).await {
                 Ok(_) => return,
+                // Serving, with authentication on.
+                Err(e) if e.code() == Code::Unauthenticated => return,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     assert!(!self.handle.is_finished(), "server exited early: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -525,4 +527,54 @@ pub fn events_of_copy(dir: &std::path::Path) -> Vec<strata_server::store::Record
     });
     store.close().expect("close");
     events
+}
+
+/// Sets the `authorization` header of every call.
+#[derive(Clone)]
+pub struct AuthHeader(pub Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl AuthHeader {
+    /// `Basic base64(user:password)`.
+    pub fn basic(user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::raw(&format!("Basic {token}"))
+    }
+
+    /// `Bearer <key>`.
+    pub fn bearer(key: &str) -> Self {
+        Self::raw(&format!("Bearer {key}"))
+    }
+
+    /// Exactly `value`.
+    pub fn raw(value: &str) -> Self {
+        AuthHeader(Some(value.parse().expect("an ASCII header value")))
+    }
+
+    /// No header.
+    pub fn none() -> Self {
+        AuthHeader(None)
+    }
+}
+
+impl tonic::service::Interceptor for AuthHeader {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry an `authorization` header.
+pub type AuthChannel = tonic::service::interceptor::InterceptedService<Channel, AuthHeader>;
+
+/// A connection to `addr` whose calls carry `auth`.
+pub async fn channel_with(addr: SocketAddr, auth: AuthHeader) -> AuthChannel {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    tonic::service::interceptor::InterceptedService::new(channel, auth)
 }
