@@ -1,6 +1,7 @@
-//! [`Client`]: one HTTP/2 channel to a Strata server and the calls over it.
-//! Unary calls (append, delete, tombstone, metadata, stats) live here; reads
-//! and subscriptions in their own modules.
+//! [`Client`]: one HTTP/2 channel to a Strata server (TLS and credentials
+//! set up here, once, for every service) and the calls over it. Unary calls
+//! (append, delete, tombstone, metadata, stats) live here; reads,
+//! subscriptions, consumer groups and users in their own modules.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use strata_proto::v1;
 use strata_proto::v1::streams_client::StreamsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
+use crate::auth::{AuthChannel, AuthHeader};
 use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
 use crate::filter::Filter;
@@ -39,15 +42,16 @@ use crate::subscription::{SubscribeFrom, Subscription};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
-    grpc: StreamsClient<Channel>,
-    channel: Channel,
+    grpc: StreamsClient<AuthChannel>,
+    channel: AuthChannel,
     options: Arc<ClientOptions>,
 }
 
 impl Client {
     /// Connects to the server at `url` (e.g. `http://127.0.0.1:2113`) with
-    /// the default [`ClientOptions`]. Fails with [`Error::Connect`] when the
-    /// server cannot be reached within the connect timeout.
+    /// the default [`ClientOptions`]: no TLS, no credentials. Fails with
+    /// [`Error::Connect`] when the server cannot be reached within the
+    /// connect timeout.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), strata_client::Error> {
@@ -58,7 +62,12 @@ impl Client {
         Self::connect_with(url, ClientOptions::default()).await
     }
 
-    /// Connects to the server at `url` with the given options.
+    /// Connects to the server at `url` with the given options: over TLS
+    /// when `url` is `https://` (the options must then name a CA),
+    /// sending their credentials with every call. Fails with
+    /// [`Error::InvalidOptions`] before connecting when the options do not
+    /// fit the URL, and with [`Error::Connect`] when the server cannot be
+    /// reached or its certificate is not trusted.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), strata_client::Error> {
@@ -83,10 +92,13 @@ impl Client {
             .http2_keep_alive_interval(options.keep_alive_interval)
             .keep_alive_timeout(options.keep_alive_interval)
             .keep_alive_while_idle(true);
+        let endpoint = options.tls.apply(&url, endpoint)?;
+        let header = AuthHeader::new(options.credentials.as_ref())?;
         let channel = endpoint
             .connect()
             .await
             .map_err(|source| Error::Connect { url, source })?;
+        let channel = InterceptedService::new(channel, header);
         // Only answers are limited here: an over-limit request is left to
         // the server, which refuses it with RESOURCE_EXHAUSTED (tonic's own
         // send-side check would surface as an opaque HTTP/2 reset).
@@ -100,8 +112,24 @@ impl Client {
         })
     }
 
-    /// The connection, for the clients of the other services.
-    pub(crate) fn channel(&self) -> Channel {
+    /// The connection, with its TLS and credentials, for calling a service
+    /// this crate does not wrap (e.g. `strata.v1.Operations` or
+    /// `grpc.health.v1.Health`) through its generated client; the crate's
+    /// own service clients use it too. Cheap: clones share the connection.
+    /// No deadline or message limit applies to calls made through it but
+    /// those given to the generated client. [`Error::from`] maps their
+    /// statuses.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: strata_client::Client) -> Result<(), strata_client::Error> {
+    /// use strata_proto::v1::{operations_client::OperationsClient, GetScavengeRequest};
+    ///
+    /// let mut operations = OperationsClient::new(client.channel());
+    /// let status = operations.get_scavenge(GetScavengeRequest {}).await?.into_inner();
+    /// println!("{} segments scavenged", status.segments_done);
+    /// # Ok(()) }
+    /// ```
+    pub fn channel(&self) -> AuthChannel {
         self.channel.clone()
     }
 
@@ -530,14 +558,28 @@ impl Client {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
+        self.unary_mapped(message, call, error_from_status).await
+    }
+
+    /// [`unary`](Client::unary) with the services' own status mapping
+    /// (`error_from_other_status` for those where FAILED_PRECONDITION is
+    /// no tombstone).
+    pub(crate) async fn unary_mapped<Req, Resp, F, Fut>(
+        &self,
+        message: Req,
+        call: F,
+        map: fn(Status) -> Error,
+    ) -> Result<Resp, Error>
+    where
+        F: FnOnce(Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
         let request = Request::new(message);
         let result = match self.options.deadline {
             None => call(request).await,
             Some(deadline) => within(deadline, call(request)).await,
         };
-        result
-            .map(tonic::Response::into_inner)
-            .map_err(error_from_status)
+        result.map(tonic::Response::into_inner).map_err(map)
     }
 }
 

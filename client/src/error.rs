@@ -1,10 +1,14 @@
 //! The client's error type, and the one place where a gRPC status becomes
-//! one of its variants ([`error_from_status`]).
+//! one of its variants ([`error_from_status`], and
+//! [`error_from_other_status`] for the services other than `Streams`).
 //!
 //! Callers match on variants, never on message text: a concurrency conflict
 //! is [`Error::WrongExpectedVersion`], a missing stream [`Error::NotFound`],
-//! a tombstoned one [`Error::Tombstoned`], and [`Error::is_transient`] says
-//! whether retrying can help.
+//! a tombstoned one [`Error::Tombstoned`], refused credentials
+//! [`Error::Unauthenticated`], and [`Error::is_transient`] says whether
+//! retrying can help.
+
+use std::path::PathBuf;
 
 use strata_proto::v1::error_detail::Detail;
 use tonic::{Code, Status};
@@ -45,7 +49,33 @@ pub enum Error {
         source: tonic::transport::Error,
     },
 
-    /// [`Client::connect`](crate::Client::connect) could not reach the server.
+    /// The [`ClientOptions`](crate::ClientOptions) cannot be used, with each
+    /// other or with the URL; nothing was sent. An `https://` URL without
+    /// a CA, TLS options with an `http://` URL (which would connect in
+    /// plain text), a URL that is neither, PEM that does not parse, or
+    /// credentials that cannot travel in a header (a `:` in a Basic user
+    /// name, an API key that is not printable ASCII). The message never
+    /// holds a password or key.
+    #[error("invalid client options: {message}")]
+    InvalidOptions {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A file named in the options (a CA, a client certificate or key)
+    /// could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// [`Client::connect`](crate::Client::connect) could not reach the
+    /// server, or the TLS handshake failed (e.g. a server certificate that
+    /// the CA did not sign or that is not valid for the host name).
     #[error("cannot connect to {url}: {}", chain(source))]
     Connect {
         /// The URL connected to.
@@ -108,7 +138,27 @@ pub enum Error {
         message: String,
     },
 
-    /// An event id of the append is already used by a different append
+    /// The server did not accept the call's credentials
+    /// (`UNAUTHENTICATED`): none were given while authentication is on, or
+    /// the user name, password or API key is wrong (the server does not say
+    /// which). Nothing was written.
+    #[error("authentication failed: {message}")]
+    Unauthenticated {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The credentials are valid but their user may not do this
+    /// (`PERMISSION_DENIED`): its roles, or the stream's access list, do
+    /// not allow it. Nothing was written.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// An event id of the append is already used by a different append,
+    /// or a user, API key or consumer group of that name exists
     /// (`ALREADY_EXISTS`). A retry of the *same* append is not an error.
     #[error("already exists: {message}")]
     AlreadyExists {
@@ -154,7 +204,9 @@ pub enum Error {
         message: String,
     },
 
-    /// Any other failure reported by the server (`INTERNAL`, `DATA_LOSS`, ...).
+    /// Any other failure reported by the server (`INTERNAL`, `DATA_LOSS`,
+    /// ...; `FAILED_PRECONDITION` outside stream operations, e.g. a full
+    /// consumer group, or the `Users` service while authentication is off).
     #[error("server error ({code:?}): {message}")]
     Server {
         /// The gRPC status code.
@@ -240,9 +292,11 @@ pub(crate) fn error_from_status(status: Status) -> Error {
             },
         },
         Code::NotFound => Error::NotFound { message },
-        // The contract answers FAILED_PRECONDITION only for a tombstoned
-        // stream.
+        // The Streams service answers FAILED_PRECONDITION only for a
+        // tombstoned stream (other services: `error_from_other_status`).
         Code::FailedPrecondition => Error::Tombstoned { message },
+        Code::Unauthenticated => Error::Unauthenticated { message },
+        Code::PermissionDenied => Error::PermissionDenied { message },
         Code::AlreadyExists => Error::AlreadyExists {
             message,
             position: match detail {
@@ -264,9 +318,43 @@ pub(crate) fn error_from_status(status: Status) -> Error {
     }
 }
 
+/// [`error_from_status`] for the services other than `Streams` (consumer
+/// groups, users, and whatever a caller reaches through
+/// [`Client::channel`](crate::Client::channel)), where
+/// `FAILED_PRECONDITION` is a state of the server rather than a tombstone
+/// (a full consumer group; the `Users` service while authentication is
+/// off): [`Error::Server`] with that code.
+pub(crate) fn error_from_other_status(status: Status) -> Error {
+    match status.code() {
+        code @ Code::FailedPrecondition => Error::Server {
+            code,
+            message: status.message().to_owned(),
+        },
+        _ => error_from_status(status),
+    }
+}
+
+/// The [`Error`] of a status from a service this crate does not wrap,
+/// called through [`Client::channel`](crate::Client::channel): as for the
+/// crate's own calls, except that `FAILED_PRECONDITION` is an
+/// [`Error::Server`] (outside the `Streams` service it means no tombstone).
+///
+/// ```
+/// use strata_client::Error;
+///
+/// let e = Error::from(tonic::Status::unauthenticated("invalid credentials"));
+/// assert!(matches!(e, Error::Unauthenticated { .. }));
+/// assert_eq!(e.to_string(), "authentication failed: invalid credentials");
+/// ```
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        error_from_other_status(status)
+    }
+}
+
 /// An error and its causes, `: `-separated: tonic's transport errors say
 /// only "transport error" at the top.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     let mut last = text.clone();
@@ -326,7 +414,7 @@ mod tests {
     #[test]
     fn statuses_map_to_variants() {
         type Check = fn(&Error) -> bool;
-        let cases: [(Status, Check, bool); 11] = [
+        let cases: [(Status, Check, bool); 13] = [
             (
                 Status::invalid_argument("x"),
                 |e| matches!(e, Error::InvalidArgument { message, limit: None } if message == "x"),
@@ -340,6 +428,22 @@ mod tests {
             (
                 Status::failed_precondition("stream 's' is tombstoned"),
                 |e| matches!(e, Error::Tombstoned { message } if message == "stream 's' is tombstoned"),
+                false,
+            ),
+            (
+                Status::unauthenticated("invalid credentials"),
+                |e| {
+                    matches!(e, Error::Unauthenticated { message } if message == "invalid credentials")
+                        && e.to_string() == "authentication failed: invalid credentials"
+                },
+                false,
+            ),
+            (
+                Status::permission_denied("stream 'x' is not readable"),
+                |e| {
+                    matches!(e, Error::PermissionDenied { .. })
+                        && e.to_string() == "permission denied: stream 'x' is not readable"
+                },
                 false,
             ),
             (
@@ -414,6 +518,21 @@ mod tests {
             assert_eq!(e.is_transient(), transient, "{code:?}");
             assert_eq!(e.conflict(), None);
         }
+    }
+
+    #[test]
+    fn failed_precondition_outside_streams_is_no_tombstone() {
+        let e = error_from_other_status(Status::failed_precondition("authentication is off"));
+        assert!(matches!(
+            e,
+            Error::Server {
+                code: Code::FailedPrecondition,
+                ..
+            }
+        ));
+        let e = Error::from(Status::permission_denied("admin only"));
+        assert!(matches!(e, Error::PermissionDenied { .. }));
+        assert!(!e.is_transient());
     }
 
     #[test]

@@ -18,6 +18,13 @@
 //! - [`Client::create_group`] and [`Client::join_group`]: consumer groups
 //!   (persistent subscriptions) that share a stream's work among many
 //!   consumers, each event acknowledged once ([`PersistentSubscription`]).
+//! - Security ([`ClientOptions`]): TLS to an `https://` URL with the CA
+//!   that signs the server's certificate ([`ClientOptions::tls_ca_file`];
+//!   no built-in root store), optionally a client certificate for mTLS
+//!   ([`ClientOptions::tls_client_identity`]), and [`Credentials`] (user and
+//!   password, or an API key) sent with every call. [`Client::users`]
+//!   manages users, roles and API keys ([`Users`]). A refused login is
+//!   [`Error::Unauthenticated`], a forbidden call [`Error::PermissionDenied`].
 //!
 //! Every failure is an [`Error`] variant to match on; none needs its
 //! message parsed.
@@ -109,6 +116,7 @@
 //! overdraft rule and a retry loop under concurrent writers, a projection
 //! that checkpoints a `$all` subscription, and snapshots of a long stream.
 
+mod auth;
 mod client;
 mod error;
 mod event;
@@ -120,7 +128,10 @@ mod persistent;
 mod pipeline;
 mod read;
 mod subscription;
+mod tls;
+mod users;
 
+pub use auth::{AuthChannel, AuthHeader, Credentials};
 pub use client::{Client, Stats};
 pub use error::{Error, LimitExceeded};
 pub use event::{AppendResult, EventData, ExpectedVersion, RecordedEvent, JSON_CONTENT_TYPE};
@@ -137,6 +148,7 @@ pub use persistent::{
 pub use pipeline::Pipeline;
 pub use read::{Direction, EventStream, ReadFrom, ReadOptions};
 pub use subscription::{SubscribeFrom, Subscription, SubscriptionMessage};
+pub use users::{UserInfo, Users};
 
 /// The payload type of [`RecordedEvent::data`] and [`RecordedEvent::metadata`].
 pub use bytes::Bytes;

@@ -22,10 +22,10 @@ use strata_proto::v1::persistent_read_request::Kind as ReadKind;
 use strata_proto::v1::persistent_read_response::Kind as Answer;
 use strata_proto::v1::persistent_subscriptions_client::PersistentSubscriptionsClient;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
+use crate::auth::AuthChannel;
 use crate::client::Client;
-use crate::error::{error_from_status, Error};
+use crate::error::{error_from_other_status, error_from_status, Error};
 use crate::event::RecordedEvent;
 use crate::filter::Filter;
 
@@ -470,15 +470,12 @@ impl Member {
         })?;
         let mut grpc = self.client.groups_grpc();
         let outgoing = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        let status = |s: tonic::Status| match s.code() {
-            // A full group is FAILED_PRECONDITION here (not a tombstone).
-            tonic::Code::FailedPrecondition => Error::Server {
-                code: s.code(),
-                message: s.message().to_owned(),
-            },
-            _ => error_from_status(s),
-        };
-        let mut answers = grpc.read(outgoing).await.map_err(status)?.into_inner();
+        // A full group is FAILED_PRECONDITION here (not a tombstone).
+        let mut answers = grpc
+            .read(outgoing)
+            .await
+            .map_err(error_from_other_status)?
+            .into_inner();
         match answers.message().await.map_err(error_from_status)? {
             Some(v1::PersistentReadResponse {
                 kind: Some(Answer::Confirmation(_)),
@@ -555,7 +552,7 @@ impl Member {
 }
 
 impl Client {
-    fn groups_grpc(&self) -> PersistentSubscriptionsClient<Channel> {
+    fn groups_grpc(&self) -> PersistentSubscriptionsClient<AuthChannel> {
         PersistentSubscriptionsClient::new(self.channel())
             .max_decoding_message_size(self.options().max_message_size)
     }

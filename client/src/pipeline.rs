@@ -15,9 +15,9 @@ use strata_proto::v1;
 use strata_proto::v1::pipelined_append_response::Outcome;
 use strata_proto::v1::streams_client::StreamsClient;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::auth::AuthChannel;
 use crate::client::{append_outcome, append_request};
 use crate::error::{error_from_status, Error};
 use crate::event::{AppendResult, EventData, ExpectedVersion};
@@ -46,7 +46,7 @@ struct Inner {
 
 impl Pipeline {
     pub(crate) async fn open(
-        mut grpc: StreamsClient<Channel>,
+        mut grpc: StreamsClient<AuthChannel>,
         deadline: Option<Duration>,
     ) -> Result<Pipeline, Error> {
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -1,8 +1,8 @@
 //! The `strata` binary: parses the command line, sets up logging and calls
 //! into the library. `strata` alone (or `strata serve`) runs the server;
 //! `append`, `multi-append`, `read`, `tail`, `delete`, `tombstone`,
-//! `metadata`, `health` and `stats` are a command-line client of a running
-//! server (`cli/`).
+//! `metadata`, `health`, `stats`, `backup`, `scavenge`, `group`, `user` and
+//! `api-key` are a command-line client of a running server (`cli/`).
 
 mod cli;
 
@@ -85,6 +85,13 @@ enum Command {
     /// info, delete, replay-parked.
     #[command(subcommand)]
     Group(cli::group::GroupCommand),
+    /// Users and their roles (admin only): create, list, delete, passwd,
+    /// roles.
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
+    /// API keys of users (admin only): create (prints the key), revoke.
+    #[command(subcommand)]
+    ApiKey(cli::api_key::ApiKeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +117,8 @@ fn main() -> ExitCode {
         Some(Command::Backup(args)) => cli::run("backup", cli::backup::run(args)),
         Some(Command::Scavenge(args)) => cli::run("scavenge", cli::scavenge::run(args)),
         Some(Command::Group(command)) => cli::run("group", cli::group::run(command)),
+        Some(Command::User(command)) => cli::run("user", cli::user::run(command)),
+        Some(Command::ApiKey(command)) => cli::run("api-key", cli::api_key::run(command)),
     }
 }
 

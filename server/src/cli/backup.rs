@@ -17,7 +17,7 @@ use serde_json::json;
 use strata_proto::v1;
 use strata_proto::v1::backup_chunk::Kind;
 
-use super::{print_line, CliError, Connection};
+use super::{call_failed, print_line, CliError, Connection};
 use strata_server::store::{lock_data_dir, segment_file_base, OpenError, TAIL_BYTES};
 
 /// Arguments of `strata backup`.
@@ -113,7 +113,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
         .operations()
         .await?
         .max_decoding_message_size(8 << 20);
-    let status = |e: tonic::Status| CliError::Failed(format!("backup failed: {}", e.message()));
+    let status = call_failed("backup failed");
     let mut chunks = client
         .backup(v1::BackupRequest { have })
         .await

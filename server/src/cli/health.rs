@@ -27,21 +27,26 @@ pub struct HealthArgs {
     pub connection: Connection,
 }
 
-/// Runs `strata health`.
+/// Runs `strata health`. It sends no credentials (the health service needs
+/// none), but uses the connection's TLS settings.
 pub async fn run(args: HealthArgs) -> Result<(), CliError> {
     let timeout = Duration::from_millis(args.timeout_ms);
-    let endpoint = tonic::transport::Endpoint::from_shared(args.connection.url.clone())
-        .map_err(|e| CliError::Usage(format!("--url '{}': {e}", args.connection.url)))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = endpoint.connect().await.map_err(|e| {
-        CliError::Unhealthy(format!("cannot connect to {}: {e}", args.connection.url))
-    })?;
-    let answer = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: args.service.clone(),
-        })
+    let options = args.connection.tls_options()?.connect_timeout(timeout);
+    let client = args
+        .connection
+        .connect_with(options)
         .await
+        .map_err(|e| match e {
+            CliError::Client(e) => CliError::Unhealthy(e.to_string()),
+            other => other,
+        })?;
+    let mut health = HealthClient::new(client.channel());
+    let check = health.check(HealthCheckRequest {
+        service: args.service.clone(),
+    });
+    let answer = tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| CliError::Unhealthy(format!("no answer within {timeout:?}")))?
         .map_err(|s| CliError::Unhealthy(format!("health check failed: {}", s.message())))?
         .into_inner();
     let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);

@@ -1,13 +1,17 @@
 //! The client subcommands of the `strata` binary (`append`,
 //! `multi-append`, `read`, `tail`, `delete` and `tombstone`, `metadata`,
-//! `health`, `stats`, `backup`): one file each, all talking to a running server
-//! through `strata-client`. They never open a data directory.
+//! `health`, `stats`, `backup`, `scavenge`, `group`, `user`, `api-key`): one
+//! file each, all talking to a running server through `strata-client`, over
+//! the one connection [`Connection`] describes (URL, TLS, credentials).
+//! They never open a data directory.
 //!
 //! Output: human-readable lines by default (`metadata get`: indented JSON),
 //! one JSON object per line with `--json`; errors go to stderr. Exit codes:
-//! 0 success, 1 server or other error, 2 usage error, 3 conflict (wrong
-//! expected version of an append, delete, tombstone or metadata change).
+//! 0 success, 1 server or other error (among them "authentication failed"
+//! and "permission denied: ..."), 2 usage error, 3 conflict (wrong expected
+//! version of an append, delete, tombstone or metadata change).
 
+pub mod api_key;
 pub mod append;
 pub mod backup;
 pub mod delete;
@@ -20,47 +24,178 @@ pub mod read;
 pub mod scavenge;
 pub mod stats;
 pub mod tail;
+pub mod user;
 
 use std::future::Future;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use strata_client::Client;
+use strata_client::{AuthChannel, Client, ClientOptions, Credentials};
+use strata_proto::v1::operations_client::OperationsClient;
 
-/// How to reach the server and how to print, shared by every client
-/// subcommand.
+/// How to reach the server, who to be and how to print, shared by every
+/// client subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct Connection {
-    /// URL of the server's gRPC endpoint.
+    /// URL of the server's gRPC endpoint; https://... connects with TLS
+    /// (and needs --ca).
     #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:2113")]
     pub url: String,
+
+    /// PEM file of the CA that signs the server's certificate (needed for
+    /// an https:// URL; no system roots are used).
+    #[arg(long, env = "STRATA_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// PEM file of this client's certificate, for a server that requires
+    /// client certificates (mTLS; with --key).
+    #[arg(
+        long,
+        env = "STRATA_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --cert.
+    #[arg(
+        long,
+        env = "STRATA_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+
+    /// The user to authenticate as (with --password).
+    #[arg(
+        long,
+        env = "STRATA_USER",
+        requires = "password",
+        conflicts_with = "api_key"
+    )]
+    pub user: Option<String>,
+
+    /// The password of --user.
+    #[arg(
+        long,
+        env = "STRATA_PASSWORD",
+        requires = "user",
+        hide_env_values = true
+    )]
+    pub password: Option<Secret>,
+
+    /// An API key to authenticate with (instead of --user and --password).
+    #[arg(long, env = "STRATA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
 
     /// Print one JSON object per line instead of human-readable text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// A password or key from the command line; `Debug` does not show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, to send it.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl Connection {
-    async fn connect(&self) -> Result<Client, CliError> {
-        Ok(Client::connect(self.url.as_str()).await?)
+    /// The TLS settings of the flags (no credentials): what `health`
+    /// connects with.
+    fn tls_options(&self) -> Result<ClientOptions, CliError> {
+        // The client checks this too; here it is said in flags.
+        let https = self
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        if https && self.ca.is_none() {
+            return Err(CliError::Usage(format!(
+                "--url {} needs --ca FILE (or STRATA_CA): the CA that signs the server's certificate",
+                self.url
+            )));
+        }
+        if !https && (self.ca.is_some() || self.cert.is_some()) {
+            return Err(CliError::Usage(format!(
+                "--ca, --cert and --key are for TLS: use an https:// --url (not {})",
+                self.url
+            )));
+        }
+        let mut options = ClientOptions::new();
+        if let Some(ca) = &self.ca {
+            options = options.tls_ca_file(ca)?;
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            options = options.tls_client_identity_files(cert, key)?;
+        }
+        Ok(options)
     }
 
-    /// A client of the `Operations` service (not in the Rust client).
-    async fn operations(
-        &self,
-    ) -> Result<
-        strata_proto::v1::operations_client::OperationsClient<tonic::transport::Channel>,
-        CliError,
-    > {
-        let channel = tonic::transport::Endpoint::from_shared(self.url.clone())
-            .map_err(|e| CliError::Usage(format!("--url {}: {e}", self.url)))?
-            .connect()
-            .await
-            .map_err(|e| CliError::Failed(format!("cannot connect to {}: {e}", self.url)))?;
-        Ok(strata_proto::v1::operations_client::OperationsClient::new(
-            channel,
-        ))
+    /// The TLS settings and credentials of the flags.
+    fn options(&self) -> Result<ClientOptions, CliError> {
+        let options = self.tls_options()?;
+        // clap enforces --user with --password, and not with --api-key.
+        Ok(match (&self.user, &self.password, &self.api_key) {
+            (Some(user), Some(password), None) => {
+                options.credentials(Credentials::basic(user, password.expose()))
+            }
+            (None, None, Some(key)) => options.credentials(Credentials::api_key(key.expose())),
+            _ => options,
+        })
+    }
+
+    async fn connect(&self) -> Result<Client, CliError> {
+        self.connect_with(self.options()?).await
+    }
+
+    /// Connects with `options`; options that do not fit the URL (--ca
+    /// with http://, https:// without --ca) are a usage error.
+    async fn connect_with(&self, options: ClientOptions) -> Result<Client, CliError> {
+        match Client::connect_with(self.url.as_str(), options).await {
+            Ok(client) => Ok(client),
+            Err(strata_client::Error::InvalidOptions { message }) => Err(CliError::Usage(message)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A client of the `Operations` service (not in the Rust client), over
+    /// the Rust client's connection: the same TLS and credentials.
+    async fn operations(&self) -> Result<OperationsClient<AuthChannel>, CliError> {
+        Ok(OperationsClient::new(self.connect().await?.channel()))
+    }
+}
+
+/// A failed call of a service outside the Rust client (`Operations`):
+/// refused credentials or permissions as the client names them, anything
+/// else as `context: <the server's message>`.
+fn call_failed(context: &'static str) -> impl Fn(tonic::Status) -> CliError + Copy {
+    move |status| {
+        let message = status.message().to_owned();
+        match strata_client::Error::from(status) {
+            e @ (strata_client::Error::Unauthenticated { .. }
+            | strata_client::Error::PermissionDenied { .. }) => CliError::Client(e),
+            _ => CliError::Failed(format!("{context}: {message}")),
+        }
     }
 }
 
@@ -219,5 +354,110 @@ impl std::str::FromStr for FromArg {
                 .map(FromArg::At)
                 .map_err(|_| format!("'{n}' is not 'start', 'end' or a revision/position number")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The connection flags alone (no STRATA_* variables are set in tests).
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        connection: Connection,
+    }
+
+    fn parse(args: &[&str]) -> Result<Connection, clap::Error> {
+        Flags::try_parse_from(std::iter::once("strata").chain(args.iter().copied()))
+            .map(|f| f.connection)
+    }
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // Duplicate ids (a positional `user` beside `--user`), bad
+        // `requires`/`conflicts_with` names, ...
+        <crate::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn credentials_flags_that_do_not_fit_are_usage_errors() {
+        for args in [
+            &["--user", "bob"][..],
+            &["--password", "a long password"],
+            &["--user", "bob", "--password", "pw", "--api-key", "k"],
+            &["--user", "bob", "--api-key", "k"],
+            &["--cert", "c.pem"],
+            &["--key", "c.key"],
+        ] {
+            let e = parse(args).expect_err("refused");
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_flags_become_the_client_credentials() {
+        let c = parse(&["--user", "bob", "--password", "a long password"]).expect("flags");
+        assert_eq!(
+            c.options().expect("options"),
+            ClientOptions::new().credentials(Credentials::basic("bob", "a long password"))
+        );
+        let c = parse(&["--api-key", "sk_123"]).expect("flags");
+        assert_eq!(
+            c.options().expect("options"),
+            ClientOptions::new().credentials(Credentials::api_key("sk_123"))
+        );
+        let c = parse(&[]).expect("flags");
+        assert_eq!(c.options().expect("options"), ClientOptions::new());
+        // `health` sends none.
+        let c = parse(&["--api-key", "sk_123"]).expect("flags");
+        assert_eq!(c.tls_options().expect("options"), ClientOptions::new());
+    }
+
+    #[test]
+    fn tls_flags_must_fit_the_url() {
+        let usage = |args: &[&str]| match parse(args).expect("flags").options() {
+            Err(CliError::Usage(message)) => message,
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        };
+        assert!(usage(&["--url", "https://db:2113"]).contains("needs --ca"));
+        assert!(usage(&["--url", "HTTPS://db:2113"]).contains("needs --ca"));
+        assert!(usage(&["--ca", "ca.pem"]).contains("https://"));
+        assert!(usage(&["--cert", "c.pem", "--key", "c.key"]).contains("https://"));
+        // A file that is not there is an I/O failure (exit 1), named.
+        let c = parse(&["--url", "https://db:2113", "--ca", "/no/such/ca.pem"]).expect("flags");
+        match c.options() {
+            Err(e @ CliError::Client(strata_client::Error::ReadFile { .. })) => {
+                assert!(e.to_string().contains("/no/such/ca.pem"), "{e}");
+                assert_eq!(e.exit_code(), ExitCode::FAILURE);
+            }
+            other => panic!("expected ReadFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_hides_passwords_and_keys() {
+        let c = parse(&["--user", "bob", "--password", "hunter2-hunter2"]).expect("flags");
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("bob") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let c = parse(&["--api-key", "sk_do_not_print"]).expect("flags");
+        assert!(!format!("{c:?}").contains("sk_do_not_print"));
+    }
+
+    #[test]
+    fn refused_calls_say_so_and_exit_1() {
+        let failed = call_failed("scavenge");
+        let e = failed(tonic::Status::unauthenticated("invalid credentials"));
+        assert_eq!(e.to_string(), "authentication failed: invalid credentials");
+        assert_eq!(e.exit_code(), ExitCode::FAILURE);
+        let e = failed(tonic::Status::permission_denied("ops role required"));
+        assert_eq!(e.to_string(), "permission denied: ops role required");
+        assert_eq!(e.exit_code(), ExitCode::FAILURE);
+        let e = failed(tonic::Status::internal("disk"));
+        assert_eq!(e.to_string(), "scavenge: disk");
     }
 }

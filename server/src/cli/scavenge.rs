@@ -11,7 +11,7 @@ use serde_json::json;
 use strata_proto::v1;
 use strata_proto::v1::scavenge_status::State;
 
-use super::{print_line, CliError, Connection};
+use super::{call_failed, print_line, CliError, Connection};
 
 /// How often `--wait` asks for progress.
 const POLL: Duration = Duration::from_millis(200);
@@ -40,7 +40,7 @@ pub struct ScavengeArgs {
 /// Runs `strata scavenge`.
 pub async fn run(args: ScavengeArgs) -> Result<(), CliError> {
     let mut client = args.connection.operations().await?;
-    let failed = |e: tonic::Status| CliError::Failed(format!("scavenge: {}", e.message()));
+    let failed = call_failed("scavenge");
     let mut status = if args.status {
         client.get_scavenge(v1::GetScavengeRequest {}).await
     } else if args.stop {
