@@ -1,6 +1,17 @@
 # syntax=docker/dockerfile:1
 # Strata server image: build with the Rust toolchain, run on a slim Debian
 # as a non-root user with the data in the /data volume.
+#
+# The server listens on 0.0.0.0, so it refuses to start without TLS and
+# authentication. The secure setup mounts a certificate and its key and
+# gives the first admin's password (see README "Security"):
+#   docker run -d -p 2113:2113 -v strata-data:/data -v "$PWD/certs:/certs:ro" \
+#     -e STRATA_TLS_CERT=/certs/server.crt -e STRATA_TLS_KEY=/certs/server.key \
+#     -e STRATA_ADMIN_PASSWORD='a long secret' \
+#     -e STRATA_URL=https://localhost:2113 -e STRATA_CA=/certs/ca.crt strata
+# (STRATA_URL and STRATA_CA are for the health check inside the container.)
+# A throwaway try without either, which anyone reaching the port may use:
+#   docker run --rm -p 2113:2113 strata serve --insecure
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -29,6 +40,6 @@ EXPOSE 2113 9464
 USER strata:strata
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["strata", "health", "--url", "http://127.0.0.1:2113"]
+  CMD ["strata", "health"]
 ENTRYPOINT ["strata"]
 CMD ["serve"]

@@ -240,10 +240,12 @@ impl Observer for Metrics {
     }
 }
 
-/// Serves `GET /metrics` (anything else gets 404) until `shutdown` fires.
+/// Serves `GET /metrics` (anything else gets 404) until `shutdown` fires,
+/// over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -251,48 +253,63 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let Ok((mut sock, _)) = accepted else {
+        let Ok((sock, _)) = accepted else {
             continue;
         };
-        let metrics = metrics.clone();
+        let (metrics, tls) = (metrics.clone(), tls.clone());
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read until the end of the request head (or give up at 4 KiB / 5 s).
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
+            match tls {
+                None => answer(sock, &metrics).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(Duration::from_secs(5), tls.accept(sock));
+                    if let Ok(Ok(sock)) = handshake.await {
+                        answer(sock, &metrics).await;
                     }
                 }
-            })
-            .await;
-            if read.is_err() {
-                return;
             }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let mut parts = head.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let response = if method == "GET"
-                && (path == "/metrics" || path.starts_with("/metrics?"))
-            {
-                let body = metrics.render();
-                let mut r = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(&body);
-                r
-            } else {
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n".to_vec()
-            };
-            let _ = sock.write_all(&response).await;
-            let _ = sock.shutdown().await;
         });
     }
+}
+
+/// Answers one HTTP/1.1 request on `sock`, then closes it.
+async fn answer<S>(mut sock: S, metrics: &Metrics)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    // Read until the end of the request head (or give up at 4 KiB / 5 s).
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while n < buf.len() {
+            match sock.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return;
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+        let body = metrics.render();
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    } else {
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n"
+            .to_vec()
+    };
+    let _ = sock.write_all(&response).await;
+    let _ = sock.shutdown().await;
 }

@@ -138,9 +138,16 @@ pub async fn run(
         .build_v1alpha()?;
 
     let metrics_addr = metrics_listener.local_addr()?;
+    let metrics_tls = match &security.tls {
+        Some(files) if args.metrics_tls => {
+            Some(files.metrics_acceptor().map_err(RunError::Security)?)
+        }
+        _ => None,
+    };
     let metrics_task = tokio::spawn(metrics::serve(
         metrics_listener,
         metrics.clone(),
+        metrics_tls,
         stop_rx.clone(),
     ));
     tracing::info!(

@@ -49,6 +49,29 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// A TLS acceptor with the server's certificate, for the metrics
+    /// endpoint (no client certificates there).
+    pub fn metrics_acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("--tls-cert {}: {e}", self.cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| format!("--tls-key {}: {e}", self.key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert and --tls-key: {e}"))?;
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
+}
+
 /// One DER element: (tag, contents, what follows).
 fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
