@@ -64,3 +64,15 @@ async fn consumer_groups_survive_kill_9() {
     };
     crash_support::groups::run(tier, &mut PageCacheSurvives).await;
 }
+
+/// Users, passwords and API keys, acknowledged, survive kill -9; a change
+/// in flight is made or not (`crash_support/users.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_keys_survive_kill_9() {
+    let tier = Tier {
+        name: "crash_kill9",
+        env: "STRATA_CRASH",
+        default_rounds: 8,
+    };
+    crash_support::users::run(tier, &mut PageCacheSurvives).await;
+}

@@ -130,3 +130,15 @@ async fn consumer_groups_survive_power_cuts() {
     };
     crash_support::groups::run(tier, &mut Forgetful::default()).await;
 }
+
+/// Users, passwords and API keys, acknowledged, survive power cuts; a
+/// change in flight is made or not (`crash_support/users.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_keys_survive_power_cuts() {
+    let tier = Tier {
+        name: "power_cut",
+        env: "STRATA_POWER_CUT",
+        default_rounds: 6,
+    };
+    crash_support::users::run(tier, &mut Forgetful::default()).await;
+}

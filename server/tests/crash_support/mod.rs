@@ -33,6 +33,7 @@
 
 pub mod groups;
 pub mod lifecycle;
+pub mod users;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -263,6 +264,17 @@ impl Drop for Server {
 
 /// Starts `strata` on `data`, appending its log to `log`; does not wait.
 fn spawn_server(data: &Path, log: &Path, segment_size: u64) -> Server {
+    spawn_server_with(data, log, segment_size, &[], &[])
+}
+
+/// [`spawn_server`] with more flags and environment variables.
+fn spawn_server_with(
+    data: &Path,
+    log: &Path,
+    segment_size: u64,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Server {
     let addr = free_addr();
     // Two free ports in a row can be the same one: the first was released.
     let mut metrics = free_addr();
@@ -287,6 +299,8 @@ fn spawn_server(data: &Path, log: &Path, segment_size: u64) -> Server {
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--segment-size", &segment_size.to_string()])
         .args(["--log", "warn"])
+        .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -319,8 +333,20 @@ async fn connect(addr: SocketAddr) -> Result<Client, tonic::transport::Error> {
 /// Starts the server and waits until it answers `Stats`. A lost race for
 /// the port is retried with other ports.
 async fn start_server(data: &Path, log: &Path, segment_size: u64) -> (Server, Client) {
+    start_server_with(data, log, segment_size, &[], &[]).await
+}
+
+/// [`start_server`] with more flags and environment variables; with
+/// authentication on, an UNAUTHENTICATED `Stats` counts as ready.
+async fn start_server_with(
+    data: &Path,
+    log: &Path,
+    segment_size: u64,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Server, Client) {
     for _ in 0..5 {
-        let mut server = spawn_server(data, log, segment_size);
+        let mut server = spawn_server_with(data, log, segment_size, args, envs);
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = server.child.try_wait().expect("try_wait") {
@@ -331,8 +357,10 @@ async fn start_server(data: &Path, log: &Path, segment_size: u64) -> (Server, Cl
                 panic!("strata exited during start-up ({status}); its log:\n{tail}");
             }
             if let Ok(mut c) = connect(server.addr).await {
-                if c.stats(v1::StatsRequest {}).await.is_ok() {
-                    return (server, c);
+                match c.stats(v1::StatsRequest {}).await {
+                    Ok(_) => return (server, c),
+                    Err(e) if e.code() == tonic::Code::Unauthenticated => return (server, c),
+                    Err(_) => {}
                 }
             }
             assert!(
