@@ -46,7 +46,7 @@ mkdir -p "$WORK/gen"
 "$PY" -m grpc_tools.protoc -I "$ROOT/proto" \
     --python_out="$WORK/gen" --grpc_python_out="$WORK/gen" \
     "$ROOT/proto/strata/v1/streams.proto" "$ROOT/proto/strata/v1/operations.proto" \
-    "$ROOT/proto/strata/v1/persistent.proto"
+    "$ROOT/proto/strata/v1/persistent.proto" "$ROOT/proto/strata/v1/users.proto"
 
 # 3. The binary (a no-op when it is up to date).
 (cd "$ROOT" && cargo build -p strata-server --locked --quiet)
@@ -95,6 +95,38 @@ fi
 if [ "$status" -ne 0 ]; then
     say "FAILED; server log:"
     cat "$WORK/strata.log" >&2
+    exit "$status"
+fi
+
+# 7. A second server with TLS (a CA and a certificate for 127.0.0.1 made
+#    here) and authentication, for the security checks.
+command -v openssl >/dev/null || apt-get install -y -q openssl >/dev/null
+CERTS="$WORK/certs"
+mkdir -p "$CERTS"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=strata test CA" \
+    -keyout "$CERTS/ca.key" -out "$CERTS/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$CERTS/server.key" -out "$CERTS/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$CERTS/san.ext"
+openssl x509 -req -in "$CERTS/server.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
+    -CAcreateserial -days 2 -extfile "$CERTS/san.ext" -out "$CERTS/server.crt" 2>/dev/null
+ADMIN_PASSWORD="python-admin-$RANDOM$RANDOM"
+PORT="$(free_port)"
+METRICS_PORT="$(free_port)"
+STRATA_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN" --data-dir "$WORK/data-tls" \
+    --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" --log warn \
+    --tls-cert "$CERTS/server.crt" --tls-key "$CERTS/server.key" \
+    >"$WORK/strata-tls.log" 2>&1 &
+SERVER_PID=$!
+say "strata with TLS (pid $SERVER_PID) on 127.0.0.1:$PORT"
+PYTHONPATH="$WORK/gen" "$PY" "$HERE/strata_security_test.py" "127.0.0.1:$PORT" \
+    "$CERTS/ca.crt" "$ADMIN_PASSWORD" || status=$?
+kill -TERM "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" || { say "the TLS server exited with status $?"; status=1; }
+SERVER_PID=""
+if [ "$status" -ne 0 ]; then
+    say "FAILED; TLS server log:"
+    cat "$WORK/strata-tls.log" >&2
     exit "$status"
 fi
 say "ok"
