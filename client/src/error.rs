@@ -142,7 +142,7 @@ pub enum Error {
     /// (`UNAUTHENTICATED`): none were given while authentication is on, or
     /// the user name, password or API key is wrong (the server does not say
     /// which). Nothing was written.
-    #[error("authentication failed: {message}")]
+    #[error("{}", prefixed("authentication failed", message))]
     Unauthenticated {
         /// The server's explanation.
         message: String,
@@ -151,7 +151,7 @@ pub enum Error {
     /// The credentials are valid but their user may not do this
     /// (`PERMISSION_DENIED`): its roles, or the stream's access list, do
     /// not allow it. Nothing was written.
-    #[error("permission denied: {message}")]
+    #[error("{}", prefixed("permission denied", message))]
     PermissionDenied {
         /// The server's explanation.
         message: String,
@@ -385,6 +385,21 @@ pub struct LimitExceeded {
     pub setting: String,
 }
 
+/// `what: message`, or the message alone when it already starts with
+/// `what` (servers often say "permission denied: ..." themselves).
+fn prefixed(what: &str, message: &str) -> String {
+    let starts = message
+        .get(..what.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(what));
+    if starts {
+        message.to_owned()
+    } else if message.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {message}")
+    }
+}
+
 fn display_conflicts(conflicts: &[StreamConflict]) -> String {
     conflicts
         .iter()
@@ -533,6 +548,26 @@ mod tests {
         let e = Error::from(Status::permission_denied("admin only"));
         assert!(matches!(e, Error::PermissionDenied { .. }));
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn refusals_say_so_once() {
+        let e = |status| error_from_status(status).to_string();
+        assert_eq!(
+            e(Status::unauthenticated("authentication failed")),
+            "authentication failed"
+        );
+        assert_eq!(e(Status::unauthenticated("")), "authentication failed");
+        assert_eq!(
+            e(Status::permission_denied(
+                "permission denied: needs the ops role"
+            )),
+            "permission denied: needs the ops role"
+        );
+        assert_eq!(
+            e(Status::permission_denied("needs the ops role")),
+            "permission denied: needs the ops role"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_client::{Client, ClientOptions};
@@ -25,7 +26,7 @@ pub struct TestServer {
     pub url: String,
     addr: SocketAddr,
     dir: tempfile::TempDir,
-    configure: fn(&mut ServeArgs),
+    configure: Arc<dyn Fn(&mut ServeArgs) + Send + Sync>,
     running: Option<Running>,
 }
 
@@ -35,8 +36,9 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// A server whose settings `configure` adjusts (batch sizes, limits...).
-    pub async fn start_with(configure: fn(&mut ServeArgs)) -> Self {
+    /// A server whose settings `configure` adjusts (batch sizes, limits,
+    /// TLS files...); again at each restart.
+    pub async fn start_with(configure: impl Fn(&mut ServeArgs) + Send + Sync + 'static) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = grpc.local_addr().expect("addr");
@@ -44,7 +46,7 @@ impl TestServer {
             url: format!("http://{addr}"),
             addr,
             dir,
-            configure,
+            configure: Arc::new(configure),
             running: None,
         };
         server.serve(grpc).await;
@@ -60,6 +62,11 @@ impl TestServer {
             let _ = stopped.await;
         }));
         self.running = Some((stop, task));
+    }
+
+    /// The port the server listens on (for `https://localhost:PORT`).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// Triggers the graceful shutdown and waits for it to finish.

@@ -265,6 +265,13 @@ where
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::OutputClosed) => ExitCode::SUCCESS,
+        Err(e @ CliError::Client(strata_client::Error::Unauthenticated { .. })) => {
+            eprintln!(
+                "strata {name}: {e} (credentials: --user and --password, or --api-key; \
+                 or STRATA_USER, STRATA_PASSWORD, STRATA_API_KEY)"
+            );
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("strata {name}: {e}");
             e.exit_code()

@@ -1,5 +1,7 @@
 //! `strata user create|list|delete|passwd|roles`: the users of a running
 //! server and their roles (admin only, except `passwd` of one's own user).
+//! `roles NAME` alone prints the roles; `roles NAME R...` or `--none` sets
+//! them.
 //! The caller authenticates with the connection's `--user`/`--password` or
 //! `--api-key`, so the user's new password is `--new-password` (or `-`: the
 //! first line of stdin, kept out of the process list and shell history).
@@ -23,7 +25,7 @@ pub enum UserCommand {
     Delete(NameArgs),
     /// Replace a user's password (any user may change their own).
     Passwd(PasswdArgs),
-    /// Replace a user's roles (none given: no roles).
+    /// Replace a user's roles (--none: no roles), or print them.
     Roles(RolesArgs),
 }
 
@@ -76,9 +78,14 @@ pub struct PasswdArgs {
 pub struct RolesArgs {
     /// The user's name.
     pub name: String,
-    /// Its new roles: reader, writer, ops, admin (none: no roles).
+    /// Its new roles: reader, writer, ops, admin. None given: print its
+    /// roles.
     #[arg(value_name = "ROLE")]
     pub roles: Vec<String>,
+    /// Take every role away (the user may still do what stream ACLs grant
+    /// it by name).
+    #[arg(long, conflicts_with = "roles")]
+    pub none: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -185,13 +192,23 @@ pub async fn run(command: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::Roles(a) => {
             let client = a.connection.connect().await?;
-            client.users().set_roles(&a.name, &a.roles).await?;
+            let roles = if a.roles.is_empty() && !a.none {
+                // Only asked: a typo must not take a user's roles away.
+                let users = client.users().list().await?;
+                let Some(user) = users.into_iter().find(|u| u.user == a.name) else {
+                    return Err(CliError::Failed(format!("no user '{}'", a.name)));
+                };
+                user.roles
+            } else {
+                client.users().set_roles(&a.name, &a.roles).await?;
+                a.roles
+            };
             let line = if a.connection.json {
-                json!({ "user": a.name, "roles": a.roles }).to_string()
-            } else if a.roles.is_empty() {
+                json!({ "user": a.name, "roles": roles }).to_string()
+            } else if roles.is_empty() {
                 format!("user {} has no roles", a.name)
             } else {
-                format!("user {} has roles {}", a.name, a.roles.join(","))
+                format!("user {} has roles {}", a.name, roles.join(","))
             };
             print_line(&line)
         }
