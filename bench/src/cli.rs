@@ -255,6 +255,12 @@ pub struct Options {
     #[arg(long)]
     pub strata_bin: Option<PathBuf>,
 
+    /// A spawned Strata serves TLS (a CA and certificate made with openssl
+    /// in the work directory) with authentication on; its clients connect
+    /// over TLS as the admin with Basic credentials. Peers are unchanged.
+    #[arg(long)]
+    pub tls: bool,
+
     /// Durability of a spawned Strata.
     #[arg(long, value_enum, default_value_t = Durability::Always)]
     pub durability: Durability,

@@ -66,6 +66,18 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
         use std::os::unix::fs::PermissionsExt as _;
         let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
     }
+    if options.tls {
+        if options.url.is_some() {
+            return Err(BenchError::Config(
+                "--tls applies to a spawned Strata, not to --url".into(),
+            ));
+        }
+        let dir = work.path().join("tls");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BenchError::io("creating the TLS directory", &dir, e))?;
+        target::strata::TlsSetup::generate(&dir)?.install()?;
+        println!("strata: TLS with authentication (Basic, as admin)");
+    }
     let ctx = Ctx {
         run_id: format!("b{started}x{}", std::process::id()),
         options,

@@ -11,7 +11,9 @@ use strata_proto::v1::{
     streams_client::StreamsClient, subscribe_request, subscribe_response,
 };
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use super::{AppendResult, Expect, FollowFrom, MultiResult};
@@ -22,24 +24,157 @@ use crate::error::{BenchError, Result};
 const SYSTEM: &str = "strata";
 const EVENT_TYPE: &str = "BenchEvent";
 
+/// `--tls`: spawned servers serve TLS with authentication on, and every
+/// client connects over TLS as the admin.
+#[derive(Clone, Debug)]
+pub struct TlsSetup {
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: Vec<u8>,
+    /// The server's certificate and key files.
+    pub cert: PathBuf,
+    /// The key of `cert`.
+    pub key: PathBuf,
+    /// The admin's password (the first admin of every spawned server).
+    pub password: String,
+}
+
+static TLS: std::sync::OnceLock<TlsSetup> = std::sync::OnceLock::new();
+
+impl TlsSetup {
+    /// Makes a CA and a certificate for 127.0.0.1 with `openssl` in `dir`.
+    pub fn generate(dir: &Path) -> Result<TlsSetup> {
+        let run = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .map_err(|e| BenchError::io("running openssl", dir, e))?;
+            if !out.status.success() {
+                return Err(BenchError::Config(format!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            Ok(())
+        };
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .map_err(|e| BenchError::io("writing", dir, e))?;
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata-bench CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ])?;
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ])?;
+        let ca = std::fs::read(dir.join("ca.crt"))
+            .map_err(|e| BenchError::io("reading the CA", dir, e))?;
+        Ok(TlsSetup {
+            ca,
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            password: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// Makes this the setup of every launch and connection of this run.
+    pub fn install(self) -> Result<()> {
+        TLS.set(self)
+            .map_err(|_| BenchError::Config("TLS is set up twice".into()))
+    }
+}
+
+/// Sets `authorization` on every call when `--tls` is on.
+#[derive(Clone)]
+pub struct AuthHeader(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for AuthHeader {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection whose calls carry the credentials of the run.
+pub type Transport = InterceptedService<Channel, AuthHeader>;
+
 /// One client of Strata; clones share the HTTP/2 connection.
 #[derive(Clone)]
 pub struct StrataClient {
-    inner: StreamsClient<Channel>,
+    inner: StreamsClient<Transport>,
     /// For the consumer-group calls (boxed: the client enum stays small).
-    channel: std::sync::Arc<Channel>,
+    channel: std::sync::Arc<Transport>,
 }
 
 /// Opens one HTTP/2 connection to `url`.
 pub async fn connect(url: &str) -> Result<StrataClient> {
     // The same window sizes UmaDB's client sets, so reads are not throttled by
     // HTTP/2 flow control on either side of the comparison.
-    let channel = Endpoint::from_shared(url.to_owned())?
+    let mut endpoint = Endpoint::from_shared(url.to_owned())?
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(8 << 20))
-        .connect()
-        .await?;
+        .initial_connection_window_size(Some(8 << 20));
+    let mut header = AuthHeader(None);
+    if let Some(tls) = TLS.get() {
+        endpoint = endpoint.tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.ca))
+                .domain_name("localhost"),
+        )?;
+        use base64::Engine as _;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", tls.password));
+        header =
+            AuthHeader(Some(format!("Basic {token}").parse().map_err(|_| {
+                BenchError::Config("credentials are not ASCII".into())
+            })?));
+    }
+    let channel = InterceptedService::new(endpoint.connect().await?, header);
     let inner = StreamsClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -552,8 +687,21 @@ impl Launcher for BinaryLauncher {
         let log2 = log
             .try_clone()
             .map_err(|e| BenchError::io("cloning the server log", &log_path, e))?;
-        let child = Command::new(&self.bin)
-            .arg("serve")
+        let mut command = Command::new(&self.bin);
+        command.arg("serve");
+        let scheme = match TLS.get() {
+            Some(tls) => {
+                command
+                    .arg("--tls-cert")
+                    .arg(&tls.cert)
+                    .arg("--tls-key")
+                    .arg(&tls.key)
+                    .env("STRATA_ADMIN_PASSWORD", &tls.password);
+                "https"
+            }
+            None => "http",
+        };
+        let child = command
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
@@ -571,7 +719,7 @@ impl Launcher for BinaryLauncher {
             .map_err(|e| BenchError::io("starting strata", &self.bin, e))?;
         Ok(Box::new(ChildServer {
             child: Some(child),
-            url: format!("http://127.0.0.1:{grpc}"),
+            url: format!("{scheme}://127.0.0.1:{grpc}"),
             metrics_url: format!("http://127.0.0.1:{metrics}/metrics"),
             log: log_path,
         }))
