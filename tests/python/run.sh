@@ -6,7 +6,9 @@
 # requirements.txt, generates Python stubs from proto/strata/v1/streams.proto
 # into a temporary directory, builds the binary, starts it on a free loopback
 # port over a temporary data directory, runs strata_client_test.py, stops the
-# server with SIGTERM and checks it exits 0. Exits non-zero on any failure.
+# server with SIGTERM and checks it exits 0; then starts a second server with
+# TLS (a CA and certificate made with openssl) and authentication and runs
+# strata_security_test.py against it. Exits non-zero on any failure.
 #
 # Environment: STRATA_PY_VENV overrides the virtualenv's location;
 # CARGO_TARGET_DIR is honoured.
