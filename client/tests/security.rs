@@ -148,6 +148,12 @@ async fn tls_with_basic_and_api_key_credentials() {
     // The admin, by password: unary calls, reads, subscriptions, groups and
     // pipelines all carry the header.
     let root = pki.client(&server, Some(admin())).await;
+    // Neither the password nor the header ("YWRtaW46" is base64 of "admin:").
+    let shown = format!("{root:?} {:?}", root.users());
+    assert!(
+        !shown.contains(ADMIN_PASSWORD) && !shown.contains("YWRtaW46"),
+        "{shown}"
+    );
     root.append("orders", ExpectedVersion::NoStream, [event(1), event(2)])
         .await
         .expect("admin appends");
