@@ -11,10 +11,10 @@ Usage: strata_client_test.py HOST:PORT
 import queue
 import sys
 import time
-import traceback
 import uuid
 
 import grpc
+from checklib import run_checks
 from google.protobuf import descriptor_pool, empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -435,22 +435,9 @@ def main():
     channel = grpc.insecure_channel(sys.argv[1])
     checks = Checks(channel)
     wait_ready(checks.stub)
-    names = [n for n in dir(checks) if n.startswith("check_")]
-    # Definition order, so the subscription sees what earlier checks wrote.
-    names.sort(key=lambda n: getattr(Checks, n).__code__.co_firstlineno)
-    passed = failed = 0
-    for name in names:
-        try:
-            getattr(checks, name)()
-            passed += 1
-            print(f"ok    {name}")
-        except Exception:  # noqa: BLE001 - report every failure, run the rest
-            failed += 1
-            print(f"FAIL  {name}")
-            traceback.print_exc()
+    status = run_checks(checks, "python")
     channel.close()
-    print(f"python: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ Usage: strata_security_test.py HOST:PORT CA_FILE ADMIN_PASSWORD
 import base64
 import sys
 import time
-import traceback
 import uuid
 
 import grpc
+from checklib import run_checks
 from google.protobuf import empty_pb2
 
 from strata.v1 import streams_pb2 as pb
@@ -165,21 +165,9 @@ def main():
             if time.monotonic() - start > 30:
                 print("the TLS server is not ready after 30 s")
                 return 1
-    names = [n for n in dir(checks) if n.startswith("check_")]
-    names.sort(key=lambda n: getattr(Checks, n).__code__.co_firstlineno)
-    passed = failed = 0
-    for name in names:
-        try:
-            getattr(checks, name)()
-            passed += 1
-            print(f"ok    {name}")
-        except Exception:  # noqa: BLE001 - report every failure, run the rest
-            failed += 1
-            print(f"FAIL  {name}")
-            traceback.print_exc()
+    status = run_checks(checks, "python security")
     channel.close()
-    print(f"python security: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":
