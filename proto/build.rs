@@ -1,11 +1,18 @@
-//! Compiles `strata/v1/*.proto` into Rust without a system `protoc`.
+//! Compiles `strata/v1/*.proto` and `kurrentdb/*.proto` into Rust without a
+//! system `protoc`.
 //!
 //! `protox` (a pure-Rust protobuf compiler, shipping the Google well-known
 //! types) parses the files into a `FileDescriptorSet`; `tonic-prost-build`
-//! turns that set into messages plus client and server stubs. The encoded set
-//! is also written to `OUT_DIR/strata_v1_descriptor.bin` for gRPC reflection.
+//! turns that set into messages plus client and server stubs. The encoded sets
+//! are also written to `OUT_DIR/strata_v1_descriptor.bin` and
+//! `OUT_DIR/kurrentdb_descriptor.bin` for gRPC reflection.
 
-use std::{env, error::Error, fs, path::PathBuf};
+use std::{
+    env,
+    error::Error,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use prost::Message as _;
 
@@ -18,12 +25,38 @@ const PROTOS: &[&str] = &[
     "strata/v1/users.proto",
 ];
 
+/// The proto files of KurrentDB's public protocol (`event_store.client.*` and
+/// the `google.rpc` status it uses), relative to the crate root.
+const KURRENTDB_PROTOS: &[&str] = &[
+    "kurrentdb/shared.proto",
+    "kurrentdb/code.proto",
+    "kurrentdb/status.proto",
+    "kurrentdb/streams.proto",
+    "kurrentdb/persistent.proto",
+    "kurrentdb/gossip.proto",
+    "kurrentdb/serverfeatures.proto",
+    "kurrentdb/users.proto",
+];
+
+/// The event payloads of KurrentDB's protocol, generated as `bytes::Bytes`.
+const KURRENTDB_BYTES: &[&str] = &[
+    ".event_store.client.streams.ReadResp.ReadEvent.RecordedEvent.data",
+    ".event_store.client.streams.ReadResp.ReadEvent.RecordedEvent.custom_metadata",
+    ".event_store.client.streams.AppendReq.ProposedMessage.data",
+    ".event_store.client.streams.AppendReq.ProposedMessage.custom_metadata",
+    ".event_store.client.streams.BatchAppendReq.ProposedMessage.data",
+    ".event_store.client.streams.BatchAppendReq.ProposedMessage.custom_metadata",
+    ".event_store.client.persistent_subscriptions.ReadResp.ReadEvent.RecordedEvent.data",
+    ".event_store.client.persistent_subscriptions.ReadResp.ReadEvent.RecordedEvent.custom_metadata",
+];
+
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     // Cargo rescans the whole directory, so new .proto files are picked up too.
     println!("cargo:rerun-if-changed=strata");
+    println!("cargo:rerun-if-changed=kurrentdb");
     println!("cargo:rerun-if-changed=build.rs");
 
     // `compile` includes imports (the well-known types) and source info, so
@@ -70,5 +103,30 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_server(true)
         .compile_fds(fds)?;
 
+    compile_kurrentdb(&root, &out_dir)
+}
+
+/// KurrentDB's protocol, on its own: messages, client and server stubs in
+/// `OUT_DIR/kurrentdb/` (one file per package, `crate::kurrentdb` nests them
+/// as the packages nest), and its own descriptor set.
+fn compile_kurrentdb(root: &Path, out_dir: &Path) -> Result<(), Box<dyn Error>> {
+    let fds = protox::compile(KURRENTDB_PROTOS, [root])?;
+    fs::write(
+        out_dir.join("kurrentdb_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+
+    let kurrentdb_dir = out_dir.join("kurrentdb");
+    fs::create_dir_all(&kurrentdb_dir)?;
+    let builder = KURRENTDB_BYTES
+        .iter()
+        .fold(tonic_prost_build::configure(), |builder, path| {
+            builder.bytes(path)
+        });
+    builder
+        .out_dir(&kurrentdb_dir)
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
     Ok(())
 }

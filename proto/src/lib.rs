@@ -5,13 +5,21 @@
 //! descriptor set for gRPC reflection, and small helpers that only concern the
 //! wire form (UUID parsing, constructors for `oneof` wrappers).
 //!
+//! Next to it, [`kurrentdb`] holds KurrentDB's public protocol
+//! (`event_store.client.*`, `proto/kurrentdb/*.proto`), generated the same way,
+//! for the server's compatibility layer and for tests that use KurrentDB's
+//! own message shapes.
+//!
 //! It must never know about storage or the server: conversions to the server's
 //! domain types live in the server, on top of what is exported here.
 //!
 //! The build needs no system `protoc`: `build.rs` compiles the `.proto` files
 //! with `protox`.
 
+pub mod kurrentdb;
 pub mod v1;
+
+pub use kurrentdb::KURRENTDB_FILE_DESCRIPTOR_SET;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of `strata.v1` and every
 /// file it imports (the well-known types), with source comments. Feed it to
