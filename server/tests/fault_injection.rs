@@ -584,7 +584,10 @@ async fn serve_store(store: Arc<Store>) -> (SocketAddr, tokio::sync::oneshot::Se
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _keep = _stop_tx;
+        // The services take their caller from the authentication layer
+        // (off here: every caller may do everything).
         tonic::transport::Server::builder()
+            .layer(strata_server::auth::AuthLayer::new(None, false))
             .add_service(StreamsServer::new(service))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = rx.await;
