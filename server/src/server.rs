@@ -6,6 +6,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use strata_proto::kurrentdb::gossip::gossip_server::GossipServer;
+use strata_proto::kurrentdb::server_features::server_features_server::ServerFeaturesServer;
+use strata_proto::kurrentdb::streams::streams_server::StreamsServer as KurrentStreamsServer;
 use strata_proto::v1::operations_server::OperationsServer;
 use strata_proto::v1::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use strata_proto::v1::streams_server::StreamsServer;
@@ -17,6 +20,7 @@ use tonic_health::ServingStatus;
 use crate::auth::{AuthLayer, Directory, DirectoryError};
 use crate::config::ServeArgs;
 use crate::groups::{GroupError, Groups};
+use crate::kurrentdb::{Authority, FeaturesService, GossipService, KurrentStreams};
 use crate::metrics::{self, Metrics};
 use crate::service::{
     MessageLimit, OperationsService, PersistentService, StreamsService, UsersService,
@@ -123,6 +127,14 @@ pub async fn run(
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit + (4 << 20)),
     );
+    // KurrentDB's protocol, on the same port, over the same store.
+    let kurrent_streams = MessageLimit(
+        KurrentStreamsServer::new(KurrentStreams::new(store.clone(), stop_rx.clone(), limit))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit + (4 << 20)),
+    );
+    let kurrent_gossip = Authority(GossipServer::new(GossipService::new()));
+    let kurrent_features = ServerFeaturesServer::new(FeaturesService);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StreamsServer<StreamsService>>().await;
@@ -131,10 +143,16 @@ pub async fn run(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(
+            strata_proto::kurrentdb::KURRENTDB_FILE_DESCRIPTOR_SET,
+        )
         .build_v1()?;
     let reflection_alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(
+            strata_proto::kurrentdb::KURRENTDB_FILE_DESCRIPTOR_SET,
+        )
         .build_v1alpha()?;
 
     let metrics_addr = metrics_listener.local_addr()?;
@@ -199,6 +217,9 @@ pub async fn run(
         .add_service(operations)
         .add_service(persistent)
         .add_service(users)
+        .add_service(kurrent_streams)
+        .add_service(kurrent_gossip)
+        .add_service(kurrent_features)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();

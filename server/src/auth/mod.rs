@@ -237,6 +237,13 @@ fn listed_need(service: &str, method: &str) -> Option<Need> {
         ("grpc.health.v1.Health", _)
         | ("grpc.reflection.v1.ServerReflection", _)
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Open,
+        // KurrentDB's clients discover the server before they authenticate.
+        ("event_store.client.gossip.Gossip", "Read")
+        | ("event_store.client.server_features.ServerFeatures", "GetSupportedMethods") => Open,
+        ("event_store.client.streams.Streams", "Read" | "Append" | "Delete" | "BatchAppend") => {
+            Authenticated
+        }
+        ("event_store.client.streams.Streams", "Tombstone") => Need::Role(Role::Admin),
         (
             "strata.v1.Streams",
             "Append" | "MultiAppend" | "PipelinedAppend" | "Read" | "Subscribe" | "Delete"
@@ -340,5 +347,47 @@ mod tests {
             }
         }
         assert!(seen >= 28, "only {seen} RPCs found");
+    }
+
+    #[test]
+    fn every_served_kurrentdb_rpc_is_in_the_table() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(
+            strata_proto::kurrentdb::KURRENTDB_FILE_DESCRIPTOR_SET,
+        )
+        .expect("descriptor set");
+        // The services the server registers (the others answer
+        // UNIMPLEMENTED before the table matters).
+        let served = [
+            "event_store.client.streams.Streams",
+            "event_store.client.gossip.Gossip",
+            "event_store.client.server_features.ServerFeatures",
+        ];
+        let mut seen = 0;
+        for file in &set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                if !served.contains(&name.as_str()) {
+                    continue;
+                }
+                for method in &service.method {
+                    assert!(
+                        listed_need(&name, method.name()).is_some(),
+                        "{name}/{} is not in the table",
+                        method.name()
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 7, "Streams (5), Gossip (1), ServerFeatures (1)");
+        assert_eq!(
+            rpc_need("/event_store.client.gossip.Gossip/Read"),
+            Need::Open
+        );
+        assert_eq!(
+            rpc_need("/event_store.client.streams.Streams/Tombstone"),
+            Need::Role(Role::Admin)
+        );
     }
 }

@@ -1,0 +1,186 @@
+//! `Streams.Append` (client streaming): the options first, then one
+//! proposed message per event; one atomic store append once the client
+//! half-closes. A conflict is answered in-band, as KurrentDB does, with
+//! both the current fields and the EventStoreDB 20.6.0 ones filled in.
+
+use strata_proto::kurrentdb::streams::append_req::{self, options::ExpectedStreamRevision};
+use strata_proto::kurrentdb::streams::append_resp::{
+    self, success, wrong_expected_version as wev, Success, WrongExpectedVersion,
+};
+use strata_proto::kurrentdb::streams::{AppendReq, AppendResp};
+use tonic::{Status, Streaming};
+
+use super::{convert, errors, position, KurrentStreams, EMPTY};
+use crate::auth::{Caller, StreamOp};
+use crate::store::{AppendOutcome, AppendRequest, ExpectedVersion};
+
+pub(super) async fn handle(
+    svc: &KurrentStreams,
+    caller: &Caller,
+    mut requests: Streaming<AppendReq>,
+) -> Result<AppendResp, Status> {
+    let options = match requests.message().await?.and_then(|r| r.content) {
+        Some(append_req::Content::Options(o)) => o,
+        _ => {
+            return Err(Status::invalid_argument(
+                "an append starts with its options",
+            ))
+        }
+    };
+    let stream = convert::stream_name(options.stream_identifier)?;
+    let expected = expected_from_wire(options.expected_stream_revision)?;
+    svc.allow(caller, StreamOp::Write, &stream)?;
+
+    let mut events = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(message) = requests.message().await? {
+        let Some(append_req::Content::ProposedMessage(m)) = message.content else {
+            return Err(Status::invalid_argument(
+                "after the options, an append carries only proposed messages",
+            ));
+        };
+        bytes += m.data.len() + m.custom_metadata.len();
+        // The store refuses an append this large anyway; stop buffering.
+        if bytes > svc.message_limit {
+            return Err(errors::from_append(
+                &stream,
+                crate::store::AppendError::TooLarge {
+                    what: "append",
+                    actual: bytes as u64,
+                    limit: svc.message_limit as u64,
+                    setting: "max-append-bytes",
+                },
+            ));
+        }
+        events.push(convert::proposed_event(
+            m.id,
+            m.metadata,
+            m.custom_metadata,
+            m.data,
+        )?);
+    }
+    if events.is_empty() {
+        return empty_append(svc, &stream, expected);
+    }
+    let outcome = svc
+        .store
+        .append(AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+        })
+        .await
+        .map_err(|e| errors::from_append(&stream, e))?;
+    Ok(match outcome {
+        AppendOutcome::Success {
+            next_expected_revision,
+            position,
+        } => success(Some(next_expected_revision), Some(position)),
+        AppendOutcome::WrongExpectedVersion {
+            current_revision,
+            expected,
+        } => conflict(current_revision, expected),
+    })
+}
+
+/// An append of no events writes nothing; KurrentDB still checks the
+/// expectation and answers with the stream's revision.
+fn empty_append(
+    svc: &KurrentStreams,
+    stream: &str,
+    expected: ExpectedVersion,
+) -> Result<AppendResp, Status> {
+    crate::store::validate_stream_name(stream).map_err(|e| errors::from_read(stream, e))?;
+    let current = svc
+        .store
+        .stream_revision(stream)
+        .map_err(|e| errors::from_read(stream, e))?;
+    let holds = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => current.is_none(),
+        ExpectedVersion::StreamExists => current.is_some(),
+        ExpectedVersion::Exact(r) => current == Some(r),
+    };
+    Ok(if holds {
+        success(current, None)
+    } else {
+        conflict(current, expected)
+    })
+}
+
+fn expected_from_wire(e: Option<ExpectedStreamRevision>) -> Result<ExpectedVersion, Status> {
+    match e {
+        Some(ExpectedStreamRevision::Revision(r)) => Ok(ExpectedVersion::Exact(r)),
+        Some(ExpectedStreamRevision::NoStream(_)) => Ok(ExpectedVersion::NoStream),
+        Some(ExpectedStreamRevision::Any(_)) => Ok(ExpectedVersion::Any),
+        Some(ExpectedStreamRevision::StreamExists(_)) => Ok(ExpectedVersion::StreamExists),
+        None => Err(Status::invalid_argument(
+            "expected_stream_revision is required",
+        )),
+    }
+}
+
+fn success(revision: Option<u64>, position: Option<u64>) -> AppendResp {
+    let current_revision_option = Some(match revision {
+        Some(r) => success::CurrentRevisionOption::CurrentRevision(r),
+        None => success::CurrentRevisionOption::NoStream(EMPTY),
+    });
+    let position_option = Some(match position {
+        Some(p) => {
+            let wire = position::to_wire(p);
+            success::PositionOption::Position(append_resp::Position {
+                commit_position: wire,
+                prepare_position: wire,
+            })
+        }
+        None => success::PositionOption::NoPosition(EMPTY),
+    });
+    AppendResp {
+        result: Some(append_resp::Result::Success(Success {
+            current_revision_option,
+            position_option,
+        })),
+    }
+}
+
+fn conflict(current: Option<u64>, expected: ExpectedVersion) -> AppendResp {
+    let (current_old, current_new) = match current {
+        Some(r) => (
+            wev::CurrentRevisionOption2060::CurrentRevision2060(r),
+            wev::CurrentRevisionOption::CurrentRevision(r),
+        ),
+        None => (
+            wev::CurrentRevisionOption2060::NoStream2060(EMPTY),
+            wev::CurrentRevisionOption::CurrentNoStream(EMPTY),
+        ),
+    };
+    let (expected_old, expected_new) = match expected {
+        ExpectedVersion::Any => (
+            wev::ExpectedRevisionOption2060::Any2060(EMPTY),
+            wev::ExpectedRevisionOption::ExpectedAny(EMPTY),
+        ),
+        ExpectedVersion::StreamExists => (
+            wev::ExpectedRevisionOption2060::StreamExists2060(EMPTY),
+            wev::ExpectedRevisionOption::ExpectedStreamExists(EMPTY),
+        ),
+        // 20.6.0 clients knew "no stream" only as revision -1.
+        ExpectedVersion::NoStream => (
+            wev::ExpectedRevisionOption2060::ExpectedRevision2060(u64::MAX),
+            wev::ExpectedRevisionOption::ExpectedNoStream(EMPTY),
+        ),
+        ExpectedVersion::Exact(r) => (
+            wev::ExpectedRevisionOption2060::ExpectedRevision2060(r),
+            wev::ExpectedRevisionOption::ExpectedRevision(r),
+        ),
+    };
+    AppendResp {
+        result: Some(append_resp::Result::WrongExpectedVersion(
+            WrongExpectedVersion {
+                current_revision_option_20_6_0: Some(current_old),
+                expected_revision_option_20_6_0: Some(expected_old),
+                current_revision_option: Some(current_new),
+                expected_revision_option: Some(expected_new),
+            },
+        )),
+    }
+}

@@ -1,0 +1,136 @@
+//! KurrentDB compatibility (docs/API.md section 6, docs/KURRENTDB.md): the
+//! public gRPC protocol of KurrentDB's official clients (packages
+//! `event_store.client.*`), served next to `strata.v1` on the same port.
+//!
+//! This module only translates: every call becomes a call of the same
+//! [`Store`] API the native service uses, under the same security layer and
+//! the same per-stream checks. It owns the mapping of positions, event
+//! metadata, UUIDs and errors (one file each); it must never reach into the
+//! store's internals, and neither the store nor `strata.v1` knows it exists.
+//!
+//! Served: `Streams` (`Read` without and with subscription, `Append`,
+//! `Delete`, `Tombstone`), `Gossip.Read` and
+//! `ServerFeatures.GetSupportedMethods`. Everything else of the protocol
+//! answers UNIMPLEMENTED.
+
+mod append;
+mod convert;
+mod errors;
+mod features;
+mod gossip;
+mod lifecycle;
+mod position;
+mod read;
+mod subscribe;
+
+use std::sync::Arc;
+
+use strata_proto::kurrentdb::shared::Empty;
+use strata_proto::kurrentdb::streams::streams_server::Streams;
+use strata_proto::kurrentdb::streams::{
+    AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
+    ReadResp, TombstoneReq, TombstoneResp,
+};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Caller, Role, StreamOp};
+use crate::store::Store;
+
+pub use features::FeaturesService;
+pub use gossip::{Authority, GossipService};
+
+/// `event_store.client.streams.Streams` over a store.
+#[derive(Clone)]
+pub struct KurrentStreams {
+    store: Arc<Store>,
+    shutdown: watch::Receiver<bool>,
+    /// The most bytes of events one `Append` buffers (the gRPC message
+    /// limit, which is above the store's append limit).
+    message_limit: usize,
+}
+
+impl KurrentStreams {
+    /// The service over `store`; subscriptions end when `shutdown` turns
+    /// true; an `Append` buffers at most `message_limit` bytes of events.
+    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>, message_limit: usize) -> Self {
+        KurrentStreams {
+            store,
+            shutdown,
+            message_limit,
+        }
+    }
+
+    /// Refuses `op` on `stream` unless the caller may do it (its ACL, or the
+    /// role default), exactly as the native handlers decide; the refusal
+    /// carries the trailer KurrentDB's clients recognise.
+    fn allow(&self, caller: &Caller, op: StreamOp, stream: &str) -> Result<(), Status> {
+        if caller.has(Role::Admin) {
+            return Ok(());
+        }
+        let metadata = self.store.current_metadata(stream);
+        caller
+            .check(op, stream, metadata.as_ref().map(|m| &m.acl))
+            .map_err(errors::access_denied)
+    }
+}
+
+#[tonic::async_trait]
+impl Streams for KurrentStreams {
+    type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
+
+    async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
+        let caller = Caller::of(&request)?;
+        read::handle(self, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn append(
+        &self,
+        request: Request<Streaming<AppendReq>>,
+    ) -> Result<Response<AppendResp>, Status> {
+        let caller = Caller::of(&request)?;
+        append::handle(self, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
+        let caller = Caller::of(&request)?;
+        lifecycle::delete(self, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn tombstone(
+        &self,
+        request: Request<TombstoneReq>,
+    ) -> Result<Response<TombstoneResp>, Status> {
+        let caller = Caller::of(&request)?;
+        lifecycle::tombstone(self, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type BatchAppendStream = ReceiverStream<Result<BatchAppendResp, Status>>;
+
+    async fn batch_append(
+        &self,
+        _request: Request<Streaming<BatchAppendReq>>,
+    ) -> Result<Response<Self::BatchAppendStream>, Status> {
+        // Not listed by ServerFeatures, so the clients fall back to Append.
+        Err(Status::unimplemented(
+            "BatchAppend is not served yet; use Append",
+        ))
+    }
+}
+
+/// KurrentDB's `Empty`, for the oneof cases that carry no value.
+const EMPTY: Empty = Empty {};
+
+/// Resolves once the server starts shutting down.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}

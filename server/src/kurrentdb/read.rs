@@ -1,0 +1,210 @@
+//! `Streams.Read` without subscription: a bounded read of a stream or of
+//! `$all`, forwards or backwards, one event per response (as KurrentDB
+//! answers). A stream that does not exist (or is soft-deleted) is answered
+//! in-band with `stream_not_found`; a tombstoned one fails with
+//! `stream-deleted`. With `count_option.subscription` the call is a
+//! catch-up subscription instead (`subscribe`).
+
+use strata_proto::kurrentdb::streams::read_req::options::{
+    self as opts, all_options::AllOption, filter_options, stream_options::RevisionOption,
+    uuid_option::Content as UuidForm, CountOption, FilterOption, ReadDirection, StreamOption,
+};
+use strata_proto::kurrentdb::streams::read_resp::{Content, StreamNotFound};
+use strata_proto::kurrentdb::streams::{ReadReq, ReadResp};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{convert, errors, position, subscribe, KurrentStreams};
+use crate::auth::{Caller, StreamOp};
+use crate::store::{Direction, Filter, ReadError, ReadFrom, ReadStream, RecordedEvent};
+
+/// The name KurrentDB gives the global log in errors.
+pub(super) const ALL: &str = "$all";
+
+/// Responses of one read or subscription.
+pub(super) type Responses = ReceiverStream<Result<ReadResp, Status>>;
+
+pub(super) async fn handle(
+    svc: &KurrentStreams,
+    caller: &Caller,
+    req: ReadReq,
+) -> Result<Responses, Status> {
+    let options = req
+        .options
+        .ok_or_else(|| Status::invalid_argument("options are required"))?;
+    let form = options.uuid_option.and_then(|u| u.content);
+    let filter = match options.filter_option {
+        Some(FilterOption::Filter(f)) => Some(filter_from_wire(f)?),
+        Some(FilterOption::NoFilter(_)) | None => None,
+    };
+    let target = match options.stream_option {
+        Some(StreamOption::Stream(s)) => Target::Stream(s),
+        Some(StreamOption::All(a)) => Target::All(a.all_option),
+        None => return Err(Status::invalid_argument("stream_option is required")),
+    };
+    if filter.is_some() && matches!(target, Target::Stream(_)) {
+        return Err(Status::invalid_argument("a filter applies to $all only"));
+    }
+    let count = match options.count_option {
+        Some(CountOption::Count(n)) => n,
+        Some(CountOption::Subscription(_)) => {
+            return match target {
+                Target::Stream(s) => subscribe::stream(svc, caller, s, form).await,
+                Target::All(from) => {
+                    subscribe::all(svc, caller, from, filter.unwrap_or_default(), form).await
+                }
+            }
+        }
+        None => return Err(Status::invalid_argument("count_option is required")),
+    };
+    let direction = match ReadDirection::try_from(options.read_direction) {
+        Ok(ReadDirection::Forwards) => Direction::Forwards,
+        Ok(ReadDirection::Backwards) => Direction::Backwards,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown read direction {}",
+                options.read_direction
+            )))
+        }
+    };
+    // Count 0 reads nothing, but still answers for a missing stream.
+    let max_count = count.max(1);
+    let (name, reader) = match target {
+        Target::Stream(s) => {
+            let name = convert::stream_name(s.stream_identifier)?;
+            svc.allow(caller, StreamOp::Read, &name)?;
+            let from = match (s.revision_option, direction) {
+                (Some(RevisionOption::Start(_)), _) => ReadFrom::Start,
+                (Some(RevisionOption::End(_)), _) => ReadFrom::End,
+                (Some(RevisionOption::Revision(r)), _) => ReadFrom::At(r),
+                (None, Direction::Forwards) => ReadFrom::Start,
+                (None, Direction::Backwards) => ReadFrom::End,
+            };
+            let reader = svc
+                .store
+                .read_stream_into::<Vec<RecordedEvent>>(&name, direction, from, max_count)
+                .await;
+            (name, reader)
+        }
+        Target::All(from) => {
+            let from = match (from, direction) {
+                (Some(AllOption::Start(_)) | None, Direction::Forwards) => Some(ReadFrom::Start),
+                (Some(AllOption::End(_)), Direction::Forwards) => Some(ReadFrom::End),
+                (Some(AllOption::Position(p)), Direction::Forwards) => {
+                    Some(position::read_forwards_from(p.commit_position))
+                }
+                (Some(AllOption::Start(_)), Direction::Backwards) => None,
+                (Some(AllOption::End(_)) | None, Direction::Backwards) => Some(ReadFrom::End),
+                (Some(AllOption::Position(p)), Direction::Backwards) => {
+                    position::read_backwards_from(p.commit_position)
+                }
+            };
+            let Some(from) = from else {
+                // Nothing lies before the start.
+                return Ok(ReceiverStream::new(mpsc::channel(1).1));
+            };
+            let mut filter = filter.unwrap_or_default();
+            // Streams the caller may not read are skipped.
+            filter.gate = caller.read_gate();
+            let reader = svc
+                .store
+                .read_all_into::<Vec<RecordedEvent>>(direction, from, max_count, filter)
+                .await;
+            (ALL.to_owned(), reader)
+        }
+    };
+    let reader = match reader {
+        Ok(reader) => reader,
+        Err(ReadError::StreamNotFound(_)) => return Ok(not_found(&name)),
+        Err(e) => return Err(errors::from_read(&name, e)),
+    };
+    Ok(forward(name, reader, count, form))
+}
+
+/// What a read addresses.
+enum Target {
+    Stream(opts::StreamOptions),
+    All(Option<AllOption>),
+}
+
+/// A KurrentDB filter as the store's: prefixes of stream names or of event
+/// types. Regular expressions are not served yet.
+pub(super) fn filter_from_wire(f: opts::FilterOptions) -> Result<Filter, Status> {
+    let (prefixes, on_streams) = match f.filter {
+        Some(filter_options::Filter::StreamIdentifier(e)) => (expression(e)?, true),
+        Some(filter_options::Filter::EventType(e)) => (expression(e)?, false),
+        None => return Err(Status::invalid_argument("a filter needs an expression")),
+    };
+    Ok(if on_streams {
+        Filter {
+            stream_prefixes: prefixes,
+            ..Filter::default()
+        }
+    } else {
+        Filter {
+            event_type_prefixes: prefixes,
+            ..Filter::default()
+        }
+    })
+}
+
+fn expression(e: filter_options::Expression) -> Result<Vec<String>, Status> {
+    if !e.regex.is_empty() {
+        return Err(Status::unimplemented(
+            "regular-expression filters are not served yet; use prefixes",
+        ));
+    }
+    Ok(e.prefix)
+}
+
+/// The in-band answer for a stream that does not exist.
+fn not_found(stream: &str) -> Responses {
+    let (tx, rx) = mpsc::channel(1);
+    let message = ReadResp {
+        content: Some(Content::StreamNotFound(StreamNotFound {
+            stream_identifier: Some(convert::stream_identifier(stream)),
+        })),
+    };
+    // The channel has room for it: this cannot fail.
+    let _ = tx.try_send(Ok(message));
+    ReceiverStream::new(rx)
+}
+
+/// Pulls batches from the store and sends one response per event, at most
+/// `count`; stops when the client goes away.
+fn forward(
+    name: String,
+    mut reader: ReadStream<Vec<RecordedEvent>>,
+    count: u64,
+    form: Option<UuidForm>,
+) -> Responses {
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(async move {
+        let mut left = count;
+        while left > 0 {
+            let batch = tokio::select! {
+                b = reader.next() => b,
+                _ = tx.closed() => return, // the client went away
+            };
+            let events = match batch {
+                None => return,
+                Some(Ok(events)) => events,
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(errors::from_read(&name, e))).await;
+                    return;
+                }
+            };
+            for e in events.iter().take(left.min(usize::MAX as u64) as usize) {
+                let message = ReadResp {
+                    content: Some(Content::Event(convert::read_event(e, form))),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return; // the client went away
+                }
+                left -= 1;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}

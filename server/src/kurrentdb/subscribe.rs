@@ -1,0 +1,178 @@
+//! `Streams.Read` with `count_option.subscription`: a catch-up
+//! subscription over the store's. The first response is the confirmation,
+//! then stored events, `caught_up` once the subscription reaches the live
+//! head, then live events; a filtered `$all` subscription also gets
+//! `checkpoint`s (at the store's pace: KurrentDB's checkpoint window and
+//! multiplier are not honoured). A slow client only slows its own task; the
+//! subscription ends when the client goes away or the server shuts down.
+
+use std::time::SystemTime;
+
+use strata_proto::kurrentdb::streams::read_req::options::{
+    all_options::AllOption, stream_options::RevisionOption, uuid_option::Content as UuidForm,
+    StreamOptions,
+};
+use strata_proto::kurrentdb::streams::read_resp::{
+    CaughtUp, Checkpoint, Content, Position, SubscriptionConfirmation,
+};
+use strata_proto::kurrentdb::streams::ReadResp;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::read::{Responses, ALL};
+use super::{convert, errors, position, stopped, KurrentStreams};
+use crate::auth::{Caller, StreamOp};
+use crate::store::{
+    Filter, RecordedEvent, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionTarget,
+};
+
+/// A subscription to one stream: from its start, its end, or after a
+/// revision.
+pub(super) async fn stream(
+    svc: &KurrentStreams,
+    caller: &Caller,
+    options: StreamOptions,
+    form: Option<UuidForm>,
+) -> Result<Responses, Status> {
+    let name = convert::stream_name(options.stream_identifier)?;
+    svc.allow(caller, StreamOp::Read, &name)?;
+    let from = match options.revision_option {
+        Some(RevisionOption::Start(_)) | None => SubscribeFrom::Start,
+        Some(RevisionOption::End(_)) => SubscribeFrom::End,
+        Some(RevisionOption::Revision(r)) => SubscribeFrom::After(r),
+    };
+    start(
+        svc,
+        name.clone(),
+        SubscriptionTarget::Stream(name),
+        from,
+        form,
+    )
+    .await
+}
+
+/// A subscription to `$all`: from its start, its end, or after a position.
+pub(super) async fn all(
+    svc: &KurrentStreams,
+    caller: &Caller,
+    from: Option<AllOption>,
+    mut filter: Filter,
+    form: Option<UuidForm>,
+) -> Result<Responses, Status> {
+    let from = match from {
+        Some(AllOption::Start(_)) | None => SubscribeFrom::Start,
+        Some(AllOption::End(_)) => SubscribeFrom::End,
+        Some(AllOption::Position(p)) => position::subscribe_after(p.commit_position),
+    };
+    // Streams the caller may not read are skipped.
+    filter.gate = caller.read_gate();
+    start(
+        svc,
+        ALL.to_owned(),
+        SubscriptionTarget::All(filter),
+        from,
+        form,
+    )
+    .await
+}
+
+async fn start(
+    svc: &KurrentStreams,
+    name: String,
+    target: SubscriptionTarget,
+    from: SubscribeFrom,
+    form: Option<UuidForm>,
+) -> Result<Responses, Status> {
+    if *svc.shutdown.borrow() {
+        return Err(Status::unavailable("the server is shutting down"));
+    }
+    let sub = svc
+        .store
+        .subscribe_into::<Vec<RecordedEvent>>(target, from)
+        .await
+        .map_err(|e| errors::from_read(&name, e))?;
+    let (tx, rx) = mpsc::channel(32);
+    let confirmation = ReadResp {
+        content: Some(Content::Confirmation(SubscriptionConfirmation {
+            subscription_id: uuid::Uuid::new_v4().to_string(),
+        })),
+    };
+    // The channel is empty: this cannot fail.
+    let _ = tx.try_send(Ok(confirmation));
+    tokio::spawn(pump(sub, tx, svc.shutdown.clone(), name, form));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// Moves the subscription's messages to the client until one of them goes.
+async fn pump(
+    mut sub: Subscription<Vec<RecordedEvent>>,
+    tx: mpsc::Sender<Result<ReadResp, Status>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    name: String,
+    form: Option<UuidForm>,
+) {
+    let unavailable = || Status::unavailable("the server is shutting down");
+    loop {
+        let next = tokio::select! {
+            m = sub.next() => m,
+            _ = stopped(&mut shutdown) => {
+                let _ = tx.try_send(Err(unavailable()));
+                return;
+            }
+            _ = tx.closed() => return,
+        };
+        let messages: Vec<Result<ReadResp, Status>> = match next {
+            Ok(Some(SubscriptionMessage::Events(events))) => events
+                .iter()
+                .map(|e| Ok(content(Content::Event(convert::read_event(e, form)))))
+                .collect(),
+            Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
+                vec![Ok(content(Content::CaughtUp(CaughtUp {
+                    timestamp: Some(now()),
+                    stream_revision: revision.map(|r| r as i64),
+                    position: position.map(wire_position),
+                })))]
+            }
+            Ok(Some(SubscriptionMessage::Checkpoint { position: p })) => {
+                let wire = position::to_wire(p);
+                vec![Ok(content(Content::Checkpoint(Checkpoint {
+                    commit_position: wire,
+                    prepare_position: wire,
+                    timestamp: Some(now()),
+                })))]
+            }
+            Ok(None) => vec![Err(unavailable())],
+            Err(e) => vec![Err(errors::from_read(&name, e))],
+        };
+        for m in messages {
+            let end = m.is_err();
+            let sent = tokio::select! {
+                r = tx.send(m) => r.is_ok(),
+                _ = stopped(&mut shutdown) => {
+                    let _ = tx.try_send(Err(unavailable()));
+                    false
+                }
+            };
+            if !sent || end {
+                return;
+            }
+        }
+    }
+}
+
+fn content(c: Content) -> ReadResp {
+    ReadResp { content: Some(c) }
+}
+
+fn wire_position(p: u64) -> Position {
+    let wire = position::to_wire(p);
+    Position {
+        commit_position: wire,
+        prepare_position: wire,
+    }
+}
+
+fn now() -> prost_types::Timestamp {
+    prost_types::Timestamp::from(SystemTime::now())
+}

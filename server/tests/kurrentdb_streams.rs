@@ -1,0 +1,1108 @@
+//! KurrentDB compatibility, first slice: `event_store.client.streams.Streams`
+//! (Append, Read of streams and `$all`, subscriptions, Delete, Tombstone),
+//! Gossip and ServerFeatures, through the generated KurrentDB clients
+//! against the in-process server, interleaved with `strata.v1`.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{append_ok, AuthChannel, AuthHeader, TestServer, PATIENCE};
+use strata_proto::kurrentdb::gossip::gossip_client::GossipClient;
+use strata_proto::kurrentdb::gossip::member_info::VNodeState;
+use strata_proto::kurrentdb::server_features::server_features_client::ServerFeaturesClient;
+use strata_proto::kurrentdb::shared::{uuid, Empty, StreamIdentifier, Uuid};
+use strata_proto::kurrentdb::streams::append_req::{self, options::ExpectedStreamRevision};
+use strata_proto::kurrentdb::streams::append_resp::{self, success, wrong_expected_version};
+use strata_proto::kurrentdb::streams::read_req::options::{
+    self as ro, all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption,
+    FilterOption, ReadDirection, StreamOption,
+};
+use strata_proto::kurrentdb::streams::read_resp::{read_event::RecordedEvent, Content};
+use strata_proto::kurrentdb::streams::streams_client::StreamsClient;
+use strata_proto::kurrentdb::streams::{
+    delete_req, delete_resp, read_req, tombstone_req, AppendReq, DeleteReq, ReadReq, ReadResp,
+    TombstoneReq,
+};
+use strata_proto::v1;
+use strata_proto::v1::users_client::UsersClient;
+use strata_server::config::AuthMode;
+use tonic::{Code, Status};
+
+type Kurrent = StreamsClient<AuthChannel>;
+
+const E: Empty = Empty {};
+const ADMIN_PASSWORD: &str = "kurrent admin pw";
+
+async fn kurrent(server: &TestServer) -> Kurrent {
+    kurrent_as(server, AuthHeader::none()).await
+}
+
+async fn kurrent_as(server: &TestServer, auth: AuthHeader) -> Kurrent {
+    StreamsClient::new(common::channel_with(server.addr, auth).await)
+}
+
+fn sid(name: &str) -> Option<StreamIdentifier> {
+    Some(StreamIdentifier {
+        stream_name: name.as_bytes().to_vec(),
+    })
+}
+
+fn id_text() -> String {
+    ::uuid::Uuid::new_v4().to_string()
+}
+
+/// A proposed event with a text id.
+fn proposed(id: &str, event_type: &str, data: &[u8]) -> AppendReq {
+    AppendReq {
+        content: Some(append_req::Content::ProposedMessage(
+            append_req::ProposedMessage {
+                id: Some(Uuid {
+                    value: Some(uuid::Value::String(id.to_owned())),
+                }),
+                metadata: HashMap::from([
+                    ("type".to_owned(), event_type.to_owned()),
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                ]),
+                custom_metadata: b"meta".to_vec().into(),
+                data: data.to_vec().into(),
+            },
+        )),
+    }
+}
+
+async fn try_append(
+    client: &mut Kurrent,
+    stream: &str,
+    expected: ExpectedStreamRevision,
+    events: Vec<AppendReq>,
+) -> Result<append_resp::Result, Status> {
+    let mut requests = vec![AppendReq {
+        content: Some(append_req::Content::Options(append_req::Options {
+            stream_identifier: sid(stream),
+            expected_stream_revision: Some(expected),
+        })),
+    }];
+    requests.extend(events);
+    let answer = client.append(tokio_stream::iter(requests)).await?;
+    Ok(answer
+        .into_inner()
+        .result
+        .expect("AppendResp.result is set"))
+}
+
+async fn append(
+    client: &mut Kurrent,
+    stream: &str,
+    expected: ExpectedStreamRevision,
+    events: Vec<AppendReq>,
+) -> append_resp::Result {
+    try_append(client, stream, expected, events)
+        .await
+        .unwrap_or_else(|e| panic!("append to {stream} failed: {e}"))
+}
+
+/// `(current revision, commit position)` of a successful append.
+fn appended(r: &append_resp::Result) -> (u64, u64) {
+    match r {
+        append_resp::Result::Success(s) => {
+            let revision = match s.current_revision_option {
+                Some(success::CurrentRevisionOption::CurrentRevision(r)) => r,
+                other => panic!("no revision: {other:?}"),
+            };
+            let position = match s.position_option {
+                Some(success::PositionOption::Position(p)) => {
+                    assert_eq!(p.commit_position, p.prepare_position);
+                    p.commit_position
+                }
+                other => panic!("no position: {other:?}"),
+            };
+            (revision, position)
+        }
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn events(n: usize, prefix: &str) -> Vec<AppendReq> {
+    (0..n)
+        .map(|i| proposed(&id_text(), "Kt", format!("{prefix}-{i}").as_bytes()))
+        .collect()
+}
+
+fn read_options(stream: StreamOption, direction: ReadDirection, count: u64) -> ReadReq {
+    ReadReq {
+        options: Some(read_req::Options {
+            stream_option: Some(stream),
+            read_direction: direction as i32,
+            resolve_links: false,
+            count_option: Some(CountOption::Count(count)),
+            filter_option: Some(FilterOption::NoFilter(E)),
+            uuid_option: Some(ro::UuidOption {
+                content: Some(uuid_option::Content::String(E)),
+            }),
+            control_option: Some(ro::ControlOption { compatibility: 1 }),
+        }),
+    }
+}
+
+fn of_stream(name: &str, from: RevisionOption) -> StreamOption {
+    StreamOption::Stream(ro::StreamOptions {
+        stream_identifier: sid(name),
+        revision_option: Some(from),
+    })
+}
+
+fn of_all(from: AllOption) -> StreamOption {
+    StreamOption::All(ro::AllOptions {
+        all_option: Some(from),
+    })
+}
+
+async fn try_read(client: &mut Kurrent, req: ReadReq) -> Result<Vec<ReadResp>, Status> {
+    let mut stream = client.read(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("read stalled")?
+    {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// The events of a read (which must answer nothing else).
+async fn read_events(client: &mut Kurrent, req: ReadReq) -> Vec<RecordedEvent> {
+    try_read(client, req)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|m| match m.content {
+            Some(Content::Event(e)) => e.event.expect("ReadEvent.event"),
+            other => panic!("not an event: {other:?}"),
+        })
+        .collect()
+}
+
+fn revisions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.stream_revision).collect()
+}
+
+fn datas(events: &[RecordedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| String::from_utf8(e.data.to_vec()).expect("utf-8"))
+        .collect()
+}
+
+fn stream_of(e: &RecordedEvent) -> String {
+    String::from_utf8(e.stream_identifier.clone().expect("stream").stream_name).expect("utf-8")
+}
+
+fn trailer(s: &Status, key: &str) -> Option<String> {
+    s.metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn append_with_every_expected_form_and_a_conflict() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    let first = append(
+        &mut k,
+        "k-s",
+        ExpectedStreamRevision::NoStream(E),
+        events(2, "a"),
+    )
+    .await;
+    let (revision, position) = appended(&first);
+    assert_eq!(revision, 1);
+    assert!(position >= 1, "no event is at commit position 0");
+    let (r, p) = appended(
+        &append(
+            &mut k,
+            "k-s",
+            ExpectedStreamRevision::Revision(1),
+            events(1, "b"),
+        )
+        .await,
+    );
+    assert_eq!(r, 2);
+    assert!(p > position);
+    let (r, _) = appended(
+        &append(
+            &mut k,
+            "k-s",
+            ExpectedStreamRevision::StreamExists(E),
+            events(1, "c"),
+        )
+        .await,
+    );
+    assert_eq!(r, 3);
+    let (r, _) = appended(
+        &append(
+            &mut k,
+            "k-s",
+            ExpectedStreamRevision::Any(E),
+            events(1, "d"),
+        )
+        .await,
+    );
+    assert_eq!(r, 4);
+
+    // Conflicts are answered in-band, in both the new and the 20.6.0 form.
+    match append(
+        &mut k,
+        "k-s",
+        ExpectedStreamRevision::NoStream(E),
+        events(1, "x"),
+    )
+    .await
+    {
+        append_resp::Result::WrongExpectedVersion(w) => {
+            assert_eq!(
+                w.current_revision_option,
+                Some(wrong_expected_version::CurrentRevisionOption::CurrentRevision(4))
+            );
+            assert_eq!(
+                w.expected_revision_option,
+                Some(wrong_expected_version::ExpectedRevisionOption::ExpectedNoStream(E))
+            );
+            assert_eq!(
+                w.current_revision_option_20_6_0,
+                Some(wrong_expected_version::CurrentRevisionOption2060::CurrentRevision2060(4))
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match append(
+        &mut k,
+        "k-new",
+        ExpectedStreamRevision::StreamExists(E),
+        events(1, "x"),
+    )
+    .await
+    {
+        append_resp::Result::WrongExpectedVersion(w) => assert_eq!(
+            w.current_revision_option,
+            Some(wrong_expected_version::CurrentRevisionOption::CurrentNoStream(E))
+        ),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match append(
+        &mut k,
+        "k-s",
+        ExpectedStreamRevision::Revision(9),
+        events(1, "x"),
+    )
+    .await
+    {
+        append_resp::Result::WrongExpectedVersion(w) => assert_eq!(
+            w.expected_revision_option,
+            Some(wrong_expected_version::ExpectedRevisionOption::ExpectedRevision(9))
+        ),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Nothing of the conflicts was written.
+    let all = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-s", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            100,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&all), vec![0, 1, 2, 3, 4]);
+
+    // type and content-type are required metadata.
+    let mut bare = proposed(&id_text(), "T", b"{}");
+    if let Some(append_req::Content::ProposedMessage(m)) = &mut bare.content {
+        m.metadata.remove("content-type");
+    }
+    let refused = try_append(&mut k, "k-s", ExpectedStreamRevision::Any(E), vec![bare])
+        .await
+        .expect_err("no content type");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        trailer(&refused, "exception").as_deref(),
+        Some("missing-required-metadata-property")
+    );
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_ids_writes_nothing() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    let batch = events(3, "once");
+    let first = append(
+        &mut k,
+        "k-idem",
+        ExpectedStreamRevision::NoStream(E),
+        batch.clone(),
+    )
+    .await;
+    // Lost answer: the client retries with the same ids, even with `any`.
+    let again = append(
+        &mut k,
+        "k-idem",
+        ExpectedStreamRevision::NoStream(E),
+        batch.clone(),
+    )
+    .await;
+    assert_eq!(appended(&again), appended(&first));
+    let any = append(&mut k, "k-idem", ExpectedStreamRevision::Any(E), batch).await;
+    assert_eq!(appended(&any), appended(&first));
+    let read = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-idem", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            100,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&read), vec![0, 1, 2]);
+}
+
+#[tokio::test]
+async fn stream_reads_both_ways_with_counts_and_event_metadata() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    let id = id_text();
+    let mut batch = vec![proposed(&id, "First", b"d-0")];
+    batch.extend((1..5).map(|i| proposed(&id_text(), "Kt", format!("d-{i}").as_bytes())));
+    let before = std::time::SystemTime::now();
+    append(&mut k, "k-r", ExpectedStreamRevision::NoStream(E), batch).await;
+
+    let forwards = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-r", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            3,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&forwards), vec![0, 1, 2]);
+    assert_eq!(datas(&forwards), vec!["d-0", "d-1", "d-2"]);
+    let backwards = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-r", RevisionOption::End(E)),
+            ReadDirection::Backwards,
+            2,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&backwards), vec![4, 3]);
+    let from_two = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-r", RevisionOption::Revision(2)),
+            ReadDirection::Forwards,
+            100,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&from_two), vec![2, 3, 4]);
+    let back_from_two = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-r", RevisionOption::Revision(2)),
+            ReadDirection::Backwards,
+            100,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&back_from_two), vec![2, 1, 0]);
+
+    // System metadata, ids in the form asked for, positions never 0.
+    let e = &forwards[0];
+    assert_eq!(e.metadata.get("type").map(String::as_str), Some("First"));
+    assert_eq!(
+        e.metadata.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let created: i64 = e.metadata["created"].parse().expect("ticks");
+    let since_epoch = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64
+        * 10;
+    assert!(
+        (created - since_epoch).abs() < 600 * 10_000_000,
+        "created {created} is 100 ns ticks since the Unix epoch (now ≈ {since_epoch})"
+    );
+    assert_eq!(
+        e.id.clone().and_then(|u| u.value),
+        Some(uuid::Value::String(id.clone()))
+    );
+    assert_eq!(e.custom_metadata.as_ref(), b"meta");
+    assert!(e.commit_position >= 1 && e.commit_position == e.prepare_position);
+
+    // The structured form by default.
+    let mut req = read_options(
+        of_stream("k-r", RevisionOption::Start(E)),
+        ReadDirection::Forwards,
+        1,
+    );
+    if let Some(o) = &mut req.options {
+        o.uuid_option = None;
+    }
+    let structured = read_events(&mut k, req).await;
+    match structured[0].id.clone().and_then(|u| u.value) {
+        Some(uuid::Value::Structured(s)) => {
+            let u = ::uuid::Uuid::from_u64_pair(
+                s.most_significant_bits as u64,
+                s.least_significant_bits as u64,
+            );
+            assert_eq!(u.to_string(), id);
+        }
+        other => panic!("not structured: {other:?}"),
+    }
+
+    // A stream that does not exist is answered in-band.
+    let missing = try_read(
+        &mut k,
+        read_options(
+            of_stream("k-none", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await
+    .expect("read of a missing stream");
+    assert!(
+        matches!(
+            missing.as_slice(),
+            [ReadResp {
+                content: Some(Content::StreamNotFound(_))
+            }]
+        ),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn all_reads_both_ways_and_positions_page_without_gaps() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    append(
+        &mut k,
+        "k-a1",
+        ExpectedStreamRevision::Any(E),
+        events(3, "a"),
+    )
+    .await;
+    append(
+        &mut k,
+        "k-a2",
+        ExpectedStreamRevision::Any(E),
+        events(2, "b"),
+    )
+    .await;
+    let all = read_events(
+        &mut k,
+        read_options(of_all(AllOption::Start(E)), ReadDirection::Forwards, 1000),
+    )
+    .await;
+    let ours: Vec<_> = all
+        .iter()
+        .filter(|e| stream_of(e).starts_with("k-a"))
+        .collect();
+    assert_eq!(ours.len(), 5);
+    assert!(
+        all[0].commit_position >= 1,
+        "commit position 0 is the start, never an event"
+    );
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].commit_position < w[1].commit_position));
+
+    let backwards = read_events(
+        &mut k,
+        read_options(of_all(AllOption::End(E)), ReadDirection::Backwards, 2),
+    )
+    .await;
+    assert_eq!(datas(&backwards), vec!["b-1", "b-0"]);
+
+    // Paging forwards from the last position seen repeats exactly it
+    // (inclusive); paging backwards from it continues before it.
+    let page = |p: u64| {
+        of_all(AllOption::Position(ro::Position {
+            commit_position: p,
+            prepare_position: p,
+        }))
+    };
+    let last = backwards[1].commit_position;
+    let forwards_from =
+        read_events(&mut k, read_options(page(last), ReadDirection::Forwards, 2)).await;
+    assert_eq!(datas(&forwards_from), vec!["b-0", "b-1"]);
+    let back_from = read_events(
+        &mut k,
+        read_options(page(last), ReadDirection::Backwards, 2),
+    )
+    .await;
+    assert_eq!(datas(&back_from), vec!["a-2", "a-1"]);
+    // Position 0 is the start.
+    let from_zero = read_events(&mut k, read_options(page(0), ReadDirection::Forwards, 1)).await;
+    assert_eq!(from_zero[0].commit_position, all[0].commit_position);
+}
+
+#[tokio::test]
+async fn native_and_kurrentdb_appends_interleave_with_the_same_content_and_order() {
+    let server = TestServer::start().await;
+    let mut native = server.connect().await;
+    let mut k = kurrent(&server).await;
+    let mut n_event = common::event("Native", b"{\"n\":1}");
+    n_event.content_type = Some("application/json".into());
+    n_event.metadata = b"nm".to_vec().into();
+    let native_id = n_event.id.clone().expect("id").to_bytes().expect("uuid");
+    let (_, native_position) = append_ok(
+        &mut native,
+        "k-mix",
+        v1::ExpectedVersion::no_stream(),
+        vec![n_event],
+    )
+    .await;
+    let k_id = id_text();
+    let (revision, commit) = appended(
+        &append(
+            &mut k,
+            "k-mix",
+            ExpectedStreamRevision::Revision(0),
+            vec![proposed(&k_id, "Kurrent", b"{\"k\":2}")],
+        )
+        .await,
+    );
+    assert_eq!(revision, 1);
+    append_ok(
+        &mut native,
+        "k-mix",
+        v1::ExpectedVersion::exact(1),
+        common::events(1, "Native", "n"),
+    )
+    .await;
+
+    // Through the layer: the native events with their content, in order.
+    let read = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-mix", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&read), vec![0, 1, 2]);
+    assert_eq!(read[0].data.as_ref(), b"{\"n\":1}");
+    assert_eq!(read[0].custom_metadata.as_ref(), b"nm");
+    assert_eq!(read[0].metadata["type"], "Native");
+    assert_eq!(read[0].metadata["content-type"], "application/json");
+    assert_eq!(
+        read[0].id.clone().and_then(|u| u.value),
+        Some(uuid::Value::String(
+            ::uuid::Uuid::from_bytes(native_id).to_string()
+        ))
+    );
+    assert_eq!(read[0].commit_position, native_position + 1);
+    // A native event without a content type reads as octet-stream.
+    assert_eq!(read[2].metadata["content-type"], "application/octet-stream");
+
+    // Natively: the layer's event with its content, at the same place.
+    let native_read = common::read(
+        &mut native,
+        common::stream_read("k-mix", v1::Direction::Forwards, None, 0),
+    )
+    .await;
+    assert_eq!(common::revisions(&native_read), vec![0, 1, 2]);
+    let e = &native_read[1];
+    assert_eq!(e.r#type, "Kurrent");
+    assert_eq!(e.data.as_ref(), b"{\"k\":2}");
+    assert_eq!(e.metadata.as_ref(), b"meta");
+    assert_eq!(e.content_type, "application/json");
+    assert_eq!(e.position + 1, commit);
+    assert_eq!(
+        ::uuid::Uuid::from_bytes(common::id_bytes(e)).to_string(),
+        k_id
+    );
+    // And `$all` agrees on the order.
+    let all = read_events(
+        &mut k,
+        read_options(of_all(AllOption::Start(E)), ReadDirection::Forwards, 100),
+    )
+    .await;
+    let mixed: Vec<_> = all
+        .iter()
+        .filter(|e| stream_of(e) == "k-mix")
+        .map(|e| e.metadata["type"].clone())
+        .collect();
+    assert_eq!(mixed, vec!["Native", "Kurrent", "Native"]);
+}
+
+fn delete_req(stream: &str, expected: delete_req::options::ExpectedStreamRevision) -> DeleteReq {
+    DeleteReq {
+        options: Some(delete_req::Options {
+            stream_identifier: sid(stream),
+            expected_stream_revision: Some(expected),
+        }),
+    }
+}
+
+fn tombstone_req(stream: &str) -> TombstoneReq {
+    TombstoneReq {
+        options: Some(tombstone_req::Options {
+            stream_identifier: sid(stream),
+            expected_stream_revision: Some(tombstone_req::options::ExpectedStreamRevision::Any(E)),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn delete_and_tombstone_and_their_effect_on_reads_and_appends() {
+    use delete_req::options::ExpectedStreamRevision as D;
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    append(
+        &mut k,
+        "k-del",
+        ExpectedStreamRevision::Any(E),
+        events(2, "x"),
+    )
+    .await;
+
+    // A conflicting delete is an error with KurrentDB's trailers.
+    let conflict = k
+        .delete(delete_req("k-del", D::Revision(7)))
+        .await
+        .expect_err("conflict");
+    assert_eq!(conflict.code(), Code::FailedPrecondition);
+    assert_eq!(
+        trailer(&conflict, "exception").as_deref(),
+        Some("wrong-expected-version")
+    );
+    assert_eq!(trailer(&conflict, "actual-version").as_deref(), Some("1"));
+
+    let deleted = k
+        .delete(delete_req("k-del", D::Revision(1)))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(
+        matches!(deleted.position_option, Some(delete_resp::PositionOption::Position(p)) if p.commit_position >= 1)
+    );
+    let gone = try_read(
+        &mut k,
+        read_options(
+            of_stream("k-del", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await
+    .expect("read");
+    assert!(matches!(
+        gone.as_slice(),
+        [ReadResp {
+            content: Some(Content::StreamNotFound(_))
+        }]
+    ));
+    // An append re-creates it; revisions continue.
+    let (r, _) = appended(
+        &append(
+            &mut k,
+            "k-del",
+            ExpectedStreamRevision::NoStream(E),
+            events(1, "y"),
+        )
+        .await,
+    );
+    assert_eq!(r, 2);
+    let back = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-del", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await;
+    assert_eq!(revisions(&back), vec![2]);
+    // Deleting a stream that never existed, with `any`: nothing to do.
+    let nothing = k
+        .delete(delete_req("k-never", D::Any(E)))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(matches!(
+        nothing.position_option,
+        Some(delete_resp::PositionOption::NoPosition(_))
+    ));
+
+    // Tombstone: reads and appends fail with stream-deleted.
+    k.tombstone(tombstone_req("k-del"))
+        .await
+        .expect("tombstone");
+    let read = try_read(
+        &mut k,
+        read_options(
+            of_stream("k-del", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await
+    .expect_err("tombstoned");
+    assert_eq!(read.code(), Code::FailedPrecondition);
+    assert_eq!(
+        trailer(&read, "exception").as_deref(),
+        Some("stream-deleted")
+    );
+    assert_eq!(trailer(&read, "stream-name").as_deref(), Some("k-del"));
+    let write = try_append(
+        &mut k,
+        "k-del",
+        ExpectedStreamRevision::Any(E),
+        events(1, "z"),
+    )
+    .await
+    .expect_err("tombstoned");
+    assert_eq!(
+        trailer(&write, "exception").as_deref(),
+        Some("stream-deleted")
+    );
+    let again = k
+        .tombstone(tombstone_req("k-del"))
+        .await
+        .expect_err("tombstoned twice");
+    assert_eq!(
+        trailer(&again, "exception").as_deref(),
+        Some("stream-deleted")
+    );
+}
+
+async fn next(sub: &mut tonic::Streaming<ReadResp>) -> Content {
+    tokio::time::timeout(PATIENCE, sub.message())
+        .await
+        .expect("subscription stalled")
+        .expect("subscription failed")
+        .expect("subscription ended")
+        .content
+        .expect("content")
+}
+
+#[tokio::test]
+async fn a_stream_subscription_confirms_catches_up_and_goes_live() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    append(
+        &mut k,
+        "k-sub",
+        ExpectedStreamRevision::Any(E),
+        events(2, "old"),
+    )
+    .await;
+    let mut req = read_options(
+        of_stream("k-sub", RevisionOption::Start(E)),
+        ReadDirection::Forwards,
+        0,
+    );
+    if let Some(o) = &mut req.options {
+        o.count_option = Some(CountOption::Subscription(ro::SubscriptionOptions {}));
+    }
+    let mut sub = k.read(req).await.expect("subscribe").into_inner();
+    assert!(
+        matches!(next(&mut sub).await, Content::Confirmation(c) if !c.subscription_id.is_empty())
+    );
+    let mut seen = Vec::new();
+    loop {
+        match next(&mut sub).await {
+            Content::Event(e) => seen.push(e.event.expect("event").stream_revision),
+            Content::CaughtUp(c) => {
+                assert_eq!(c.stream_revision, Some(1));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, vec![0, 1]);
+    let mut writer = kurrent(&server).await;
+    append(
+        &mut writer,
+        "k-sub",
+        ExpectedStreamRevision::Any(E),
+        events(1, "live"),
+    )
+    .await;
+    match next(&mut sub).await {
+        Content::Event(e) => {
+            let e = e.event.expect("event");
+            assert_eq!(
+                (e.stream_revision, e.data.as_ref()),
+                (2, b"live-0".as_slice())
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_all_subscription_resumes_after_a_position() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    let (_, commit) = appended(
+        &append(
+            &mut k,
+            "k-as",
+            ExpectedStreamRevision::Any(E),
+            events(2, "p"),
+        )
+        .await,
+    );
+    // Resume after the first event of the append (commit - 1).
+    let mut req = read_options(
+        of_all(AllOption::Position(ro::Position {
+            commit_position: commit - 1,
+            prepare_position: commit - 1,
+        })),
+        ReadDirection::Forwards,
+        0,
+    );
+    if let Some(o) = &mut req.options {
+        o.count_option = Some(CountOption::Subscription(ro::SubscriptionOptions {}));
+    }
+    let mut sub = k.read(req).await.expect("subscribe").into_inner();
+    let mut contents = Vec::new();
+    while contents.len() < 3 {
+        let m = tokio::time::timeout(PATIENCE, sub.message())
+            .await
+            .expect("stalled")
+            .expect("failed")
+            .expect("ended");
+        contents.push(m.content.expect("content"));
+    }
+    assert!(matches!(contents[0], Content::Confirmation(_)));
+    match &contents[1] {
+        Content::Event(e) => assert_eq!(e.event.as_ref().expect("event").commit_position, commit),
+        other => panic!("unexpected {other:?}"),
+    }
+    match &contents[2] {
+        Content::CaughtUp(c) => assert_eq!(c.position.map(|p| p.commit_position), Some(commit)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn gossip_names_this_server_the_leader_and_features_list_what_is_served() {
+    let server = TestServer::start().await;
+    let channel = common::channel_with(server.addr, AuthHeader::none()).await;
+    let cluster = GossipClient::new(channel.clone())
+        .read(E)
+        .await
+        .expect("gossip")
+        .into_inner();
+    assert_eq!(cluster.members.len(), 1);
+    let me = &cluster.members[0];
+    assert_eq!(me.state, VNodeState::Leader as i32);
+    assert!(me.is_alive);
+    let endpoint = me.http_end_point.clone().expect("endpoint");
+    assert_eq!(endpoint.address, server.addr.ip().to_string());
+    assert_eq!(endpoint.port, u32::from(server.addr.port()));
+
+    let features = ServerFeaturesClient::new(channel)
+        .get_supported_methods(E)
+        .await
+        .expect("features")
+        .into_inner();
+    let mut methods: Vec<_> = features
+        .methods
+        .iter()
+        .map(|m| format!("{}/{}", m.service_name, m.method_name))
+        .collect();
+    methods.sort();
+    assert_eq!(
+        methods,
+        vec![
+            "event_store.client.gossip.gossip/read",
+            "event_store.client.server_features.serverfeatures/getsupportedmethods",
+            "event_store.client.streams.streams/append",
+            "event_store.client.streams.streams/delete",
+            "event_store.client.streams.streams/read",
+            "event_store.client.streams.streams/tombstone",
+        ]
+    );
+    assert!(!features.event_store_server_version.is_empty());
+    // What is not listed is not served.
+    let mut k = kurrent(&server).await;
+    let batch = k
+        .batch_append(tokio_stream::iter(Vec::new()))
+        .await
+        .expect_err("batch append");
+    assert_eq!(batch.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn with_authentication_on_streams_need_credentials_and_acls_hold() {
+    let server = TestServer::start_with(|a| {
+        a.auth = AuthMode::Required;
+        a.admin_password = Some(ADMIN_PASSWORD.into());
+    })
+    .await;
+    let admin = AuthHeader::basic("admin", ADMIN_PASSWORD);
+    let mut nobody = kurrent_as(&server, AuthHeader::none()).await;
+    let refused = try_append(
+        &mut nobody,
+        "k-auth",
+        ExpectedStreamRevision::Any(E),
+        events(1, "x"),
+    )
+    .await
+    .expect_err("no credentials");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = try_read(
+        &mut nobody,
+        read_options(of_all(AllOption::Start(E)), ReadDirection::Forwards, 10),
+    )
+    .await
+    .expect_err("no credentials");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // Discovery is open: clients call it before they authenticate.
+    let channel = common::channel_with(server.addr, AuthHeader::none()).await;
+    GossipClient::new(channel.clone())
+        .read(E)
+        .await
+        .expect("gossip is open");
+    ServerFeaturesClient::new(channel)
+        .get_supported_methods(E)
+        .await
+        .expect("features are open");
+
+    let mut k = kurrent_as(&server, admin.clone()).await;
+    appended(
+        &append(
+            &mut k,
+            "k-auth",
+            ExpectedStreamRevision::Any(E),
+            events(1, "x"),
+        )
+        .await,
+    );
+    let read = read_events(
+        &mut k,
+        read_options(
+            of_stream("k-auth", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            10,
+        ),
+    )
+    .await;
+    assert_eq!(read.len(), 1);
+
+    // A reader may read but not append (access-denied), a writer may not
+    // tombstone.
+    let mut users = UsersClient::new(common::channel_with(server.addr, admin).await);
+    for (user, role) in [("rita", "reader"), ("will", "writer")] {
+        users
+            .create(v1::CreateUserRequest {
+                user: user.into(),
+                password: format!("{user}-password"),
+                roles: vec![role.into()],
+            })
+            .await
+            .expect("create user");
+    }
+    let mut rita = kurrent_as(&server, AuthHeader::basic("rita", "rita-password")).await;
+    assert_eq!(
+        read_events(
+            &mut rita,
+            read_options(
+                of_stream("k-auth", RevisionOption::Start(E)),
+                ReadDirection::Forwards,
+                10
+            ),
+        )
+        .await
+        .len(),
+        1
+    );
+    let denied = try_append(
+        &mut rita,
+        "k-auth",
+        ExpectedStreamRevision::Any(E),
+        events(1, "r"),
+    )
+    .await
+    .expect_err("a reader appends");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(
+        trailer(&denied, "exception").as_deref(),
+        Some("access-denied")
+    );
+    let mut will = kurrent_as(&server, AuthHeader::basic("will", "will-password")).await;
+    appended(
+        &append(
+            &mut will,
+            "k-auth",
+            ExpectedStreamRevision::Any(E),
+            events(1, "w"),
+        )
+        .await,
+    );
+    let denied = will
+        .tombstone(tombstone_req("k-auth"))
+        .await
+        .expect_err("a writer tombstones");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn reflection_describes_the_kurrentdb_services() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let server = TestServer::start().await;
+    let channel = common::channel_with(server.addr, AuthHeader::none()).await;
+    let req = |m| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let requests = tokio_stream::iter(vec![
+        req(MessageRequest::ListServices(String::new())),
+        req(MessageRequest::FileContainingSymbol(
+            "event_store.client.streams.Streams".into(),
+        )),
+    ]);
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(requests)
+        .await
+        .expect("reflection")
+        .into_inner();
+    let (mut services, mut files) = (Vec::new(), 0);
+    while let Some(a) = answers.message().await.expect("reflection answer") {
+        match a.message_response.expect("an answer") {
+            MessageResponse::ListServicesResponse(l) => {
+                services.extend(l.service.into_iter().map(|s| s.name))
+            }
+            MessageResponse::FileDescriptorResponse(f) => files += f.file_descriptor_proto.len(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for wanted in [
+        "strata.v1.Streams",
+        "event_store.client.streams.Streams",
+        "event_store.client.gossip.Gossip",
+        "event_store.client.server_features.ServerFeatures",
+    ] {
+        assert!(
+            services.iter().any(|s| s == wanted),
+            "{wanted}: {services:?}"
+        );
+    }
+    assert!(
+        files > 0,
+        "no descriptor for event_store.client.streams.Streams"
+    );
+}
