@@ -129,9 +129,13 @@ pub async fn run(
     );
     // KurrentDB's protocol, on the same port, over the same store.
     let kurrent_streams = MessageLimit(
-        KurrentStreamsServer::new(KurrentStreams::new(store.clone(), stop_rx.clone(), limit))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit + (4 << 20)),
+        KurrentStreamsServer::new(KurrentStreams::new(
+            store.clone(),
+            stop_rx.clone(),
+            args.max_append_bytes,
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit + (4 << 20)),
     );
     let kurrent_gossip = Authority(GossipServer::new(GossipService::new()));
     let kurrent_features = ServerFeaturesServer::new(FeaturesService);

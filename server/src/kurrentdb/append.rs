@@ -32,22 +32,23 @@ pub(super) async fn handle(
     svc.allow(caller, StreamOp::Write, &stream)?;
 
     let mut events = Vec::new();
-    let mut bytes = 0usize;
+    let mut bytes = 0u64;
     while let Some(message) = requests.message().await? {
         let Some(append_req::Content::ProposedMessage(m)) = message.content else {
             return Err(Status::invalid_argument(
                 "after the options, an append carries only proposed messages",
             ));
         };
-        bytes += m.data.len() + m.custom_metadata.len();
-        // The store refuses an append this large anyway; stop buffering.
-        if bytes > svc.message_limit {
+        bytes += (m.data.len() + m.custom_metadata.len()) as u64;
+        // The store counts more than this and would refuse the append
+        // anyway: stop buffering.
+        if bytes > svc.max_append_bytes {
             return Err(errors::from_append(
                 &stream,
                 crate::store::AppendError::TooLarge {
                     what: "append",
-                    actual: bytes as u64,
-                    limit: svc.message_limit as u64,
+                    actual: bytes,
+                    limit: svc.max_append_bytes,
                     setting: "max-append-bytes",
                 },
             ));

@@ -46,19 +46,19 @@ pub use gossip::{Authority, GossipService};
 pub struct KurrentStreams {
     store: Arc<Store>,
     shutdown: watch::Receiver<bool>,
-    /// The most bytes of events one `Append` buffers (the gRPC message
-    /// limit, which is above the store's append limit).
-    message_limit: usize,
+    /// The store's limit on one append's bytes (`--max-append-bytes`): an
+    /// `Append` stops buffering events beyond it.
+    max_append_bytes: u64,
 }
 
 impl KurrentStreams {
     /// The service over `store`; subscriptions end when `shutdown` turns
-    /// true; an `Append` buffers at most `message_limit` bytes of events.
-    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>, message_limit: usize) -> Self {
+    /// true; `max_append_bytes` is the store's limit on one append.
+    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>, max_append_bytes: u64) -> Self {
         KurrentStreams {
             store,
             shutdown,
-            message_limit,
+            max_append_bytes,
         }
     }
 
