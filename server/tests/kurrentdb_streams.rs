@@ -176,8 +176,10 @@ async fn read_events(client: &mut Kurrent, req: ReadReq) -> Vec<RecordedEvent> {
         .await
         .expect("read")
         .into_iter()
-        .map(|m| match m.content {
-            Some(Content::Event(e)) => e.event.expect("ReadEvent.event"),
+        .filter_map(|m| match m.content {
+            Some(Content::Event(e)) => Some(e.event.expect("ReadEvent.event")),
+            // Compatibility 1 ends a stream read with its last revision.
+            Some(Content::LastStreamPosition(_)) => None,
             other => panic!("not an event: {other:?}"),
         })
         .collect()
@@ -462,6 +464,38 @@ async fn stream_reads_both_ways_with_counts_and_event_metadata() {
         }
         other => panic!("not structured: {other:?}"),
     }
+
+    // At compatibility 1 a stream read ends with the stream's last
+    // revision, whatever the count.
+    let answers = try_read(
+        &mut k,
+        read_options(
+            of_stream("k-r", RevisionOption::Start(E)),
+            ReadDirection::Forwards,
+            2,
+        ),
+    )
+    .await
+    .expect("read");
+    assert!(
+        matches!(
+            answers.last(),
+            Some(ReadResp {
+                content: Some(Content::LastStreamPosition(4))
+            })
+        ),
+        "{answers:?}"
+    );
+    let mut old = read_options(
+        of_stream("k-r", RevisionOption::Start(E)),
+        ReadDirection::Forwards,
+        2,
+    );
+    if let Some(o) = &mut old.options {
+        o.control_option = None;
+    }
+    let answers = try_read(&mut k, old).await.expect("read");
+    assert_eq!(answers.len(), 2, "level 0: events only");
 
     // A stream that does not exist is answered in-band.
     let missing = try_read(

@@ -2,22 +2,26 @@
 //! `$all`, forwards or backwards, one event per response (as KurrentDB
 //! answers). A stream that does not exist (or is soft-deleted) is answered
 //! in-band with `stream_not_found`; a tombstoned one fails with
-//! `stream-deleted`. With `count_option.subscription` the call is a
+//! `stream-deleted`. A stream read of a client at compatibility level 1
+//! ends with `last_stream_position`. With `count_option.subscription` the
+//! call is a
 //! catch-up subscription instead (`subscribe`).
 
+use std::sync::Arc;
 use strata_proto::kurrentdb::streams::read_req::options::{
     self as opts, all_options::AllOption, filter_options, stream_options::RevisionOption,
     uuid_option::Content as UuidForm, CountOption, FilterOption, ReadDirection, StreamOption,
 };
 use strata_proto::kurrentdb::streams::read_resp::{Content, StreamNotFound};
 use strata_proto::kurrentdb::streams::{ReadReq, ReadResp};
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{convert, errors, position, subscribe, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
-use crate::store::{Direction, Filter, ReadError, ReadFrom, ReadStream, RecordedEvent};
+use crate::store::{Direction, Filter, ReadError, ReadFrom, ReadStream, RecordedEvent, Store};
 
 /// The name KurrentDB gives the global log in errors.
 pub(super) const ALL: &str = "$all";
@@ -70,6 +74,7 @@ pub(super) async fn handle(
     };
     // Count 0 reads nothing, but still answers for a missing stream.
     let max_count = count.max(1);
+    let is_stream = matches!(target, Target::Stream(_));
     let (name, reader) = match target {
         Target::Stream(s) => {
             let name = convert::stream_name(s.stream_identifier)?;
@@ -119,7 +124,9 @@ pub(super) async fn handle(
         Err(ReadError::StreamNotFound(_)) => return Ok(not_found(&name)),
         Err(e) => return Err(errors::from_read(&name, e)),
     };
-    Ok(forward(name, reader, count, form))
+    let compatible = options.control_option.is_some_and(|c| c.compatibility >= 1);
+    let last_of = (is_stream && compatible).then(|| svc.store.clone());
+    Ok(forward(name, reader, count, form, last_of))
 }
 
 /// What a read addresses.
@@ -178,6 +185,7 @@ fn forward(
     mut reader: ReadStream<Vec<RecordedEvent>>,
     count: u64,
     form: Option<UuidForm>,
+    last_of: Option<Arc<Store>>,
 ) -> Responses {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
@@ -188,7 +196,7 @@ fn forward(
                 _ = tx.closed() => return, // the client went away
             };
             let events = match batch {
-                None => return,
+                None => break,
                 Some(Ok(events)) => events,
                 Some(Err(e)) => {
                     let _ = tx.send(Err(errors::from_read(&name, e))).await;
@@ -203,6 +211,16 @@ fn forward(
                     return; // the client went away
                 }
                 left -= 1;
+            }
+        }
+        // Compatibility 1: a stream read ends with the stream's last
+        // revision, as KurrentDB's does.
+        if let Some(store) = last_of {
+            if let Ok(Some(last)) = store.stream_revision(&name) {
+                let message = ReadResp {
+                    content: Some(Content::LastStreamPosition(last)),
+                };
+                let _ = tx.send(Ok(message)).await;
             }
         }
     });
