@@ -1420,3 +1420,34 @@ async fn a_subscription_ends_unavailable_at_shutdown_and_the_server_stops() {
         .expect("stop task")
         .expect("the server stops cleanly");
 }
+
+#[tokio::test]
+async fn an_append_left_open_does_not_hold_shutdown_up() {
+    let server = TestServer::start().await;
+    let mut k = kurrent(&server).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(AppendReq {
+        content: Some(append_req::Content::Options(append_req::Options {
+            stream_identifier: sid("k-open-append"),
+            expected_stream_revision: Some(ExpectedStreamRevision::Any(E)),
+        })),
+    })
+    .await
+    .expect("send options");
+    tx.send(proposed(&id_text(), "T", b"{}"))
+        .await
+        .expect("send event");
+    // The client never half-closes.
+    let call = tokio::spawn(async move {
+        k.append(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::timeout(PATIENCE, server.stop())
+        .await
+        .expect("the server stops in time")
+        .expect("clean stop");
+    let answer = call.await.expect("call task");
+    assert!(answer.is_err(), "nothing was written: {answer:?}");
+    drop(tx);
+}

@@ -1,6 +1,7 @@
 //! `Streams.Append` (client streaming): the options first, then one
 //! proposed message per event; one atomic store append once the client
-//! half-closes. A conflict is answered in-band, as KurrentDB does, with
+//! half-closes (or UNAVAILABLE, if the server shuts down first). A
+//! conflict is answered in-band, as KurrentDB does, with
 //! both the current fields and the EventStoreDB 20.6.0 ones filled in.
 
 use strata_proto::kurrentdb::streams::append_req::{self, options::ExpectedStreamRevision};
@@ -8,9 +9,10 @@ use strata_proto::kurrentdb::streams::append_resp::{
     self, success, wrong_expected_version as wev, Success, WrongExpectedVersion,
 };
 use strata_proto::kurrentdb::streams::{AppendReq, AppendResp};
+use tokio::sync::watch;
 use tonic::{Status, Streaming};
 
-use super::{convert, errors, position, KurrentStreams, EMPTY};
+use super::{convert, errors, position, stopped, KurrentStreams, EMPTY};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{AppendOutcome, AppendRequest, ExpectedVersion};
 
@@ -19,7 +21,12 @@ pub(super) async fn handle(
     caller: &Caller,
     mut requests: Streaming<AppendReq>,
 ) -> Result<AppendResp, Status> {
-    let options = match requests.message().await?.and_then(|r| r.content) {
+    // A client that never half-closes does not hold shutdown up.
+    let mut shutdown = svc.shutdown.clone();
+    let options = match next(&mut requests, &mut shutdown)
+        .await?
+        .and_then(|r| r.content)
+    {
         Some(append_req::Content::Options(o)) => o,
         _ => {
             return Err(Status::invalid_argument(
@@ -33,7 +40,7 @@ pub(super) async fn handle(
 
     let mut events = Vec::new();
     let mut bytes = 0u64;
-    while let Some(message) = requests.message().await? {
+    while let Some(message) = next(&mut requests, &mut shutdown).await? {
         let Some(append_req::Content::ProposedMessage(m)) = message.content else {
             return Err(Status::invalid_argument(
                 "after the options, an append carries only proposed messages",
@@ -107,6 +114,20 @@ fn empty_append(
     } else {
         conflict(current, expected)
     })
+}
+
+/// The client's next message; UNAVAILABLE once the server shuts down.
+async fn next(
+    requests: &mut Streaming<AppendReq>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<AppendReq>, Status> {
+    if *shutdown.borrow() {
+        return Err(Status::unavailable("the server is shutting down"));
+    }
+    tokio::select! {
+        m = requests.message() => m,
+        _ = stopped(shutdown) => Err(Status::unavailable("the server is shutting down")),
+    }
 }
 
 fn expected_from_wire(e: Option<ExpectedStreamRevision>) -> Result<ExpectedVersion, Status> {

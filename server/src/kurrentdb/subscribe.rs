@@ -6,7 +6,7 @@
 //! multiplier are not honoured). A slow client only slows its own task; the
 //! subscription ends when the client goes away or the server shuts down.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use strata_proto::kurrentdb::streams::read_req::options::{
     all_options::AllOption, stream_options::RevisionOption, uuid_option::Content as UuidForm,
@@ -117,7 +117,7 @@ async fn pump(
         let next = tokio::select! {
             m = sub.next() => m,
             _ = stopped(&mut shutdown) => {
-                let _ = tx.try_send(Err(unavailable()));
+                notify(&tx, unavailable()).await;
                 return;
             }
             _ = tx.closed() => return,
@@ -150,7 +150,7 @@ async fn pump(
             let sent = tokio::select! {
                 r = tx.send(m) => r.is_ok(),
                 _ = stopped(&mut shutdown) => {
-                    let _ = tx.try_send(Err(unavailable()));
+                    notify(&tx, unavailable()).await;
                     false
                 }
             };
@@ -159,6 +159,15 @@ async fn pump(
             }
         }
     }
+}
+
+/// How long a subscription waits, at shutdown, for a slow client to take
+/// the UNAVAILABLE status.
+const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
+
+/// Tells the client why its subscription ends, if it reads on in time.
+async fn notify(tx: &mpsc::Sender<Result<ReadResp, Status>>, status: Status) {
+    let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(status))).await;
 }
 
 fn content(c: Content) -> ReadResp {
