@@ -126,7 +126,7 @@ impl TlsSetup {
 
 /// Sets `authorization` on every call when `--tls` is on.
 #[derive(Clone)]
-pub struct AuthHeader(Option<MetadataValue<Ascii>>);
+pub struct AuthHeader(Option<std::sync::Arc<MetadataValue<Ascii>>>);
 
 impl tonic::service::Interceptor for AuthHeader {
     fn call(
@@ -134,7 +134,9 @@ impl tonic::service::Interceptor for AuthHeader {
         mut request: tonic::Request<()>,
     ) -> std::result::Result<tonic::Request<()>, Status> {
         if let Some(v) = &self.0 {
-            request.metadata_mut().insert("authorization", v.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", MetadataValue::clone(v));
         }
         Ok(request)
     }
@@ -169,10 +171,10 @@ pub async fn connect(url: &str) -> Result<StrataClient> {
         use base64::Engine as _;
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", tls.password));
-        header =
-            AuthHeader(Some(format!("Basic {token}").parse().map_err(|_| {
-                BenchError::Config("credentials are not ASCII".into())
-            })?));
+        let value: MetadataValue<Ascii> = format!("Basic {token}")
+            .parse()
+            .map_err(|_| BenchError::Config("credentials are not ASCII".into()))?;
+        header = AuthHeader(Some(std::sync::Arc::new(value)));
     }
     let channel = InterceptedService::new(endpoint.connect().await?, header);
     let inner = StreamsClient::new(channel.clone())
