@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use crate::store::{StreamAcl, StreamGate};
+use crate::store::{Store, StreamAcl, StreamGate};
 
 pub use layer::AuthLayer;
 pub use users::{Directory, DirectoryError, UserView, USERS_STREAM};
@@ -189,6 +189,16 @@ impl Caller {
         } else {
             Err(denied(&format!("may not {} stream '{stream}'", op.verb())))
         }
+    }
+
+    /// [`Caller::check`] against `stream`'s ACL as `store` applies it now
+    /// (no lookup for an admin): how every handler decides per stream.
+    pub fn check_in(&self, store: &Store, op: StreamOp, stream: &str) -> Result<(), Status> {
+        if self.has(Role::Admin) {
+            return Ok(());
+        }
+        let metadata = store.current_metadata(stream);
+        self.check(op, stream, metadata.as_ref().map(|m| &m.acl))
     }
 
     /// The predicate that keeps a `$all` read or subscription to the

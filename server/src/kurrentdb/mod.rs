@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Caller, Role, StreamOp};
+use crate::auth::{Caller, StreamOp};
 use crate::store::Store;
 
 pub use features::FeaturesService;
@@ -66,12 +66,8 @@ impl KurrentStreams {
     /// role default), exactly as the native handlers decide; the refusal
     /// carries the trailer KurrentDB's clients recognise.
     fn allow(&self, caller: &Caller, op: StreamOp, stream: &str) -> Result<(), Status> {
-        if caller.has(Role::Admin) {
-            return Ok(());
-        }
-        let metadata = self.store.current_metadata(stream);
         caller
-            .check(op, stream, metadata.as_ref().map(|m| &m.acl))
+            .check_in(&self.store, op, stream)
             .map_err(errors::access_denied)
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Caller, Role, StreamOp};
+use crate::auth::{Caller, StreamOp};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -59,11 +59,7 @@ impl StreamsService {
     /// Refuses `op` on `stream` unless the caller may do it (its ACL, or
     /// the role default).
     fn allow(&self, caller: &Caller, op: StreamOp, stream: &str) -> Result<(), Status> {
-        if caller.has(Role::Admin) {
-            return Ok(());
-        }
-        let metadata = self.store.current_metadata(stream);
-        caller.check(op, stream, metadata.as_ref().map(|m| &m.acl))
+        caller.check_in(&self.store, op, stream)
     }
 
     /// What `Stats` warns of (see `config::Security::warnings`).

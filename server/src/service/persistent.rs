@@ -374,8 +374,7 @@ impl PersistentSubscriptions for PersistentService {
         let target = target_from_wire(o.target)?;
         match &target {
             Target::Stream(stream) => {
-                let metadata = self.groups.store().current_metadata(stream);
-                caller.check(StreamOp::Read, stream, metadata.as_ref().map(|m| &m.acl))?;
+                caller.check_in(self.groups.store(), StreamOp::Read, stream)?
             }
             // A group shares every stream's events out among its consumers;
             // it cannot skip, for one of them, what that one may not read.
