@@ -564,3 +564,71 @@ async fn a_public_address_needs_tls_or_insecure_and_authentication_needs_an_admi
         .expect("append without credentials");
     server.stop().await;
 }
+
+/// `--metrics-tls`: `/metrics` answers over TLS with the server's
+/// certificate, and not in plain text.
+#[tokio::test]
+async fn the_metrics_endpoint_serves_over_tls_with_the_same_certificate() {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    provider();
+    let pki = Pki::new();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut args = pki.args(data.path(), false);
+    args.metrics_tls = true;
+    let metrics = loopback().await;
+    let metrics_addr = metrics.local_addr().expect("metrics address");
+    let mut server = spawn(args, loopback().await, metrics);
+    server._data = Some(data);
+    // Ready once health answers.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while health(server.endpoint(pki.trusting()), "").await != Ok(ServingStatus::Serving) {
+        assert!(tokio::time::Instant::now() < deadline, "not serving");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca.pem().as_bytes()) {
+        roots
+            .add(cert.expect("CA certificate"))
+            .expect("add the CA");
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("no hang")
+        .expect("TLS handshake with the metrics endpoint");
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, tls.read_to_string(&mut answer))
+        .await
+        .expect("no hang")
+        .expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:.200}");
+    assert!(answer.contains("strata_"), "metrics in the body");
+
+    // Plain text to the same port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .expect("connect");
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut got)).await;
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200 OK"),
+        "plain HTTP was answered"
+    );
+    server.stop().await;
+}
