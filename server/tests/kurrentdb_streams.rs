@@ -1206,10 +1206,7 @@ async fn all_reads_filter_by_stream_and_event_type_prefix() {
     .await;
     assert_eq!(datas(&backwards), vec!["o"]);
 
-    // Not served yet: regular expressions; a filter on a stream read is
-    // malformed.
-    let regex = try_read(&mut k, with_filter(all(), filtered(true, &[], "^k-"))).await;
-    assert_eq!(regex.expect_err("regex").code(), Code::Unimplemented);
+    // A filter on a stream read is malformed.
     let on_stream = try_read(
         &mut k,
         with_filter(
@@ -1225,6 +1222,170 @@ async fn all_reads_filter_by_stream_and_event_type_prefix() {
     assert_eq!(
         on_stream.expect_err("filtered stream").code(),
         Code::InvalidArgument
+    );
+}
+
+fn event_type_of(e: &RecordedEvent) -> &str {
+    e.metadata.get("type").map_or("", String::as_str)
+}
+
+/// Subscription messages up to the next event, which it returns; no other
+/// content than checkpoints and `caught_up` may come first.
+async fn next_event(sub: &mut tonic::Streaming<ReadResp>) -> RecordedEvent {
+    loop {
+        match next(sub).await {
+            Content::Event(e) => return e.event.expect("event"),
+            Content::Checkpoint(_) | Content::CaughtUp(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn all_reads_and_subscriptions_filter_by_regular_expression() {
+    use delete_req::options::ExpectedStreamRevision as D;
+    // Checkpoints every two scanned events, to see them flow.
+    let server = TestServer::start_with(|a| a.checkpoint_events = 2).await;
+    let mut k = kurrent(&server).await;
+    for (stream, event_type, data) in [
+        ("k-rx-order", "Placed", "a"),
+        ("k-rx-invoice", "Paid", "b"),
+        ("k-rx-order", "PersistentConfig1", "c"),
+        ("k-rx-order", "$stats", "s"),
+        ("k-rx-gone", "Placed", "g"),
+    ] {
+        append(
+            &mut k,
+            stream,
+            ExpectedStreamRevision::Any(E),
+            vec![proposed(&id_text(), event_type, data.as_bytes())],
+        )
+        .await;
+    }
+    // Recorded in `$lifecycle` with type `$deleted`; "g" is hidden.
+    k.delete(delete_req("k-rx-gone", D::Any(E)))
+        .await
+        .expect("delete");
+    let all = || read_options(of_all(AllOption::Start(E)), ReadDirection::Forwards, 100);
+    let mut read = async |on_streams: bool, regex: &str| {
+        read_events(&mut k, with_filter(all(), filtered(on_streams, &[], regex))).await
+    };
+
+    // Matched anywhere in the name, as KurrentDB's IsMatch does.
+    assert_eq!(datas(&read(true, "invoice$").await), vec!["b"]);
+    assert_eq!(datas(&read(false, r"^Pl|Config\d").await), vec!["a", "c"]);
+    // The Python client's default: no `$`-types (nor `$`-streams, whose
+    // events have them) and no PersistentConfig events.
+    let python = read(false, r"^(?!(\$.+$|PersistentConfig\d+$))").await;
+    assert_eq!(datas(&python), vec!["a", "b"]);
+    // A stream-name expression is asked about `$`-streams too: the Rust and
+    // Node clients' exclusion leaves them out, `^\$` finds them.
+    let user = read(true, r"^[^\$].*").await;
+    assert_eq!(datas(&user), vec!["a", "b", "c", "s"]);
+    let system = read(true, r"^\$lifecycle$").await;
+    assert!(!system.is_empty(), "the delete is recorded");
+    assert!(system
+        .iter()
+        .all(|e| stream_of(e) == "$lifecycle" && event_type_of(e) == "$deleted"));
+    // Backwards, with a count.
+    let last = read_events(
+        &mut k,
+        with_filter(
+            read_options(of_all(AllOption::End(E)), ReadDirection::Backwards, 1),
+            filtered(true, &[], "order$"),
+        ),
+    )
+    .await;
+    assert_eq!(datas(&last), vec!["s"]);
+
+    // An invalid or overlong pattern is INVALID_ARGUMENT, for reads and
+    // subscriptions alike.
+    let invalid = try_read(&mut k, with_filter(all(), filtered(false, &[], "(Placed")))
+        .await
+        .expect_err("invalid pattern");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert!(
+        invalid.message().contains("(Placed"),
+        "{}",
+        invalid.message()
+    );
+    let long = "a".repeat(1025);
+    let overlong = try_read(&mut k, with_filter(all(), filtered(true, &[], &long))).await;
+    assert_eq!(overlong.expect_err("long").code(), Code::InvalidArgument);
+    let subscription = |filter: FilterOption| {
+        let mut req = with_filter(
+            read_options(of_all(AllOption::End(E)), ReadDirection::Forwards, 0),
+            filter,
+        );
+        if let Some(o) = &mut req.options {
+            o.count_option = Some(CountOption::Subscription(ro::SubscriptionOptions {}));
+        }
+        req
+    };
+    let refused = k
+        .read(subscription(filtered(true, &[], "[")))
+        .await
+        .expect_err("invalid pattern");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    // A subscription gets the live event that matches (a look-ahead), not
+    // the one before it that does not, and checkpoints while nothing
+    // matches.
+    let mut sub = k
+        .read(subscription(filtered(false, &[], r"^(?=Ship)\w+ed$")))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    assert!(matches!(next(&mut sub).await, Content::Confirmation(_)));
+    let mut writer = kurrent(&server).await;
+    for (event_type, data) in [("Packed", "n"), ("Shipped", "m")] {
+        append(
+            &mut writer,
+            "k-rx-order",
+            ExpectedStreamRevision::Any(E),
+            vec![proposed(&id_text(), event_type, data.as_bytes())],
+        )
+        .await;
+    }
+    assert_eq!(datas(&[next_event(&mut sub).await]), vec!["m"]);
+    let (_, quiet) = appended(
+        &append(
+            &mut writer,
+            "k-rx-order",
+            ExpectedStreamRevision::Any(E),
+            (0..3)
+                .map(|i| proposed(&id_text(), "Packed", format!("q{i}").as_bytes()))
+                .collect(),
+        )
+        .await,
+    );
+    loop {
+        match next(&mut sub).await {
+            Content::Checkpoint(c) if c.commit_position == quiet => break,
+            Content::Checkpoint(c) => assert!(c.commit_position < quiet),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // A match that backtracks past the limit ends the call.
+    append(
+        &mut writer,
+        "k-rx-costly",
+        ExpectedStreamRevision::Any(E),
+        vec![proposed(&id_text(), &format!("{}!", "a".repeat(40)), b"x")],
+    )
+    .await;
+    let costly = try_read(
+        &mut k,
+        with_filter(all(), filtered(false, &[], r"^(?=a)(a|aa)*\1$")),
+    )
+    .await
+    .expect_err("too costly");
+    assert_eq!(costly.code(), Code::InvalidArgument);
+    assert!(
+        costly.message().contains("backtrack"),
+        "{}",
+        costly.message()
     );
 }
 

@@ -17,6 +17,7 @@ mod append;
 mod convert;
 mod errors;
 mod features;
+mod filter;
 mod gossip;
 mod lifecycle;
 mod position;

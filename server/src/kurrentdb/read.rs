@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use strata_proto::kurrentdb::streams::read_req::options::{
-    self as opts, all_options::AllOption, filter_options, stream_options::RevisionOption,
+    self as opts, all_options::AllOption, stream_options::RevisionOption,
     uuid_option::Content as UuidForm, CountOption, FilterOption, ReadDirection, StreamOption,
 };
 use strata_proto::kurrentdb::streams::read_resp::{Content, StreamNotFound};
@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::filter::{self, CallFilter, Overrun};
 use super::{convert, errors, position, subscribe, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
-use crate::store::{Direction, Filter, ReadError, ReadFrom, ReadStream, RecordedEvent, Store};
+use crate::store::{Direction, ReadError, ReadFrom, ReadStream, RecordedEvent, Store};
 
 /// The name KurrentDB gives the global log in errors.
 pub(super) const ALL: &str = "$all";
@@ -39,7 +40,7 @@ pub(super) async fn handle(
         .ok_or_else(|| Status::invalid_argument("options are required"))?;
     let form = options.uuid_option.and_then(|u| u.content);
     let filter = match options.filter_option {
-        Some(FilterOption::Filter(f)) => Some(filter_from_wire(f)?),
+        Some(FilterOption::Filter(f)) => Some(filter::from_wire(f)?),
         Some(FilterOption::NoFilter(_)) | None => None,
     };
     let target = match options.stream_option {
@@ -55,9 +56,7 @@ pub(super) async fn handle(
         Some(CountOption::Subscription(_)) => {
             return match target {
                 Target::Stream(s) => subscribe::stream(svc, caller, s, form).await,
-                Target::All(from) => {
-                    subscribe::all(svc, caller, from, filter.unwrap_or_default(), form).await
-                }
+                Target::All(from) => subscribe::all(svc, caller, from, filter, form).await,
             }
         }
         None => return Err(Status::invalid_argument("count_option is required")),
@@ -75,6 +74,7 @@ pub(super) async fn handle(
     // Count 0 reads nothing, but still answers for a missing stream.
     let max_count = count.max(1);
     let is_stream = matches!(target, Target::Stream(_));
+    let mut overrun = None;
     let (name, reader) = match target {
         Target::Stream(s) => {
             let name = convert::stream_name(s.stream_identifier)?;
@@ -109,9 +109,9 @@ pub(super) async fn handle(
                 // Nothing lies before the start.
                 return Ok(ReceiverStream::new(mpsc::channel(1).1));
             };
-            let mut filter = filter.unwrap_or_default();
-            // Streams the caller may not read are skipped.
-            filter.gate = caller.read_gate();
+            let CallFilter { filter, overrun: o } = filter.unwrap_or_default();
+            overrun = o;
+            let filter = filter::gated(filter, caller);
             let reader = svc
                 .store
                 .read_all_into::<Vec<RecordedEvent>>(direction, from, max_count, filter)
@@ -126,43 +126,13 @@ pub(super) async fn handle(
     };
     let compatible = options.control_option.is_some_and(|c| c.compatibility >= 1);
     let last_of = (is_stream && compatible).then(|| svc.store.clone());
-    Ok(forward(name, reader, count, form, last_of))
+    Ok(forward(name, reader, count, form, last_of, overrun))
 }
 
 /// What a read addresses.
 enum Target {
     Stream(opts::StreamOptions),
     All(Option<AllOption>),
-}
-
-/// A KurrentDB filter as the store's: prefixes of stream names or of event
-/// types. Regular expressions are not served yet.
-pub(super) fn filter_from_wire(f: opts::FilterOptions) -> Result<Filter, Status> {
-    let (prefixes, on_streams) = match f.filter {
-        Some(filter_options::Filter::StreamIdentifier(e)) => (expression(e)?, true),
-        Some(filter_options::Filter::EventType(e)) => (expression(e)?, false),
-        None => return Err(Status::invalid_argument("a filter needs an expression")),
-    };
-    Ok(if on_streams {
-        Filter {
-            stream_prefixes: prefixes,
-            ..Filter::default()
-        }
-    } else {
-        Filter {
-            event_type_prefixes: prefixes,
-            ..Filter::default()
-        }
-    })
-}
-
-fn expression(e: filter_options::Expression) -> Result<Vec<String>, Status> {
-    if !e.regex.is_empty() {
-        return Err(Status::unimplemented(
-            "regular-expression filters are not served yet; use prefixes",
-        ));
-    }
-    Ok(e.prefix)
 }
 
 /// The in-band answer for a stream that does not exist.
@@ -179,13 +149,15 @@ fn not_found(stream: &str) -> Responses {
 }
 
 /// Pulls batches from the store and sends one response per event, at most
-/// `count`; stops when the client goes away.
+/// `count`; stops when the client goes away, or with an error when the
+/// filter's regular expression overran.
 fn forward(
     name: String,
     mut reader: ReadStream<Vec<RecordedEvent>>,
     count: u64,
     form: Option<UuidForm>,
     last_of: Option<Arc<Store>>,
+    overrun: Option<Overrun>,
 ) -> Responses {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
@@ -203,6 +175,10 @@ fn forward(
                     return;
                 }
             };
+            if let Some(status) = overrun.as_ref().and_then(Overrun::failure) {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
             for e in events.iter().take(left.min(usize::MAX as u64) as usize) {
                 let message = ReadResp {
                     content: Some(Content::Event(convert::read_event(e, form))),
@@ -212,6 +188,16 @@ fn forward(
                 }
                 left -= 1;
             }
+        }
+        // An overrun may have left nothing to send: a read it cut short
+        // still fails (one that got its count did not need what overran).
+        if let Some(status) = overrun
+            .as_ref()
+            .filter(|_| left > 0)
+            .and_then(Overrun::failure)
+        {
+            let _ = tx.send(Err(status)).await;
+            return;
         }
         // Compatibility 1: a stream read ends with the stream's last
         // revision, as KurrentDB's does.

@@ -20,11 +20,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::filter::{self, CallFilter, Overrun};
 use super::read::{Responses, ALL};
 use super::{convert, errors, position, stopped, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{
-    Filter, RecordedEvent, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionTarget,
+    ReadError, RecordedEvent, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionTarget,
 };
 
 /// A subscription to one stream: from its start, its end, or after a
@@ -48,6 +49,7 @@ pub(super) async fn stream(
         SubscriptionTarget::Stream(name),
         from,
         form,
+        None,
     )
     .await
 }
@@ -57,7 +59,7 @@ pub(super) async fn all(
     svc: &KurrentStreams,
     caller: &Caller,
     from: Option<AllOption>,
-    mut filter: Filter,
+    filter: Option<CallFilter>,
     form: Option<UuidForm>,
 ) -> Result<Responses, Status> {
     let from = match from {
@@ -65,14 +67,14 @@ pub(super) async fn all(
         Some(AllOption::End(_)) => SubscribeFrom::End,
         Some(AllOption::Position(p)) => position::subscribe_after(p.commit_position),
     };
-    // Streams the caller may not read are skipped.
-    filter.gate = caller.read_gate();
+    let CallFilter { filter, overrun } = filter.unwrap_or_default();
     start(
         svc,
         ALL.to_owned(),
-        SubscriptionTarget::All(filter),
+        SubscriptionTarget::All(filter::gated(filter, caller)),
         from,
         form,
+        overrun,
     )
     .await
 }
@@ -83,6 +85,7 @@ async fn start(
     target: SubscriptionTarget,
     from: SubscribeFrom,
     form: Option<UuidForm>,
+    overrun: Option<Overrun>,
 ) -> Result<Responses, Status> {
     if *svc.shutdown.borrow() {
         return Err(Status::unavailable("the server is shutting down"));
@@ -100,19 +103,20 @@ async fn start(
     };
     // The channel is empty: this cannot fail.
     let _ = tx.try_send(Ok(confirmation));
-    tokio::spawn(pump(sub, tx, svc.shutdown.clone(), name, form));
+    tokio::spawn(pump(sub, tx, svc.shutdown.clone(), name, form, overrun));
     Ok(ReceiverStream::new(rx))
 }
 
-/// Moves the subscription's messages to the client until one of them goes.
+/// Moves the subscription's messages to the client until one of them goes,
+/// or the filter's regular expression overran.
 async fn pump(
     mut sub: Subscription<Vec<RecordedEvent>>,
     tx: mpsc::Sender<Result<ReadResp, Status>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     name: String,
     form: Option<UuidForm>,
+    overrun: Option<Overrun>,
 ) {
-    let unavailable = || Status::unavailable("the server is shutting down");
     loop {
         let next = tokio::select! {
             m = sub.next() => m,
@@ -122,28 +126,10 @@ async fn pump(
             }
             _ = tx.closed() => return,
         };
-        let messages: Vec<Result<ReadResp, Status>> = match next {
-            Ok(Some(SubscriptionMessage::Events(events))) => events
-                .iter()
-                .map(|e| Ok(content(Content::Event(convert::read_event(e, form)))))
-                .collect(),
-            Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
-                vec![Ok(content(Content::CaughtUp(CaughtUp {
-                    timestamp: Some(now()),
-                    stream_revision: revision.map(|r| r as i64),
-                    position: position.map(wire_position),
-                })))]
-            }
-            Ok(Some(SubscriptionMessage::Checkpoint { position: p })) => {
-                let wire = position::to_wire(p);
-                vec![Ok(content(Content::Checkpoint(Checkpoint {
-                    commit_position: wire,
-                    prepare_position: wire,
-                    timestamp: Some(now()),
-                })))]
-            }
-            Ok(None) => vec![Err(unavailable())],
-            Err(e) => vec![Err(errors::from_read(&name, e))],
+        // An overrun ends the call, whatever the store sent along.
+        let messages = match overrun.as_ref().and_then(Overrun::failure) {
+            Some(status) => vec![Err(status)],
+            None => responses(next, &name, form),
         };
         for m in messages {
             let end = m.is_err();
@@ -159,6 +145,41 @@ async fn pump(
             }
         }
     }
+}
+
+/// The responses for one message of the store's subscription.
+fn responses(
+    next: Result<Option<SubscriptionMessage<Vec<RecordedEvent>>>, ReadError>,
+    name: &str,
+    form: Option<UuidForm>,
+) -> Vec<Result<ReadResp, Status>> {
+    match next {
+        Ok(Some(SubscriptionMessage::Events(events))) => events
+            .iter()
+            .map(|e| Ok(content(Content::Event(convert::read_event(e, form)))))
+            .collect(),
+        Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
+            vec![Ok(content(Content::CaughtUp(CaughtUp {
+                timestamp: Some(now()),
+                stream_revision: revision.map(|r| r as i64),
+                position: position.map(wire_position),
+            })))]
+        }
+        Ok(Some(SubscriptionMessage::Checkpoint { position: p })) => {
+            let wire = position::to_wire(p);
+            vec![Ok(content(Content::Checkpoint(Checkpoint {
+                commit_position: wire,
+                prepare_position: wire,
+                timestamp: Some(now()),
+            })))]
+        }
+        Ok(None) => vec![Err(unavailable())],
+        Err(e) => vec![Err(errors::from_read(name, e))],
+    }
+}
+
+fn unavailable() -> Status {
+    Status::unavailable("the server is shutting down")
 }
 
 /// How long a subscription waits, at shutdown, for a slow client to take

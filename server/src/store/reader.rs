@@ -231,7 +231,7 @@ impl<S: EventSink> ReadBatches<S> {
                     let expected = *next;
                     let ev = c.next_in(shared, expected, *end, |rec| {
                         if filter.matches(rec.stream, rec.event_type)
-                            && shared.admits(filter, rec.stream)
+                            && shared.admits(filter, rec.stream, rec.event_type)
                             && vis.visible(shared, rec.stream, rec.revision, rec.recorded_at_micros)
                         {
                             bytes += rec.data.len() + rec.metadata.len();
@@ -265,7 +265,7 @@ impl<S: EventSink> ReadBatches<S> {
                     chunk.reverse();
                     backlog.extend(chunk.into_iter().filter(|e| {
                         filter.matches(&e.stream, &e.event_type)
-                            && shared.admits(filter, &e.stream)
+                            && shared.admits(filter, &e.stream, &e.event_type)
                             && vis.visible(shared, &e.stream, e.revision, e.recorded_at_micros)
                     }));
                     drain(backlog, &mut out, &mut bytes);

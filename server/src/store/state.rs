@@ -167,8 +167,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether `filter`'s gate admits `stream` (with the stream's ACL).
-    pub(crate) fn admits(&self, filter: &super::Filter, stream: &str) -> bool {
+    /// Whether `filter`'s gate admits an event of `stream` (with the
+    /// stream's ACL) with `event_type`: the stream predicate first, so the
+    /// event predicate only sees events the reader may read.
+    pub(crate) fn admits(&self, filter: &super::Filter, stream: &str, event_type: &str) -> bool {
         let Some(gate) = &filter.gate else {
             return true;
         };
@@ -177,7 +179,7 @@ impl Shared {
             .as_ref()
             .and_then(|p| p.metadata.as_ref())
             .map(|m| &m.acl);
-        gate.admits(stream, acl)
+        gate.admits(stream, acl) && gate.admits_event(stream, event_type)
     }
 }
 

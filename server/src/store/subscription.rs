@@ -318,7 +318,7 @@ impl<S: EventSink> Subscription<S> {
             SubscriptionTarget::All(filter) => some_of(&batch.events, limit, |e| {
                 e.position >= before
                     && filter.matches(&e.stream, &e.event_type)
-                    && shared.admits(filter, &e.stream)
+                    && shared.admits(filter, &e.stream, &e.event_type)
                     && visible(e)
             }),
             SubscriptionTarget::Stream(name) => some_of(&batch.events, limit, |e| {

@@ -204,49 +204,104 @@ pub enum SubscribeFrom {
 }
 
 /// A filter for `$all`: an event matches when, for every non-empty list,
-/// it matches one of its prefixes, and the gate (if any) admits its stream.
+/// it matches one of its prefixes, and the gate (if any) admits it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Stream-name prefixes.
     pub stream_prefixes: Vec<String>,
     /// Event-type prefixes.
     pub event_type_prefixes: Vec<String>,
-    /// Which streams the reader may see at all (the security layer's
-    /// access rules); `None` admits every stream.
+    /// The reader's own predicates: which streams it may see at all (the
+    /// security layer's access rules) and which events its protocol asks
+    /// for beyond prefixes; `None` admits everything.
     pub gate: Option<StreamGate>,
 }
 
-/// A predicate over a stream's name and its ACL, which the read paths ask
-/// per stream. The store only evaluates it; what it means is the security
-/// layer's business.
+/// Predicates a reader brings, which the read paths ask of every event
+/// that passes the filter's prefixes: one over its stream's name and ACL
+/// (e.g. the security layer's access rules), then one over its stream name
+/// and event type (e.g. a protocol's regular-expression filter), so the
+/// second never sees an event the first refuses. Either may be absent;
+/// both must admit. The store only evaluates them; what they mean is their
+/// maker's business.
 #[derive(Clone)]
-pub struct StreamGate(Arc<GateFn>);
+pub struct StreamGate {
+    streams: Option<Arc<GateFn>>,
+    events: Option<Arc<EventFn>>,
+}
 
 type GateFn = dyn Fn(&str, Option<&crate::store::StreamAcl>) -> bool + Send + Sync;
+type EventFn = dyn Fn(&str, &str) -> bool + Send + Sync;
 
 impl StreamGate {
     /// A gate admitting the streams for which `admits` is true.
     pub fn new(
         admits: impl Fn(&str, Option<&crate::store::StreamAcl>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        StreamGate(Arc::new(admits))
+        StreamGate {
+            streams: Some(Arc::new(admits)),
+            events: None,
+        }
+    }
+
+    /// A gate admitting the events for which `admits(stream, event_type)`
+    /// is true.
+    pub fn events(admits: impl Fn(&str, &str) -> bool + Send + Sync + 'static) -> Self {
+        StreamGate {
+            streams: None,
+            events: Some(Arc::new(admits)),
+        }
+    }
+
+    /// A gate admitting what both `self` and `other` admit.
+    pub fn and(self, other: StreamGate) -> Self {
+        let streams = match (self.streams, other.streams) {
+            (Some(a), Some(b)) => {
+                let both: Arc<GateFn> = Arc::new(move |s, acl| a(s, acl) && b(s, acl));
+                Some(both)
+            }
+            (a, b) => a.or(b),
+        };
+        let events = match (self.events, other.events) {
+            (Some(a), Some(b)) => {
+                let both: Arc<EventFn> = Arc::new(move |s, t| a(s, t) && b(s, t));
+                Some(both)
+            }
+            (a, b) => a.or(b),
+        };
+        StreamGate { streams, events }
     }
 
     /// Whether `stream`, whose ACL is `acl`, is admitted.
     pub fn admits(&self, stream: &str, acl: Option<&crate::store::StreamAcl>) -> bool {
-        (self.0)(stream, acl)
+        self.streams.as_ref().is_none_or(|f| f(stream, acl))
+    }
+
+    /// Whether an event of `stream` with `event_type` is admitted.
+    pub fn admits_event(&self, stream: &str, event_type: &str) -> bool {
+        self.events.as_ref().is_none_or(|f| f(stream, event_type))
     }
 }
 
 impl std::fmt::Debug for StreamGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StreamGate")
+        f.debug_struct("StreamGate")
+            .field("streams", &self.streams.is_some())
+            .field("events", &self.events.is_some())
+            .finish()
     }
 }
 
 impl PartialEq for StreamGate {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.streams, &other.streams) && same(&self.events, &other.events)
     }
 }
 
@@ -270,9 +325,10 @@ impl Filter {
         }
     }
 
-    /// Whether an event of `stream` with `event_type` passes. Events of
-    /// `$`-streams (metadata history, lifecycle records) pass only a filter
-    /// with a stream prefix that starts with `$`.
+    /// Whether an event of `stream` with `event_type` passes the prefixes
+    /// (the read paths ask the gate apart, as it needs the stream's ACL).
+    /// Events of `$`-streams (metadata history, lifecycle records) pass
+    /// only a filter with a stream prefix that starts with `$`.
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {
         if stream.starts_with('$') && !self.stream_prefixes.iter().any(|p| p.starts_with('$')) {
             return false;
