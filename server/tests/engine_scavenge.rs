@@ -486,11 +486,24 @@ fn replay_after_a_scavenge_never_hands_a_stream_another_streams_runs() {
     let second = stream_events(&store, "second", Direction::Forwards);
     assert_eq!(first.len(), 5);
     assert_eq!(second.len(), 5);
+    store.close().expect("close");
     drop(store);
     // What a crash after sled stored the runs but before it stored the
     // heads and the covered position leaves.
     {
-        let db = sled::open(tmp.path().join("index")).expect("sled");
+        // The engine's threads let go of sled's lock as they end, which
+        // can be a moment after the store is dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::open(tmp.path().join("index")) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled: {e:?}"),
+            }
+        };
         let streams = db.open_tree("streams").expect("streams");
         for s in ["first", "second", "$$first", "filler"] {
             streams.remove(s).expect("remove");
