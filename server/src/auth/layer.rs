@@ -72,10 +72,15 @@ where
         // The service that was polled ready is the one to call.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
+        let Some(directory) = self.layer.directory.clone() else {
+            // Authentication is off: nothing to look at, nobody to refuse.
+            request.extensions_mut().insert(Caller::Everyone);
+            return Box::pin(inner.call(request));
+        };
         let layer = self.layer.clone();
         let presented = Presented::of(&request);
         Box::pin(async move {
-            match layer.admit(presented).await {
+            match layer.admit(&directory, presented).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
@@ -90,7 +95,8 @@ where
 struct Presented {
     path: String,
     authorization: Option<http::HeaderValue>,
-    /// The common name of an mTLS client certificate.
+    /// The common name of an mTLS client certificate, read only when
+    /// there is no `authorization` header (which wins).
     certificate_name: Option<String>,
     over_loopback: bool,
 }
@@ -98,17 +104,21 @@ struct Presented {
 impl Presented {
     fn of<B>(request: &http::Request<B>) -> Self {
         let extensions = request.extensions();
-        let certificate_name = extensions
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|t| t.peer_certs())
-            .and_then(|certs| certs.first().and_then(|c| tls::common_name(c)));
+        let authorization = request.headers().get(http::header::AUTHORIZATION).cloned();
+        let certificate_name = match authorization {
+            Some(_) => None,
+            None => extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|t| t.peer_certs())
+                .and_then(|certs| certs.first().and_then(|c| tls::common_name(c))),
+        };
         let over_loopback = extensions
             .get::<TcpConnectInfo>()
             .and_then(|c| c.remote_addr())
             .is_some_and(|a| a.ip().is_loopback());
         Presented {
             path: request.uri().path().to_owned(),
-            authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+            authorization,
             certificate_name,
             over_loopback,
         }
@@ -117,11 +127,8 @@ impl Presented {
 
 impl AuthLayer {
     /// Who is calling, if the call may go on.
-    async fn admit(&self, presented: Presented) -> Result<Caller, Status> {
+    async fn admit(&self, directory: &Directory, presented: Presented) -> Result<Caller, Status> {
         let need = rpc_need(&presented.path);
-        let Some(directory) = &self.directory else {
-            return Ok(Caller::Everyone);
-        };
         if need == Need::Open {
             // Health and reflection: no credentials looked at.
             return Ok(Caller::Everyone);

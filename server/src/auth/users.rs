@@ -141,10 +141,12 @@ pub struct Directory {
     digest_key: [u8; 32],
     throttles: Mutex<HashMap<Box<str>, Throttle>>,
     hashing: Semaphore,
-    /// Verified when the user is unknown, so that an unknown name costs
-    /// what a wrong password does.
-    decoy: String,
 }
+
+/// Verified when the user is unknown, so that an unknown name costs what a
+/// wrong password does. Made at the first unknown name, not at every start
+/// (a server with authentication off never needs it).
+static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl Directory {
     /// Reads the users and keys from the log.
@@ -173,9 +175,6 @@ impl Directory {
         }
         let mut digest_key = [0u8; 32];
         OsRng.fill_bytes(&mut digest_key);
-        let decoy = tokio::task::spawn_blocking(|| hash_secret(b"not a password of anyone"))
-            .await
-            .map_err(|e| DirectoryError::InvalidArgument(e.to_string()))?;
         Ok(Arc::new(Directory {
             store,
             state: RwLock::new(state),
@@ -184,7 +183,6 @@ impl Directory {
             digest_key,
             throttles: Mutex::new(HashMap::new()),
             hashing: Semaphore::new(HASHING),
-            decoy,
         }))
     }
 
@@ -254,13 +252,19 @@ impl Directory {
         let generation = self.remembered().generation;
         let hash = stored(&self.read_state());
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.decoy.clone());
         let secret = secret.to_vec();
         let matched = {
             let _permit = self.hashing.acquire().await.ok()?;
-            tokio::task::spawn_blocking(move || verify_secret(&hash, &secret))
-                .await
-                .unwrap_or(false)
+            tokio::task::spawn_blocking(move || {
+                let decoy = || {
+                    DECOY
+                        .get_or_init(|| hash_secret(b"not a password of anyone"))
+                        .as_str()
+                };
+                verify_secret(hash.as_deref().unwrap_or_else(decoy), &secret)
+            })
+            .await
+            .unwrap_or(false)
         };
         let principal = (known && matched)
             .then(|| {
