@@ -153,8 +153,15 @@ pub struct AuthHeader {
 }
 
 impl AuthHeader {
-    /// The header of `credentials`; none without credentials.
-    pub(crate) fn new(credentials: Option<&Credentials>) -> Result<Self, Error> {
+    /// The header of `credentials`; none without credentials. For calling
+    /// a service this crate has no client for over a channel of one's own.
+    ///
+    /// ```
+    /// use strata_client::{AuthHeader, Credentials};
+    /// let header = AuthHeader::new(Some(&Credentials::api_key("strata_0123_abc")))?;
+    /// # Ok::<(), strata_client::Error>(())
+    /// ```
+    pub fn new(credentials: Option<&Credentials>) -> Result<Self, Error> {
         Ok(AuthHeader {
             value: credentials.map(Credentials::header_value).transpose()?,
         })

@@ -19,24 +19,15 @@ const USERS: usize = 3;
 const ARGS: &[&str] = &["--auth", "required"];
 const ENVS: &[(&str, &str)] = &[("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD)];
 
-#[derive(Clone)]
-struct Header(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Header {
-    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        r.metadata_mut().insert("authorization", self.0.clone());
-        Ok(r)
-    }
-}
+type Header = strata_client::AuthHeader;
 
 fn basic(user: &str, password: &str) -> Header {
-    use base64::Engine as _;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    Header(format!("Basic {token}").parse().expect("header"))
+    let credentials = strata_client::Credentials::basic(user, password);
+    Header::new(Some(&credentials)).expect("header")
 }
 
 fn bearer(key: &str) -> Header {
-    Header(format!("Bearer {key}").parse().expect("header"))
+    Header::new(Some(&strata_client::Credentials::api_key(key))).expect("header")
 }
 
 async fn channel(addr: SocketAddr, h: Header) -> InterceptedService<Channel, Header> {
