@@ -15,6 +15,21 @@ use super::{convert, errors, position, KurrentStreams, EMPTY};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{AppendError, ExpectedVersion, LifecycleOutcome, LifecycleRequest};
 
+/// The store's expectation from the `expected_stream_revision` oneof of a
+/// delete or a tombstone request (two generated types of the same shape);
+/// returns INVALID_ARGUMENT from the handler when it is unset.
+macro_rules! expected {
+    ($E:ident, $value:expr) => {
+        match $value {
+            Some($E::Revision(r)) => ExpectedVersion::Exact(r),
+            Some($E::NoStream(_)) => ExpectedVersion::NoStream,
+            Some($E::Any(_)) => ExpectedVersion::Any,
+            Some($E::StreamExists(_)) => ExpectedVersion::StreamExists,
+            None => return Err(missing_expected()),
+        }
+    };
+}
+
 pub(super) async fn delete(
     svc: &KurrentStreams,
     caller: &Caller,
@@ -25,13 +40,7 @@ pub(super) async fn delete(
         .options
         .ok_or_else(|| Status::invalid_argument("options are required"))?;
     let stream = convert::stream_name(options.stream_identifier)?;
-    let expected = match options.expected_stream_revision {
-        Some(E::Revision(r)) => ExpectedVersion::Exact(r),
-        Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-        Some(E::Any(_)) => ExpectedVersion::Any,
-        Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-        None => return Err(missing_expected()),
-    };
+    let expected = expected!(E, options.expected_stream_revision);
     let position = record(svc, caller, false, stream, expected).await?;
     Ok(DeleteResp {
         position_option: Some(match position {
@@ -54,13 +63,7 @@ pub(super) async fn tombstone(
         .options
         .ok_or_else(|| Status::invalid_argument("options are required"))?;
     let stream = convert::stream_name(options.stream_identifier)?;
-    let expected = match options.expected_stream_revision {
-        Some(E::Revision(r)) => ExpectedVersion::Exact(r),
-        Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-        Some(E::Any(_)) => ExpectedVersion::Any,
-        Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-        None => return Err(missing_expected()),
-    };
+    let expected = expected!(E, options.expected_stream_revision);
     let position = record(svc, caller, true, stream, expected).await?;
     Ok(TombstoneResp {
         position_option: Some(match position {
