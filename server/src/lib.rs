@@ -8,6 +8,7 @@ pub mod config;
 pub mod groups;
 pub mod kurrentdb;
 pub mod metrics;
+pub mod pattern;
 pub mod server;
 pub mod service;
 pub mod store;

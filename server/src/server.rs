@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use strata_proto::kurrentdb::gossip::gossip_server::GossipServer;
+use strata_proto::kurrentdb::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer as KurrentPersistentServer;
 use strata_proto::kurrentdb::server_features::server_features_server::ServerFeaturesServer;
 use strata_proto::kurrentdb::streams::streams_server::StreamsServer as KurrentStreamsServer;
 use strata_proto::v1::operations_server::OperationsServer;
@@ -20,7 +21,9 @@ use tonic_health::ServingStatus;
 use crate::auth::{AuthLayer, Directory, DirectoryError};
 use crate::config::ServeArgs;
 use crate::groups::{GroupError, Groups};
-use crate::kurrentdb::{Authority, FeaturesService, GossipService, KurrentStreams};
+use crate::kurrentdb::{
+    Authority, FeaturesService, GossipService, KurrentPersistent, KurrentStreams,
+};
 use crate::metrics::{self, Metrics};
 use crate::service::{
     MessageLimit, OperationsService, PersistentService, StreamsService, UsersService,
@@ -137,6 +140,10 @@ pub async fn run(
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit + (4 << 20)),
     );
+    let kurrent_persistent =
+        KurrentPersistentServer::new(KurrentPersistent::new(groups.clone(), stop_rx.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit + (4 << 20));
     let kurrent_gossip = Authority(GossipServer::new(GossipService::new()));
     let kurrent_features = ServerFeaturesServer::new(FeaturesService);
 
@@ -222,6 +229,7 @@ pub async fn run(
         .add_service(persistent)
         .add_service(users)
         .add_service(kurrent_streams)
+        .add_service(kurrent_persistent)
         .add_service(kurrent_gossip)
         .add_service(kurrent_features)
         .serve_with_incoming_shutdown(incoming, signal)

@@ -254,6 +254,13 @@ fn listed_need(service: &str, method: &str) -> Option<Need> {
             Authenticated
         }
         ("event_store.client.streams.Streams", "Tombstone") => Need::Role(Role::Admin),
+        ("event_store.client.persistent_subscriptions.PersistentSubscriptions", "Read") => {
+            Authenticated
+        }
+        (
+            "event_store.client.persistent_subscriptions.PersistentSubscriptions",
+            "Create" | "Update" | "Delete" | "List" | "GetInfo" | "ReplayParked",
+        ) => Need::Role(Role::Ops),
         (
             "strata.v1.Streams",
             "Append" | "MultiAppend" | "PipelinedAppend" | "Read" | "Subscribe" | "Delete"

@@ -400,7 +400,7 @@ impl Actor {
                         return;
                     }
                     Some(Command::Update(s)) => {
-                        let filter_changed = s.filter != self.settings.filter;
+                        let filter_changed = !s.same_filter(&self.settings);
                         if filter_changed {
                             // What the old reader scanned says nothing of
                             // the new filter's events.

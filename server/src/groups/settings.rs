@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::pattern::Pattern;
 use crate::store::Filter;
 
 /// What a group follows.
@@ -55,8 +56,11 @@ pub enum Strategy {
 pub struct Settings {
     /// Where it starts.
     pub from: Start,
-    /// For `$all`: which events.
+    /// For `$all`: which events (prefixes, and the compiled `pattern`).
     pub filter: Filter,
+    /// For `$all`: a regular expression the events must match too (no
+    /// native RPC sets it yet; the KurrentDB layer's groups do).
+    pub pattern: Option<Pattern>,
     /// How events are handed out.
     pub strategy: Strategy,
     /// How long a consumer may hold an event unacknowledged.
@@ -71,11 +75,41 @@ pub struct Settings {
     pub checkpoint_after: Duration,
 }
 
+impl Settings {
+    /// These settings with `pattern` compiled into the filter's gate (the
+    /// prefixes stay); the error says why an expression is refused.
+    pub fn with_pattern(mut self, pattern: Option<Pattern>) -> Result<Settings, String> {
+        self.filter.gate = match &pattern {
+            Some(p) => p.filter()?.0.gate,
+            None => None,
+        };
+        if let Some(p) = &pattern {
+            if p.on_streams {
+                // A stream-name expression is asked about `$`-streams too,
+                // unless prefixes narrow it.
+                if self.filter.stream_prefixes.is_empty() {
+                    self.filter.stream_prefixes = Filter::every_stream().stream_prefixes;
+                }
+            }
+        }
+        self.pattern = pattern;
+        Ok(self)
+    }
+
+    /// Whether `other` selects the same events (its compiled gate aside).
+    pub fn same_filter(&self, other: &Settings) -> bool {
+        self.filter.stream_prefixes == other.filter.stream_prefixes
+            && self.filter.event_type_prefixes == other.filter.event_type_prefixes
+            && self.pattern == other.pattern
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             from: Start::Start,
             filter: Filter::default(),
+            pattern: None,
             strategy: Strategy::RoundRobin,
             message_timeout: Duration::from_secs(30),
             max_retry_count: 10,
@@ -128,6 +162,10 @@ pub fn definition_json(target: &Target, group: &str, s: &Settings) -> Vec<u8> {
             "event_type_prefixes": s.filter.event_type_prefixes,
         }),
     );
+    if let Some(p) = &s.pattern {
+        let on = if p.on_streams { "stream" } else { "event_type" };
+        o.insert("regex".into(), json!({ "on": on, "pattern": p.source }));
+    }
     let strategy = match s.strategy {
         Strategy::RoundRobin => "round_robin",
         Strategy::DispatchToSingle => "dispatch_to_single",
@@ -195,6 +233,7 @@ pub fn parse_definition(data: &[u8]) -> Result<(Target, String, Settings), Strin
             event_type_prefixes: strings("event_type_prefixes"),
             gate: None,
         },
+        pattern: None,
         strategy,
         message_timeout: Duration::from_millis(num(
             "message_timeout_ms",
@@ -208,6 +247,18 @@ pub fn parse_definition(data: &[u8]) -> Result<(Target, String, Settings), Strin
             duration_ms(d.checkpoint_after),
         )),
     };
+    let pattern = match v.get("regex") {
+        None => None,
+        Some(r) => Some(Pattern {
+            on_streams: r.get("on").and_then(Value::as_str) == Some("stream"),
+            source: r
+                .get("pattern")
+                .and_then(Value::as_str)
+                .ok_or("a regex without a pattern")?
+                .to_owned(),
+        }),
+    };
+    let settings = settings.with_pattern(pattern)?;
     Ok((target, group, settings))
 }
 
@@ -224,6 +275,7 @@ mod tests {
                 event_type_prefixes: vec!["Placed".into(), "Paid".into()],
                 gate: None,
             },
+            pattern: None,
             strategy: Strategy::Pinned,
             message_timeout: Duration::from_millis(1500),
             max_retry_count: 3,
@@ -238,6 +290,18 @@ mod tests {
                 (t, "g".into(), s.clone())
             );
         }
+        let with_regex = Settings::default()
+            .with_pattern(Some(Pattern {
+                on_streams: false,
+                source: r"^(?!\$)".into(),
+            }))
+            .expect("valid");
+        let json = definition_json(&Target::All, "g", &with_regex);
+        let (_, _, back) = parse_definition(&json).expect("parses");
+        assert!(back.same_filter(&with_regex));
+        let gate = back.filter.gate.as_ref().expect("compiled");
+        assert!(gate.admits_event("s", "Placed"));
+        assert!(!gate.admits_event("s", "$metadata"));
         assert!(parse_definition(b"{}").is_err());
         assert!(check_group("").is_err());
         assert!(check_group(&"x".repeat(129)).is_err());

@@ -12,9 +12,11 @@ use strata_proto::kurrentdb::streams::{AppendReq, AppendResp};
 use tokio::sync::watch;
 use tonic::{Status, Streaming};
 
-use super::{convert, errors, position, stopped, KurrentStreams, EMPTY};
+use super::{convert, errors, metadata, position, stopped, KurrentStreams, EMPTY};
 use crate::auth::{Caller, StreamOp};
-use crate::store::{AppendOutcome, AppendRequest, ExpectedVersion};
+use crate::store::{
+    AppendOutcome, AppendRequest, ExpectedVersion, LifecycleOutcome, LifecycleRequest, NewEvent,
+};
 
 pub(super) async fn handle(
     svc: &KurrentStreams,
@@ -67,27 +69,111 @@ pub(super) async fn handle(
             m.data,
         )?);
     }
+    Ok(match write(svc, &stream, expected, events).await? {
+        Written::Done { revision, position } => success(revision, position),
+        Written::Conflict { current, expected } => conflict(current, expected),
+    })
+}
+
+/// What an append did.
+pub(super) enum Written {
+    /// Written (or nothing to write): the stream's revision, the last
+    /// event's position.
+    Done {
+        revision: Option<u64>,
+        position: Option<u64>,
+    },
+    /// The expected version did not hold; nothing was written.
+    Conflict {
+        current: Option<u64>,
+        expected: ExpectedVersion,
+    },
+}
+
+/// Appends `events` to `stream` (checked already), or sets the metadata
+/// when `stream` is a `$$` stream; shared by `Append` and `BatchAppend`.
+pub(super) async fn write(
+    svc: &KurrentStreams,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Written, Status> {
+    if let Some(of) = metadata::target(stream) {
+        return set_metadata(svc, stream, of, expected, events).await;
+    }
     if events.is_empty() {
-        return empty_append(svc, &stream, expected);
+        return empty_append(svc, stream, expected);
     }
     let outcome = svc
         .store
         .append(AppendRequest {
-            stream: stream.clone(),
+            stream: stream.to_owned(),
             expected,
             events,
         })
         .await
-        .map_err(|e| errors::from_append(&stream, e))?;
+        .map_err(|e| errors::from_append(stream, e))?;
     Ok(match outcome {
         AppendOutcome::Success {
             next_expected_revision,
             position,
-        } => success(Some(next_expected_revision), Some(position)),
+        } => Written::Done {
+            revision: Some(next_expected_revision),
+            position: Some(position),
+        },
         AppendOutcome::WrongExpectedVersion {
             current_revision,
             expected,
-        } => conflict(current_revision, expected),
+        } => Written::Conflict {
+            current: current_revision,
+            expected,
+        },
+    })
+}
+
+/// An append to `$$S`: the last event's JSON is `S`'s new metadata.
+async fn set_metadata(
+    svc: &KurrentStreams,
+    stream: &str,
+    of: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Written, Status> {
+    if let Some(e) = events.iter().find(|e| e.event_type != metadata::EVENT_TYPE) {
+        return Err(Status::invalid_argument(format!(
+            "a metadata stream holds only {} events, not '{}'",
+            metadata::EVENT_TYPE,
+            e.event_type
+        )));
+    }
+    let Some(last) = events.last() else {
+        return empty_append(svc, stream, expected);
+    };
+    let request = LifecycleRequest::SetMetadata {
+        stream: of.to_owned(),
+        expected,
+        metadata: metadata::from_kurrent_json(&last.data)?,
+    };
+    let outcome = svc
+        .store
+        .lifecycle(request)
+        .await
+        .map_err(|e| errors::from_append(of, e))?;
+    Ok(match outcome {
+        LifecycleOutcome::Success {
+            position,
+            metadata_revision,
+        } => Written::Done {
+            revision: metadata_revision,
+            position: Some(position),
+        },
+        LifecycleOutcome::WrongExpectedVersion {
+            current_revision,
+            expected,
+        } => Written::Conflict {
+            current: current_revision,
+            expected,
+        },
     })
 }
 
@@ -97,7 +183,7 @@ fn empty_append(
     svc: &KurrentStreams,
     stream: &str,
     expected: ExpectedVersion,
-) -> Result<AppendResp, Status> {
+) -> Result<Written, Status> {
     crate::store::validate_stream_name(stream).map_err(|e| errors::from_read(stream, e))?;
     let current = svc
         .store
@@ -110,9 +196,12 @@ fn empty_append(
         ExpectedVersion::Exact(r) => current == Some(r),
     };
     Ok(if holds {
-        success(current, None)
+        Written::Done {
+            revision: current,
+            position: None,
+        }
     } else {
-        conflict(current, expected)
+        Written::Conflict { current, expected }
     })
 }
 

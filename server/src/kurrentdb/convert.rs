@@ -17,8 +17,8 @@ use strata_proto::kurrentdb::streams::read_req::options::uuid_option::Content as
 use strata_proto::kurrentdb::streams::read_resp::{read_event, ReadEvent};
 use tonic::Status;
 
-use super::errors;
 use super::position;
+use super::{errors, metadata};
 use crate::store::{EventId, ExpectedVersion, NewEvent, RecordedEvent};
 
 /// The metadata key of the event type.
@@ -140,7 +140,12 @@ pub(super) fn read_event(e: &RecordedEvent, form: Option<UuidForm>) -> ReadEvent
             commit_position: wire,
             metadata,
             custom_metadata: e.metadata.clone(),
-            data: e.data.clone(),
+            data: match metadata::target(&e.stream) {
+                Some(_) if e.event_type == metadata::EVENT_TYPE => {
+                    metadata::rewrite(&e.data).map_or_else(|| e.data.clone(), Bytes::from)
+                }
+                _ => e.data.clone(),
+            },
         }),
         link: None,
         position: Some(read_event::Position::CommitPosition(wire)),

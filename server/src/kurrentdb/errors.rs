@@ -7,6 +7,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 use super::convert;
+use crate::groups::{GroupError, Target};
 use crate::service::status::{status_from_append, status_from_read};
 use crate::store::{AppendError, ExpectedVersion, ReadError};
 
@@ -108,6 +109,45 @@ pub(super) fn from_read(stream: &str, e: ReadError) -> Status {
     match e {
         ReadError::Tombstoned(_) => stream_deleted(stream),
         e => status_from_read(e),
+    }
+}
+
+/// A failed consumer-group operation, with the trailers of KurrentDB's
+/// persistent subscriptions.
+pub(super) fn from_group(e: GroupError) -> Status {
+    let message = e.to_string();
+    let source = |t: &Target| match t {
+        Target::Stream(s) => s.clone(),
+        Target::All => "$all".to_owned(),
+    };
+    match e {
+        GroupError::NotFound { target, group } => with_trailers(
+            Code::NotFound,
+            message,
+            &[
+                (EXCEPTION, "persistent-subscription-does-not-exist"),
+                ("stream-name", &source(&target)),
+                ("group-name", &group),
+            ],
+        ),
+        GroupError::AlreadyExists { target, group } => with_trailers(
+            Code::AlreadyExists,
+            message,
+            &[
+                (EXCEPTION, "persistent-subscription-exists"),
+                ("stream-name", &source(&target)),
+                ("group-name", &group),
+            ],
+        ),
+        GroupError::Full(_) => with_trailers(
+            Code::FailedPrecondition,
+            message,
+            &[(EXCEPTION, "maximum-subscribers-reached")],
+        ),
+        GroupError::Invalid(why) => Status::invalid_argument(why),
+        GroupError::Append(e) => status_from_append(e),
+        GroupError::Read(e) => status_from_read(e),
+        GroupError::ShuttingDown => Status::unavailable(message),
     }
 }
 

@@ -12,6 +12,8 @@ use tonic::{Request, Response, Status};
 /// compare it to decide what they may ask.
 pub const PROTOCOL_VERSION: &str = "24.10.0";
 
+const PERSISTENT: &str = "event_store.client.persistent_subscriptions.PersistentSubscriptions";
+
 /// Every method served: (service, method, features).
 pub(super) const SERVED: &[(&str, &str, &[&str])] = &[
     (
@@ -20,8 +22,20 @@ pub(super) const SERVED: &[(&str, &str, &[&str])] = &[
         &["position", "events"],
     ),
     ("event_store.client.streams.Streams", "Append", &[]),
+    (
+        "event_store.client.streams.Streams",
+        "BatchAppend",
+        &["deadline_duration"],
+    ),
     ("event_store.client.streams.Streams", "Delete", &[]),
     ("event_store.client.streams.Streams", "Tombstone", &[]),
+    (PERSISTENT, "Create", &["stream", "all"]),
+    (PERSISTENT, "Update", &["stream", "all"]),
+    (PERSISTENT, "Delete", &["stream", "all"]),
+    (PERSISTENT, "Read", &["stream", "all"]),
+    (PERSISTENT, "GetInfo", &["stream", "all"]),
+    (PERSISTENT, "List", &["stream", "all"]),
+    (PERSISTENT, "ReplayParked", &["stream", "all"]),
     ("event_store.client.gossip.Gossip", "Read", &[]),
     (
         "event_store.client.server_features.ServerFeatures",

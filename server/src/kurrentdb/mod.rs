@@ -9,17 +9,21 @@
 //! store's internals, and neither the store nor `strata.v1` knows it exists.
 //!
 //! Served: `Streams` (`Read` without and with subscription, `Append`,
-//! `Delete`, `Tombstone`), `Gossip.Read` and
+//! `BatchAppend`, `Delete`, `Tombstone`, and the `$$` metadata streams), `PersistentSubscriptions` (over the server's
+//! consumer groups), `Gossip.Read` and
 //! `ServerFeatures.GetSupportedMethods`. Everything else of the protocol
 //! answers UNIMPLEMENTED.
 
 mod append;
+mod batch_append;
 mod convert;
 mod errors;
 mod features;
 mod filter;
 mod gossip;
 mod lifecycle;
+mod metadata;
+mod persistent;
 mod position;
 mod read;
 mod subscribe;
@@ -41,6 +45,7 @@ use crate::store::Store;
 
 pub use features::FeaturesService;
 pub use gossip::{Authority, GossipService};
+pub use persistent::KurrentPersistent;
 
 /// `event_store.client.streams.Streams` over a store.
 #[derive(Clone)]
@@ -66,7 +71,13 @@ impl KurrentStreams {
     /// Refuses `op` on `stream` unless the caller may do it (its ACL, or the
     /// role default), exactly as the native handlers decide; the refusal
     /// carries the trailer KurrentDB's clients recognise.
+    /// Reading or appending to `$$S` is reading or changing `S`'s metadata.
     fn allow(&self, caller: &Caller, op: StreamOp, stream: &str) -> Result<(), Status> {
+        let (op, stream) = match (op, metadata::target(stream)) {
+            (StreamOp::Read, Some(of)) => (StreamOp::MetadataRead, of),
+            (StreamOp::Write, Some(of)) => (StreamOp::MetadataWrite, of),
+            _ => (op, stream),
+        };
         caller
             .check_in(&self.store, op, stream)
             .map_err(errors::access_denied)
@@ -115,12 +126,12 @@ impl Streams for KurrentStreams {
 
     async fn batch_append(
         &self,
-        _request: Request<Streaming<BatchAppendReq>>,
+        request: Request<Streaming<BatchAppendReq>>,
     ) -> Result<Response<Self::BatchAppendStream>, Status> {
-        // Not listed by ServerFeatures, so the clients fall back to Append.
-        Err(Status::unimplemented(
-            "BatchAppend is not served yet; use Append",
-        ))
+        let caller = Caller::of(&request)?;
+        batch_append::handle(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -175,7 +175,7 @@ fn forward(
                     return;
                 }
             };
-            if let Some(status) = overrun.as_ref().and_then(Overrun::failure) {
+            if let Some(status) = overrun.as_ref().and_then(filter::failure) {
                 let _ = tx.send(Err(status)).await;
                 return;
             }
@@ -194,7 +194,7 @@ fn forward(
         if let Some(status) = overrun
             .as_ref()
             .filter(|_| left > 0)
-            .and_then(Overrun::failure)
+            .and_then(filter::failure)
         {
             let _ = tx.send(Err(status)).await;
             return;

@@ -127,7 +127,7 @@ async fn pump(
             _ = tx.closed() => return,
         };
         // An overrun ends the call, whatever the store sent along.
-        let messages = match overrun.as_ref().and_then(Overrun::failure) {
+        let messages = match overrun.as_ref().and_then(filter::failure) {
             Some(status) => vec![Err(status)],
             None => responses(next, &name, form),
         };

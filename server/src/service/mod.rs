@@ -32,7 +32,7 @@ use crate::store::Store;
 
 pub use message_limit::MessageLimit;
 pub use operations::OperationsService;
-pub use persistent::PersistentService;
+pub use persistent::{PersistentService, DEFAULT_BUFFER_SIZE, MAX_BUFFER_SIZE};
 pub use users::UsersService;
 
 /// The Streams service over a store.

@@ -137,6 +137,7 @@ fn settings_from_wire(
     Ok(Settings {
         from,
         filter,
+        pattern: None,
         strategy,
         message_timeout: duration_from_wire(
             s.message_timeout,
