@@ -4,208 +4,29 @@
 //! against the in-process server, interleaved with `strata.v1`.
 
 mod common;
+mod kurrent_support;
 
-use std::collections::HashMap;
+use kurrent_support::*;
 
-use common::{append_ok, AuthChannel, AuthHeader, TestServer, PATIENCE};
+use common::{append_ok, AuthHeader, TestServer, PATIENCE};
 use strata_proto::kurrentdb::gossip::gossip_client::GossipClient;
 use strata_proto::kurrentdb::gossip::member_info::VNodeState;
 use strata_proto::kurrentdb::server_features::server_features_client::ServerFeaturesClient;
-use strata_proto::kurrentdb::shared::{uuid, Empty, StreamIdentifier, Uuid};
+use strata_proto::kurrentdb::shared::uuid;
 use strata_proto::kurrentdb::streams::append_req::{self, options::ExpectedStreamRevision};
 use strata_proto::kurrentdb::streams::append_resp::{self, success, wrong_expected_version};
 use strata_proto::kurrentdb::streams::read_req::options::{
-    self as ro, all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption,
-    FilterOption, ReadDirection, StreamOption,
+    self as ro, all_options::AllOption, stream_options::RevisionOption, CountOption, FilterOption,
+    ReadDirection,
 };
 use strata_proto::kurrentdb::streams::read_resp::{read_event::RecordedEvent, Content};
-use strata_proto::kurrentdb::streams::streams_client::StreamsClient;
 use strata_proto::kurrentdb::streams::{
-    delete_req, delete_resp, read_req, tombstone_req, AppendReq, DeleteReq, ReadReq, ReadResp,
-    TombstoneReq,
+    delete_req, delete_resp, tombstone_req, AppendReq, DeleteReq, ReadReq, ReadResp, TombstoneReq,
 };
 use strata_proto::v1;
 use strata_proto::v1::users_client::UsersClient;
 use strata_server::config::AuthMode;
-use tonic::{Code, Status};
-
-type Kurrent = StreamsClient<AuthChannel>;
-
-const E: Empty = Empty {};
-const ADMIN_PASSWORD: &str = "kurrent admin pw";
-
-async fn kurrent(server: &TestServer) -> Kurrent {
-    kurrent_as(server, AuthHeader::none()).await
-}
-
-async fn kurrent_as(server: &TestServer, auth: AuthHeader) -> Kurrent {
-    StreamsClient::new(common::channel_with(server.addr, auth).await)
-}
-
-fn sid(name: &str) -> Option<StreamIdentifier> {
-    Some(StreamIdentifier {
-        stream_name: name.as_bytes().to_vec(),
-    })
-}
-
-fn id_text() -> String {
-    ::uuid::Uuid::new_v4().to_string()
-}
-
-/// A proposed event with a text id.
-fn proposed(id: &str, event_type: &str, data: &[u8]) -> AppendReq {
-    AppendReq {
-        content: Some(append_req::Content::ProposedMessage(
-            append_req::ProposedMessage {
-                id: Some(Uuid {
-                    value: Some(uuid::Value::String(id.to_owned())),
-                }),
-                metadata: HashMap::from([
-                    ("type".to_owned(), event_type.to_owned()),
-                    ("content-type".to_owned(), "application/json".to_owned()),
-                ]),
-                custom_metadata: b"meta".to_vec().into(),
-                data: data.to_vec().into(),
-            },
-        )),
-    }
-}
-
-async fn try_append(
-    client: &mut Kurrent,
-    stream: &str,
-    expected: ExpectedStreamRevision,
-    events: Vec<AppendReq>,
-) -> Result<append_resp::Result, Status> {
-    let mut requests = vec![AppendReq {
-        content: Some(append_req::Content::Options(append_req::Options {
-            stream_identifier: sid(stream),
-            expected_stream_revision: Some(expected),
-        })),
-    }];
-    requests.extend(events);
-    let answer = client.append(tokio_stream::iter(requests)).await?;
-    Ok(answer
-        .into_inner()
-        .result
-        .expect("AppendResp.result is set"))
-}
-
-async fn append(
-    client: &mut Kurrent,
-    stream: &str,
-    expected: ExpectedStreamRevision,
-    events: Vec<AppendReq>,
-) -> append_resp::Result {
-    try_append(client, stream, expected, events)
-        .await
-        .unwrap_or_else(|e| panic!("append to {stream} failed: {e}"))
-}
-
-/// `(current revision, commit position)` of a successful append.
-fn appended(r: &append_resp::Result) -> (u64, u64) {
-    match r {
-        append_resp::Result::Success(s) => {
-            let revision = match s.current_revision_option {
-                Some(success::CurrentRevisionOption::CurrentRevision(r)) => r,
-                other => panic!("no revision: {other:?}"),
-            };
-            let position = match s.position_option {
-                Some(success::PositionOption::Position(p)) => {
-                    assert_eq!(p.commit_position, p.prepare_position);
-                    p.commit_position
-                }
-                other => panic!("no position: {other:?}"),
-            };
-            (revision, position)
-        }
-        other => panic!("expected success, got {other:?}"),
-    }
-}
-
-fn events(n: usize, prefix: &str) -> Vec<AppendReq> {
-    (0..n)
-        .map(|i| proposed(&id_text(), "Kt", format!("{prefix}-{i}").as_bytes()))
-        .collect()
-}
-
-fn read_options(stream: StreamOption, direction: ReadDirection, count: u64) -> ReadReq {
-    ReadReq {
-        options: Some(read_req::Options {
-            stream_option: Some(stream),
-            read_direction: direction as i32,
-            resolve_links: false,
-            count_option: Some(CountOption::Count(count)),
-            filter_option: Some(FilterOption::NoFilter(E)),
-            uuid_option: Some(ro::UuidOption {
-                content: Some(uuid_option::Content::String(E)),
-            }),
-            control_option: Some(ro::ControlOption { compatibility: 1 }),
-        }),
-    }
-}
-
-fn of_stream(name: &str, from: RevisionOption) -> StreamOption {
-    StreamOption::Stream(ro::StreamOptions {
-        stream_identifier: sid(name),
-        revision_option: Some(from),
-    })
-}
-
-fn of_all(from: AllOption) -> StreamOption {
-    StreamOption::All(ro::AllOptions {
-        all_option: Some(from),
-    })
-}
-
-async fn try_read(client: &mut Kurrent, req: ReadReq) -> Result<Vec<ReadResp>, Status> {
-    let mut stream = client.read(req).await?.into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("read stalled")?
-    {
-        out.push(m);
-    }
-    Ok(out)
-}
-
-/// The events of a read (which must answer nothing else).
-async fn read_events(client: &mut Kurrent, req: ReadReq) -> Vec<RecordedEvent> {
-    try_read(client, req)
-        .await
-        .expect("read")
-        .into_iter()
-        .filter_map(|m| match m.content {
-            Some(Content::Event(e)) => Some(e.event.expect("ReadEvent.event")),
-            // Compatibility 1 ends a stream read with its last revision.
-            Some(Content::LastStreamPosition(_)) => None,
-            other => panic!("not an event: {other:?}"),
-        })
-        .collect()
-}
-
-fn revisions(events: &[RecordedEvent]) -> Vec<u64> {
-    events.iter().map(|e| e.stream_revision).collect()
-}
-
-fn datas(events: &[RecordedEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| String::from_utf8(e.data.to_vec()).expect("utf-8"))
-        .collect()
-}
-
-fn stream_of(e: &RecordedEvent) -> String {
-    String::from_utf8(e.stream_identifier.clone().expect("stream").stream_name).expect("utf-8")
-}
-
-fn trailer(s: &Status, key: &str) -> Option<String> {
-    s.metadata()
-        .get(key)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
+use tonic::Code;
 
 #[tokio::test]
 async fn append_with_every_expected_form_and_a_conflict() {
@@ -764,16 +585,55 @@ async fn delete_and_tombstone_and_their_effect_on_reads_and_appends() {
     )
     .await;
     assert_eq!(revisions(&back), vec![2]);
-    // Deleting a stream that never existed, with `any`: nothing to do.
-    let nothing = k
+    // Deleting a stream that never existed is a wrong expected version,
+    // as in KurrentDB; deleting a deleted one again, with `any` or its last
+    // revision, has nothing to do.
+    let never = k
         .delete(delete_req("k-never", D::Any(E)))
         .await
-        .expect("delete")
-        .into_inner();
-    assert!(matches!(
-        nothing.position_option,
-        Some(delete_resp::PositionOption::NoPosition(_))
-    ));
+        .expect_err("a stream that never existed");
+    assert_eq!(never.code(), Code::FailedPrecondition);
+    assert_eq!(trailer(&never, "actual-version").as_deref(), Some("-1"));
+    k.delete(delete_req("k-del-again", D::NoStream(E)))
+        .await
+        .expect_err("nor with no_stream");
+    append(
+        &mut k,
+        "k-del-again",
+        ExpectedStreamRevision::NoStream(E),
+        events(2, "x"),
+    )
+    .await;
+    k.delete(delete_req("k-del-again", D::Revision(1)))
+        .await
+        .expect("delete");
+    for again in [D::Any(E), D::Revision(1)] {
+        let nothing = k
+            .delete(delete_req("k-del-again", again))
+            .await
+            .expect("deleted already")
+            .into_inner();
+        assert!(matches!(
+            nothing.position_option,
+            Some(delete_resp::PositionOption::NoPosition(_))
+        ));
+    }
+    let stale = k
+        .delete(delete_req("k-del-again", D::Revision(0)))
+        .await
+        .expect_err("a stale revision");
+    assert_eq!(trailer(&stale, "actual-version").as_deref(), Some("1"));
+    // Recreated by an append expecting its last revision, as in KurrentDB.
+    let (r, _) = appended(
+        &append(
+            &mut k,
+            "k-del-again",
+            ExpectedStreamRevision::Revision(1),
+            events(1, "y"),
+        )
+        .await,
+    );
+    assert_eq!(r, 2);
 
     // Tombstone: reads and appends fail with stream-deleted.
     k.tombstone(tombstone_req("k-del"))
@@ -960,8 +820,16 @@ async fn gossip_names_this_server_the_leader_and_features_list_what_is_served() 
         methods,
         vec![
             "event_store.client.gossip.gossip/read",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/create",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/delete",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/getinfo",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/list",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/read",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/replayparked",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/update",
             "event_store.client.server_features.serverfeatures/getsupportedmethods",
             "event_store.client.streams.streams/append",
+            "event_store.client.streams.streams/batchappend",
             "event_store.client.streams.streams/delete",
             "event_store.client.streams.streams/read",
             "event_store.client.streams.streams/tombstone",
@@ -969,12 +837,11 @@ async fn gossip_names_this_server_the_leader_and_features_list_what_is_served() 
     );
     assert!(!features.event_store_server_version.is_empty());
     // What is not listed is not served.
-    let mut k = kurrent(&server).await;
-    let batch = k
-        .batch_append(tokio_stream::iter(Vec::new()))
-        .await
-        .expect_err("batch append");
-    assert_eq!(batch.code(), Code::Unimplemented);
+    let mut p = strata_proto::kurrentdb::persistent::persistent_subscriptions_client::PersistentSubscriptionsClient::new(
+        common::channel_with(server.addr, AuthHeader::none()).await,
+    );
+    let restart = p.restart_subsystem(E).await.expect_err("restart");
+    assert_eq!(restart.code(), Code::Unimplemented);
 }
 
 #[tokio::test]

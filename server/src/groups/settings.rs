@@ -1,6 +1,7 @@
 //! What a consumer group is: its target, its name and its settings, and how
 //! a definition is written in the log (JSON data of `$groups` events).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -73,6 +74,9 @@ pub struct Settings {
     pub checkpoint_count: u32,
     /// …or this long after the last write.
     pub checkpoint_after: Duration,
+    /// Settings another protocol gave that Strata does not use, kept with
+    /// the definition and shown back (KurrentDB's buffer sizes, say).
+    pub extra: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -116,6 +120,7 @@ impl Default for Settings {
             max_subscriber_count: 0,
             checkpoint_count: 1000,
             checkpoint_after: Duration::from_secs(1),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -183,6 +188,9 @@ pub fn definition_json(target: &Target, group: &str, s: &Settings) -> Vec<u8> {
         "checkpoint_after_ms".into(),
         json!(duration_ms(s.checkpoint_after)),
     );
+    if !s.extra.is_empty() {
+        o.insert("extra".into(), json!(s.extra));
+    }
     Value::Object(o).to_string().into_bytes()
 }
 
@@ -246,6 +254,15 @@ pub fn parse_definition(data: &[u8]) -> Result<(Target, String, Settings), Strin
             "checkpoint_after_ms",
             duration_ms(d.checkpoint_after),
         )),
+        extra: v
+            .get("extra")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let pattern = match v.get("regex") {
         None => None,
@@ -282,6 +299,7 @@ mod tests {
             max_subscriber_count: 4,
             checkpoint_count: 10,
             checkpoint_after: Duration::from_millis(250),
+            extra: BTreeMap::from([("live_buffer_size".to_owned(), "300".to_owned())]),
         };
         for t in [Target::All, Target::Stream("s".into())] {
             let json = definition_json(&t, "g", &s);

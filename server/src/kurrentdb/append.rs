@@ -15,7 +15,8 @@ use tonic::{Status, Streaming};
 use super::{convert, errors, metadata, position, stopped, KurrentStreams, EMPTY};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{
-    AppendOutcome, AppendRequest, ExpectedVersion, LifecycleOutcome, LifecycleRequest, NewEvent,
+    AppendError, AppendOutcome, AppendRequest, ExpectedVersion, LifecycleOutcome, LifecycleRequest,
+    NewEvent,
 };
 
 pub(super) async fn handle(
@@ -104,15 +105,45 @@ pub(super) async fn write(
     if events.is_empty() {
         return empty_append(svc, stream, expected);
     }
-    let outcome = svc
+    // KurrentDB recreates a soft-deleted stream for an append that expects
+    // its last revision, as for one that expects no stream; the store asks
+    // for the latter (and checks it again: a stream recreated in between
+    // is a conflict).
+    let asked = match expected {
+        ExpectedVersion::Exact(r) if svc.store.deleted_at(stream).ok().flatten() == Some(r) => {
+            ExpectedVersion::NoStream
+        }
+        e => e,
+    };
+    let appended = svc
         .store
         .append(AppendRequest {
             stream: stream.to_owned(),
-            expected,
+            expected: asked,
             events,
         })
-        .await
-        .map_err(|e| errors::from_append(stream, e))?;
+        .await;
+    let mut outcome = match appended {
+        Ok(outcome) => outcome,
+        // Strata's ids are unique across the store; KurrentDB checks the
+        // expectation first. When it does not hold, answer the conflict it
+        // would answer.
+        Err(e @ AppendError::DuplicateEventId { .. }) => {
+            let current = svc.store.stream_revision(stream).ok().flatten();
+            let current = current.filter(|_| svc.store.deleted_at(stream).ok().flatten().is_none());
+            if holds(asked, current) {
+                return Err(errors::from_append(stream, e));
+            }
+            AppendOutcome::WrongExpectedVersion {
+                current_revision: current,
+                expected,
+            }
+        }
+        Err(e) => return Err(errors::from_append(stream, e)),
+    };
+    if let AppendOutcome::WrongExpectedVersion { expected: e, .. } = &mut outcome {
+        *e = expected;
+    }
     Ok(match outcome {
         AppendOutcome::Success {
             next_expected_revision,
@@ -189,13 +220,7 @@ fn empty_append(
         .store
         .stream_revision(stream)
         .map_err(|e| errors::from_read(stream, e))?;
-    let holds = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => current.is_none(),
-        ExpectedVersion::StreamExists => current.is_some(),
-        ExpectedVersion::Exact(r) => current == Some(r),
-    };
-    Ok(if holds {
+    Ok(if holds(expected, current) {
         Written::Done {
             revision: current,
             position: None,
@@ -203,6 +228,16 @@ fn empty_append(
     } else {
         Written::Conflict { current, expected }
     })
+}
+
+/// Whether `expected` holds for a stream whose last revision is `current`.
+fn holds(expected: ExpectedVersion, current: Option<u64>) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => current.is_none(),
+        ExpectedVersion::StreamExists => current.is_some(),
+        ExpectedVersion::Exact(r) => current == Some(r),
+    }
 }
 
 /// The client's next message; UNAVAILABLE once the server shuts down.

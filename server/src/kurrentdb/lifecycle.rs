@@ -1,9 +1,10 @@
 //! `Streams.Delete` (soft) and `Streams.Tombstone` (hard), recorded in the
 //! log like the native ones. Unlike `Append`, a conflict here is a
 //! FAILED_PRECONDITION with KurrentDB's `wrong-expected-version` trailers.
-//! Deleting a stream that does not exist succeeds when the expectation
-//! allows no stream (`any`, `no_stream`), as in KurrentDB; nothing is
-//! recorded then and the answer has no position.
+//! Deleting a stream that is deleted already succeeds when the expectation
+//! allows no stream (`any`, `no_stream`); nothing is recorded then and the
+//! answer has no position. Deleting one that never existed (no event, no
+//! metadata) is a wrong expected version, as in KurrentDB.
 
 use strata_proto::kurrentdb::streams::{
     delete_req, delete_resp, tombstone_req, tombstone_resp, DeleteReq, DeleteResp, TombstoneReq,
@@ -76,6 +77,29 @@ pub(super) async fn tombstone(
     })
 }
 
+/// Records, as KurrentDB does on a soft delete, the deleted revisions in
+/// the metadata (`$tb`), so that a recreated stream's metadata says where
+/// it starts again. Best effort: the delete itself is recorded already and
+/// hides those revisions whether or not this lands.
+async fn truncate_deleted(svc: &KurrentStreams, stream: &str) {
+    let Ok(Some(last)) = svc.store.stream_revision(stream) else {
+        return;
+    };
+    let Ok(current) = svc.store.stream_metadata(stream) else {
+        return;
+    };
+    let mut metadata = current.metadata;
+    metadata.truncate_before = Some(metadata.truncate_before.unwrap_or(0).max(last + 1));
+    let req = LifecycleRequest::SetMetadata {
+        stream: stream.to_owned(),
+        expected: ExpectedVersion::Any,
+        metadata,
+    };
+    if let Err(e) = svc.store.lifecycle(req).await {
+        tracing::warn!(stream, error = %e, "recording a deleted stream's truncation");
+    }
+}
+
 fn missing_expected() -> Status {
     Status::invalid_argument("expected_stream_revision is required")
 }
@@ -105,7 +129,12 @@ async fn record(
         ("Delete", req)
     };
     match svc.store.lifecycle(req).await {
-        Ok(LifecycleOutcome::Success { position: p, .. }) => Ok(Some(position::to_wire(p))),
+        Ok(LifecycleOutcome::Success { position: p, .. }) => {
+            if !hard {
+                truncate_deleted(svc, &stream).await;
+            }
+            Ok(Some(position::to_wire(p)))
+        }
         Ok(LifecycleOutcome::WrongExpectedVersion {
             current_revision,
             expected,
@@ -115,12 +144,26 @@ async fn record(
             expected,
             current_revision,
         )),
-        Err(AppendError::StreamNotFound(_)) => match expected {
-            ExpectedVersion::Any | ExpectedVersion::NoStream => Ok(None),
-            expected => Err(errors::wrong_expected_version(
-                operation, &stream, expected, None,
-            )),
-        },
+        // Deleted already: done, if the expectation allows no stream. A
+        // stream that never existed (no event, no metadata) cannot be
+        // deleted, as in KurrentDB.
+        // KurrentDB keeps a deleted stream's last revision for this check.
+        Err(AppendError::StreamNotFound(_)) => {
+            let deleted_at = svc.store.deleted_at(&stream).ok().flatten();
+            let existed = deleted_at.is_some()
+                || svc
+                    .store
+                    .stream_metadata(&stream)
+                    .is_ok_and(|m| m.metadata_revision.is_some());
+            match expected {
+                ExpectedVersion::Any | ExpectedVersion::NoStream if existed => Ok(None),
+                ExpectedVersion::Exact(r) if deleted_at == Some(r) => Ok(None),
+                ExpectedVersion::StreamExists if existed => Err(errors::stream_deleted(&stream)),
+                expected => Err(errors::wrong_expected_version(
+                    operation, &stream, expected, deleted_at,
+                )),
+            }
+        }
         Err(e) => Err(errors::from_append(&stream, e)),
     }
 }

@@ -115,29 +115,43 @@ pub(super) fn from_kurrent_json(data: &[u8]) -> Result<StreamMetadata, Status> {
         }
         Some(other) => return Err(invalid(format!("{ACL} must be an object, not {other}"))),
     }
-    let custom = if o.is_empty() {
-        bytes::Bytes::new()
-    } else {
-        serde_json::to_vec(&Value::Object(o))
-            .unwrap_or_default()
-            .into()
-    };
+    // The JSON is kept as written: a read gives it back verbatim while
+    // the metadata it says is still the stream's.
+    let _ = o;
     Ok(StreamMetadata {
         max_count,
         max_age,
         truncate_before,
         acl,
-        custom,
+        custom: bytes::Bytes::copy_from_slice(data),
     })
 }
 
-/// KurrentDB's JSON of Strata's metadata. Custom bytes that are not a JSON
-/// object (set through `strata.v1`) are left out.
+/// Whether two metadata say the same of the stream (custom bytes aside).
+fn same_policy(a: &StreamMetadata, b: &StreamMetadata) -> bool {
+    a.max_count == b.max_count
+        && a.max_age.map(|d| d.as_secs()) == b.max_age.map(|d| d.as_secs())
+        && a.truncate_before == b.truncate_before
+        && a.acl == b.acl
+}
+
+/// KurrentDB's JSON of Strata's metadata: as a KurrentDB client wrote it,
+/// while it still says what the stream's metadata says; else rebuilt from
+/// the metadata, with the other keys of what was written. Custom bytes that
+/// are not a JSON object (set through `strata.v1`) are left out.
 pub(super) fn to_kurrent_json(m: &StreamMetadata) -> Vec<u8> {
+    if let Ok(written) = from_kurrent_json(&m.custom) {
+        if same_policy(&written, m) {
+            return m.custom.to_vec();
+        }
+    }
     let mut o = match serde_json::from_slice::<Value>(&m.custom) {
         Ok(Value::Object(o)) => o,
         _ => Map::new(),
     };
+    for key in [MAX_AGE, MAX_COUNT, TRUNCATE_BEFORE, ACL] {
+        o.remove(key);
+    }
     if let Some(n) = m.max_count {
         o.insert(MAX_COUNT.into(), json!(n));
     }
@@ -158,6 +172,16 @@ pub(super) fn to_kurrent_json(m: &StreamMetadata) -> Vec<u8> {
         o.insert(ACL.into(), Value::Object(a));
     }
     serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
+}
+
+/// A metadata version's KurrentDB JSON as KurrentDB shows it while the
+/// stream is soft-deleted: `$tb` is the largest revision.
+pub(super) fn while_deleted(data: &[u8]) -> Option<Vec<u8>> {
+    let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(data) else {
+        return None;
+    };
+    o.insert(TRUNCATE_BEFORE.into(), json!(i64::MAX));
+    serde_json::to_vec(&Value::Object(o)).ok()
 }
 
 /// A stored `$metadata` event's data (Strata's JSON) in KurrentDB's form;
@@ -184,13 +208,23 @@ mod tests {
         assert_eq!(m.acl.write, vec!["ann", "$role:admin"]);
         assert_eq!(m.acl.metadata_write, vec!["$role:ops"]);
         let stored = StreamMetadata::from_json(&m.to_json()).expect("Strata's form");
+        let back = rewrite(&stored.to_json()).expect("rewritten");
+        assert_eq!(back, json.to_vec(), "verbatim while it still holds");
+
+        // Changed through strata.v1: rebuilt, the other keys kept.
+        let mut changed = stored.clone();
+        changed.max_count = Some(5);
         let back: Value =
-            serde_json::from_slice(&rewrite(&stored.to_json()).expect("rewritten")).expect("json");
+            serde_json::from_slice(&rewrite(&changed.to_json()).expect("rewritten")).expect("json");
         assert_eq!(
             back,
-            json!({"$maxCount":2,"$maxAge":60,"$tb":3,"$cacheControl":5,
+            json!({"$maxCount":5,"$maxAge":60,"$tb":3,"$cacheControl":5,
                 "$acl":{"$r":["$all"],"$w":["ann","$admins"],"$mw":["$ops"]},"owner":"team-a"})
         );
+        let deleted: Value =
+            serde_json::from_slice(&while_deleted(&back.to_string().into_bytes()).expect("json"))
+                .expect("json");
+        assert_eq!(deleted["$tb"], json!(i64::MAX));
     }
 
     #[test]

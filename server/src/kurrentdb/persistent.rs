@@ -86,7 +86,21 @@ struct WireSettings {
     message_timeout: Option<Duration>,
     checkpoint_after: Option<Duration>,
     revision: u64,
+    /// Kept and shown back, not used: (key, value) of the settings
+    /// without a counterpart.
+    kept: Vec<(&'static str, String)>,
 }
+
+/// The keys of `Settings::extra` this layer keeps.
+const MIN_CHECKPOINT: &str = "kurrentdb.min_checkpoint_count";
+const LIVE_BUFFER: &str = "kurrentdb.live_buffer_size";
+const READ_BATCH: &str = "kurrentdb.read_batch_size";
+const HISTORY_BUFFER: &str = "kurrentdb.history_buffer_size";
+const EXTRA_STATISTICS: &str = "kurrentdb.extra_statistics";
+const RESOLVE_LINKS: &str = "kurrentdb.resolve_links";
+/// `end`: the group was created to start at the end (which Strata
+/// resolves to a revision or position at creation).
+const START: &str = "kurrentdb.start";
 
 /// A duration given in .NET ticks (100 ns) or in milliseconds.
 fn duration(ticks: Option<i64>, ms: Option<i32>, what: &str) -> Result<Option<Duration>, Status> {
@@ -131,6 +145,14 @@ macro_rules! wire_settings {
             message_timeout: duration(mt_ticks, mt_ms, "message_timeout")?,
             checkpoint_after: duration(ca_ticks, ca_ms, "checkpoint_after")?,
             revision: s.revision,
+            kept: vec![
+                (MIN_CHECKPOINT, s.min_checkpoint_count.to_string()),
+                (LIVE_BUFFER, s.live_buffer_size.to_string()),
+                (READ_BATCH, s.read_batch_size.to_string()),
+                (HISTORY_BUFFER, s.history_buffer_size.to_string()),
+                (EXTRA_STATISTICS, s.extra_statistics.to_string()),
+                (RESOLVE_LINKS, s.resolve_links.to_string()),
+            ],
         }
     }};
 }
@@ -177,6 +199,11 @@ fn settings_of(w: &WireSettings) -> Result<Settings, Status> {
         max_subscriber_count: non_negative(w.max_subscriber_count, "max_subscriber_count")?,
         checkpoint_count: checkpoint,
         checkpoint_after: w.checkpoint_after.unwrap_or(d.checkpoint_after),
+        extra: w
+            .kept
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         ..d
     })
 }
@@ -256,6 +283,13 @@ async fn info_to_wire(groups: &Groups, i: GroupInfo) -> SubscriptionInfo {
         (Target::Stream(_), Start::End) => "-1".to_owned(),
         (Target::Stream(_), Start::Revision(r) | Start::Position(r)) => r.to_string(),
     };
+    let kept = |key: &str| s.extra.get(key).and_then(|v| v.parse::<i32>().ok());
+    let flag = |key: &str| s.extra.get(key).is_some_and(|v| v == "true");
+    let start_from = match (&i.target, s.extra.get(START).map(String::as_str)) {
+        (Target::All, Some("end")) => "C:-1/P:-1".to_owned(),
+        (Target::Stream(_), Some("end")) => "-1".to_owned(),
+        _ => start_from,
+    };
     let in_flight: u32 = i.consumers.iter().map(|c| c.in_flight).sum();
     let checkpoint = i32::try_from(s.checkpoint_count).unwrap_or(i32::MAX);
     SubscriptionInfo {
@@ -290,16 +324,18 @@ async fn info_to_wire(groups: &Groups, i: GroupInfo) -> SubscriptionInfo {
         count_since_last_measurement: 0,
         last_checkpointed_event_position: last_checkpointed,
         last_known_event_position: last_known,
-        resolve_link_tos: false,
+        resolve_link_tos: flag(RESOLVE_LINKS),
         start_from,
         message_timeout_milliseconds: millis(s.message_timeout),
-        extra_statistics: false,
+        extra_statistics: flag(EXTRA_STATISTICS),
         max_retry_count: i32::try_from(s.max_retry_count).unwrap_or(i32::MAX),
-        live_buffer_size: 0,
-        buffer_size: 0,
-        read_batch_size: 0,
+        live_buffer_size: kept(LIVE_BUFFER).unwrap_or(0),
+        buffer_size: kept(HISTORY_BUFFER).unwrap_or(0),
+        read_batch_size: kept(READ_BATCH).unwrap_or(0),
         check_point_after_milliseconds: millis(s.checkpoint_after),
-        min_check_point_count: checkpoint,
+        min_check_point_count: kept(MIN_CHECKPOINT)
+            .filter(|n| *n > 0)
+            .unwrap_or(checkpoint),
         max_check_point_count: checkpoint,
         read_buffer_count: 0,
         live_buffer_count: 0,
@@ -368,6 +404,10 @@ fn create_of(o: create_req::Options) -> Result<(Target, String, Settings), Statu
             (target, Settings { from, ..settings })
         }
     };
+    let mut settings = settings;
+    if settings.from == Start::End {
+        settings.extra.insert(START.to_owned(), "end".to_owned());
+    }
     Ok((target, o.group_name, settings))
 }
 
@@ -547,11 +587,14 @@ impl PersistentSubscriptions for KurrentPersistent {
             .await
             .map_err(errors::from_group)?
             .settings;
-        let settings = Settings {
+        let mut settings = Settings {
             filter: current.filter,
             pattern: current.pattern,
             ..settings
         };
+        if let Some(start) = current.extra.get(START) {
+            settings.extra.insert(START.to_owned(), start.clone());
+        }
         self.groups
             .update(target, group, settings)
             .await
@@ -836,6 +879,7 @@ mod tests {
             message_timeout: None,
             checkpoint_after: None,
             revision: 0,
+            kept: Vec::new(),
         };
         assert_eq!(
             settings_of(&w("", 1)).expect("ok").strategy,

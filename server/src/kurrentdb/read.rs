@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::filter::{self, CallFilter, Overrun};
-use super::{convert, errors, position, subscribe, KurrentStreams};
+use super::{convert, errors, metadata, position, subscribe, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{Direction, ReadError, ReadFrom, ReadStream, RecordedEvent, Store};
 
@@ -75,10 +75,18 @@ pub(super) async fn handle(
     let max_count = count.max(1);
     let is_stream = matches!(target, Target::Stream(_));
     let mut overrun = None;
+    let mut deleted_view = false;
     let (name, reader) = match target {
         Target::Stream(s) => {
             let name = convert::stream_name(s.stream_identifier)?;
             svc.allow(caller, StreamOp::Read, &name)?;
+            if let Some(of) = metadata::target(&name) {
+                // The metadata of a tombstoned stream is gone with it.
+                if let Err(ReadError::Tombstoned(_)) = svc.store.stream_metadata(of) {
+                    return Err(errors::stream_deleted(&name));
+                }
+                deleted_view = svc.store.deleted_at(of).ok().flatten().is_some();
+            }
             let from = match (s.revision_option, direction) {
                 (Some(RevisionOption::Start(_)), _) => ReadFrom::Start,
                 (Some(RevisionOption::End(_)), _) => ReadFrom::End,
@@ -126,7 +134,15 @@ pub(super) async fn handle(
     };
     let compatible = options.control_option.is_some_and(|c| c.compatibility >= 1);
     let last_of = (is_stream && compatible).then(|| svc.store.clone());
-    Ok(forward(name, reader, count, form, last_of, overrun))
+    Ok(forward(
+        name,
+        reader,
+        count,
+        form,
+        last_of,
+        overrun,
+        deleted_view,
+    ))
 }
 
 /// What a read addresses.
@@ -158,6 +174,7 @@ fn forward(
     form: Option<UuidForm>,
     last_of: Option<Arc<Store>>,
     overrun: Option<Overrun>,
+    deleted_view: bool,
 ) -> Responses {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
@@ -180,8 +197,17 @@ fn forward(
                 return;
             }
             for e in events.iter().take(left.min(usize::MAX as u64) as usize) {
+                let mut event = convert::read_event(e, form);
+                if deleted_view {
+                    // A metadata stream's versions, of a stream deleted now.
+                    if let Some(r) = event.event.as_mut() {
+                        if let Some(d) = metadata::while_deleted(&r.data) {
+                            r.data = d.into();
+                        }
+                    }
+                }
                 let message = ReadResp {
-                    content: Some(Content::Event(convert::read_event(e, form))),
+                    content: Some(Content::Event(event)),
                 };
                 if tx.send(Ok(message)).await.is_err() {
                     return; // the client went away

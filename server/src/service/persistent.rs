@@ -156,6 +156,7 @@ fn settings_from_wire(
             "checkpoint_after",
             d.checkpoint_after,
         )?,
+        extra: Default::default(),
     })
 }
 

@@ -269,6 +269,20 @@ impl Store {
         Ok(self.shared.stream_head(stream)?.map(|h| h.last_revision))
     }
 
+    /// The last revision of a stream that is soft-deleted now (nothing
+    /// appended since its last delete); `None` for any other stream.
+    pub fn deleted_at(&self, stream: &str) -> Result<Option<u64>, ReadError> {
+        // Most streams were never deleted: no lookup of their head.
+        let Some(policy) = self.shared.policies.get(stream) else {
+            return Ok(None);
+        };
+        if policy.tombstoned || policy.deleted_before == 0 {
+            return Ok(None);
+        }
+        let last = self.stream_revision(stream)?;
+        Ok(last.filter(|_| policy.is_deleted(last)))
+    }
+
     /// A stream's metadata and its revision (empty and absent when never
     /// set; not an error for a stream that does not exist).
     pub fn stream_metadata(&self, stream: &str) -> Result<MetadataAnswer, ReadError> {
