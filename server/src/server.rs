@@ -10,6 +10,7 @@ use strata_proto::kurrentdb::gossip::gossip_server::GossipServer;
 use strata_proto::kurrentdb::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer as KurrentPersistentServer;
 use strata_proto::kurrentdb::server_features::server_features_server::ServerFeaturesServer;
 use strata_proto::kurrentdb::streams::streams_server::StreamsServer as KurrentStreamsServer;
+use strata_proto::kurrentdb::users::users_server::UsersServer as KurrentUsersServer;
 use strata_proto::v1::operations_server::OperationsServer;
 use strata_proto::v1::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use strata_proto::v1::streams_server::StreamsServer;
@@ -22,7 +23,7 @@ use crate::auth::{AuthLayer, Directory, DirectoryError};
 use crate::config::ServeArgs;
 use crate::groups::{GroupError, Groups};
 use crate::kurrentdb::{
-    Authority, FeaturesService, GossipService, KurrentPersistent, KurrentStreams,
+    Authority, FeaturesService, GossipService, KurrentPersistent, KurrentStreams, KurrentUsers,
 };
 use crate::metrics::{self, Metrics};
 use crate::service::{
@@ -144,6 +145,7 @@ pub async fn run(
         KurrentPersistentServer::new(KurrentPersistent::new(groups.clone(), stop_rx.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit + (4 << 20));
+    let kurrent_users = KurrentUsersServer::new(KurrentUsers::new(directory.clone()));
     let kurrent_gossip = Authority(GossipServer::new(GossipService::new()));
     let kurrent_features = ServerFeaturesServer::new(FeaturesService);
 
@@ -230,6 +232,7 @@ pub async fn run(
         .add_service(users)
         .add_service(kurrent_streams)
         .add_service(kurrent_persistent)
+        .add_service(kurrent_users)
         .add_service(kurrent_gossip)
         .add_service(kurrent_features)
         .serve_with_incoming_shutdown(incoming, signal)

@@ -833,6 +833,12 @@ async fn gossip_names_this_server_the_leader_and_features_list_what_is_served() 
             "event_store.client.streams.streams/delete",
             "event_store.client.streams.streams/read",
             "event_store.client.streams.streams/tombstone",
+            "event_store.client.users.users/changepassword",
+            "event_store.client.users.users/create",
+            "event_store.client.users.users/delete",
+            "event_store.client.users.users/details",
+            "event_store.client.users.users/resetpassword",
+            "event_store.client.users.users/update",
         ]
     );
     assert!(!features.event_store_server_version.is_empty());

@@ -277,6 +277,11 @@ fn listed_need(service: &str, method: &str) -> Option<Need> {
             "Create" | "Update" | "Delete" | "List" | "GetInfo" | "ReplayParked",
         ) => Need::Role(Role::Ops),
         ("strata.v1.Users", "SetPassword") => Authenticated,
+        ("event_store.client.users.Users", "ChangePassword") => Authenticated,
+        (
+            "event_store.client.users.Users",
+            "Create" | "Update" | "Delete" | "Disable" | "Enable" | "Details" | "ResetPassword",
+        ) => Need::Role(Role::Admin),
         (
             "strata.v1.Users",
             "Create" | "Delete" | "List" | "SetRoles" | "CreateApiKey" | "RevokeApiKey",

@@ -14,6 +14,8 @@ pub const PROTOCOL_VERSION: &str = "24.10.0";
 
 const PERSISTENT: &str = "event_store.client.persistent_subscriptions.PersistentSubscriptions";
 
+const USERS: &str = "event_store.client.users.Users";
+
 /// Every method served: (service, method, features).
 pub(super) const SERVED: &[(&str, &str, &[&str])] = &[
     (
@@ -36,6 +38,12 @@ pub(super) const SERVED: &[(&str, &str, &[&str])] = &[
     (PERSISTENT, "GetInfo", &["stream", "all"]),
     (PERSISTENT, "List", &["stream", "all"]),
     (PERSISTENT, "ReplayParked", &["stream", "all"]),
+    (USERS, "Create", &[]),
+    (USERS, "Update", &[]),
+    (USERS, "Delete", &[]),
+    (USERS, "Details", &[]),
+    (USERS, "ChangePassword", &[]),
+    (USERS, "ResetPassword", &[]),
     ("event_store.client.gossip.Gossip", "Read", &[]),
     (
         "event_store.client.server_features.ServerFeatures",

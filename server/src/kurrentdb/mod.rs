@@ -10,7 +10,7 @@
 //!
 //! Served: `Streams` (`Read` without and with subscription, `Append`,
 //! `BatchAppend`, `Delete`, `Tombstone`, and the `$$` metadata streams), `PersistentSubscriptions` (over the server's
-//! consumer groups), `Gossip.Read` and
+//! consumer groups), `Users` (over the server's users), `Gossip.Read` and
 //! `ServerFeatures.GetSupportedMethods`. Everything else of the protocol
 //! answers UNIMPLEMENTED.
 
@@ -27,6 +27,7 @@ mod persistent;
 mod position;
 mod read;
 mod subscribe;
+mod users;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ use crate::store::Store;
 pub use features::FeaturesService;
 pub use gossip::{Authority, GossipService};
 pub use persistent::KurrentPersistent;
+pub use users::KurrentUsers;
 
 /// `event_store.client.streams.Streams` over a store.
 #[derive(Clone)]

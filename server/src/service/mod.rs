@@ -33,7 +33,7 @@ use crate::store::Store;
 pub use message_limit::MessageLimit;
 pub use operations::OperationsService;
 pub use persistent::{PersistentService, DEFAULT_BUFFER_SIZE, MAX_BUFFER_SIZE};
-pub use users::UsersService;
+pub use users::{status as status_from_directory, UsersService};
 
 /// The Streams service over a store.
 #[derive(Clone)]

@@ -24,7 +24,8 @@ impl UsersService {
     }
 }
 
-fn status(e: DirectoryError) -> Status {
+/// The status of a refused change of the directory.
+pub fn status(e: DirectoryError) -> Status {
     match e {
         DirectoryError::InvalidArgument(m) => Status::invalid_argument(m),
         DirectoryError::NotFound(m) => Status::not_found(m),
