@@ -63,16 +63,8 @@ wait_port() {
     return 1
 }
 
-command -v openssl >/dev/null || apt-get install -y -q openssl >/dev/null
 CERTS="$WORK/certs"
-mkdir -p "$CERTS"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=strata test CA" \
-    -keyout "$CERTS/ca.key" -out "$CERTS/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$CERTS/server.key" -out "$CERTS/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$CERTS/san.ext"
-openssl x509 -req -in "$CERTS/server.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
-    -CAcreateserial -days 2 -extfile "$CERTS/san.ext" -out "$CERTS/server.crt" 2>/dev/null
+"$ROOT/tests/make-certs.sh" "$CERTS"
 
 ADMIN_PASSWORD="kdb-admin-$RANDOM$RANDOM"
 

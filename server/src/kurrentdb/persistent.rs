@@ -74,6 +74,23 @@ fn stream_target(id: Option<StreamIdentifier>) -> Result<Target, Status> {
     Ok(Target::Stream(name))
 }
 
+/// The group target of a request's `stream_option` oneof (one generated
+/// type per request, all of the same shape); returns INVALID_ARGUMENT from
+/// the handler when it is unset.
+macro_rules! target_of {
+    ($option:expr, $O:ident :: $stream:ident) => {
+        match $option {
+            Some($O::$stream(id)) => stream_target(Some(id))?,
+            Some($O::All(_)) => Target::All,
+            None => return Err(Status::invalid_argument("a stream or all is required")),
+        }
+    };
+}
+
+fn required<T>(options: Option<T>) -> Result<T, Status> {
+    options.ok_or_else(|| Status::invalid_argument("options are required"))
+}
+
 /// The settings both `CreateReq` and `UpdateReq` carry, taken out of
 /// their two generated types.
 struct WireSettings {
@@ -562,10 +579,7 @@ fn nack_action(a: i32) -> NackAction {
 #[tonic::async_trait]
 impl PersistentSubscriptions for KurrentPersistent {
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
-        let o = request
-            .into_inner()
-            .options
-            .ok_or_else(|| Status::invalid_argument("options are required"))?;
+        let o = required(request.into_inner().options)?;
         let (target, group, settings) = create_of(o)?;
         self.groups
             .create(target, group, settings)
@@ -575,10 +589,7 @@ impl PersistentSubscriptions for KurrentPersistent {
     }
 
     async fn update(&self, request: Request<UpdateReq>) -> Result<Response<UpdateResp>, Status> {
-        let o = request
-            .into_inner()
-            .options
-            .ok_or_else(|| Status::invalid_argument("options are required"))?;
+        let o = required(request.into_inner().options)?;
         let (target, group, settings) = update_of(o)?;
         // KurrentDB's update carries no filter: the group keeps its own.
         let current = self
@@ -604,15 +615,8 @@ impl PersistentSubscriptions for KurrentPersistent {
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
         use strata_proto::kurrentdb::persistent::delete_req::options::StreamOption;
-        let o = request
-            .into_inner()
-            .options
-            .ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let target = match o.stream_option {
-            Some(StreamOption::StreamIdentifier(id)) => stream_target(Some(id))?,
-            Some(StreamOption::All(_)) => Target::All,
-            None => return Err(Status::invalid_argument("a stream or all is required")),
-        };
+        let o = required(request.into_inner().options)?;
+        let target = target_of!(o.stream_option, StreamOption::StreamIdentifier);
         self.groups
             .delete(target, o.group_name)
             .await
@@ -625,15 +629,8 @@ impl PersistentSubscriptions for KurrentPersistent {
         request: Request<GetInfoReq>,
     ) -> Result<Response<GetInfoResp>, Status> {
         use strata_proto::kurrentdb::persistent::get_info_req::options::StreamOption;
-        let o = request
-            .into_inner()
-            .options
-            .ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let target = match o.stream_option {
-            Some(StreamOption::StreamIdentifier(id)) => stream_target(Some(id))?,
-            Some(StreamOption::All(_)) => Target::All,
-            None => return Err(Status::invalid_argument("a stream or all is required")),
-        };
+        let o = required(request.into_inner().options)?;
+        let target = target_of!(o.stream_option, StreamOption::StreamIdentifier);
         let info = self
             .groups
             .info(&target, &o.group_name)
@@ -649,11 +646,9 @@ impl PersistentSubscriptions for KurrentPersistent {
         use list_req::stream_option::StreamOption;
         let o = request.into_inner().options.unwrap_or_default();
         let target = match o.list_option {
-            Some(ListOption::ListForStream(s)) => match s.stream_option {
-                Some(StreamOption::Stream(id)) => Some(stream_target(Some(id))?),
-                Some(StreamOption::All(_)) => Some(Target::All),
-                None => return Err(Status::invalid_argument("a stream or all is required")),
-            },
+            Some(ListOption::ListForStream(s)) => {
+                Some(target_of!(s.stream_option, StreamOption::Stream))
+            }
             Some(ListOption::ListAllSubscriptions(_)) | None => None,
         };
         let groups = self
@@ -673,15 +668,8 @@ impl PersistentSubscriptions for KurrentPersistent {
         request: Request<ReplayParkedReq>,
     ) -> Result<Response<ReplayParkedResp>, Status> {
         use replay_parked_req::options::{StopAtOption, StreamOption};
-        let o = request
-            .into_inner()
-            .options
-            .ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let target = match o.stream_option {
-            Some(StreamOption::StreamIdentifier(id)) => stream_target(Some(id))?,
-            Some(StreamOption::All(_)) => Target::All,
-            None => return Err(Status::invalid_argument("a stream or all is required")),
-        };
+        let o = required(request.into_inner().options)?;
+        let target = target_of!(o.stream_option, StreamOption::StreamIdentifier);
         let stop_at = match o.stop_at_option {
             Some(StopAtOption::StopAt(n)) if n >= 0 => Some(n as u64),
             Some(StopAtOption::StopAt(_)) | Some(StopAtOption::NoLimit(_)) | None => None,
@@ -719,11 +707,7 @@ impl PersistentSubscriptions for KurrentPersistent {
                 "the first request of Read must be options",
             ));
         };
-        let target = match o.stream_option {
-            Some(ReadStreamOption::StreamIdentifier(id)) => stream_target(Some(id))?,
-            Some(ReadStreamOption::All(_)) => Target::All,
-            None => return Err(Status::invalid_argument("a stream or all is required")),
-        };
+        let target = target_of!(o.stream_option, ReadStreamOption::StreamIdentifier);
         match &target {
             Target::Stream(stream) => caller
                 .check_in(self.groups.store(), StreamOp::Read, stream)
