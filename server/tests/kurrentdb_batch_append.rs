@@ -115,7 +115,7 @@ async fn batches_share_a_call_span_requests_and_fail_alone() {
     let Some(batch_append_resp::Result::Error(status)) = &conflict.result else {
         panic!("a conflict is an error: {conflict:?}");
     };
-    assert_eq!(status.code, Code::FailedPrecondition as i32);
+    assert_eq!(status.code, Code::AlreadyExists as i32, "KurrentDB's code");
     let details = status.details.as_ref().expect("typed detail");
     assert_eq!(
         details.type_url,

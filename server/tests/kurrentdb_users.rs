@@ -9,9 +9,9 @@ use kurrent_support::*;
 use strata_proto::kurrentdb::streams::append_req::options::ExpectedStreamRevision;
 use strata_proto::kurrentdb::users::users_client::UsersClient;
 use strata_proto::kurrentdb::users::{
-    change_password_req, create_req, delete_req, details_req, disable_req, reset_password_req,
-    update_req, ChangePasswordReq, CreateReq, DeleteReq, DetailsReq, DisableReq, ResetPasswordReq,
-    UpdateReq,
+    change_password_req, create_req, delete_req, details_req, disable_req, enable_req,
+    reset_password_req, update_req, ChangePasswordReq, CreateReq, DeleteReq, DetailsReq,
+    DisableReq, EnableReq, ResetPasswordReq, UpdateReq,
 };
 use strata_proto::v1;
 use strata_server::config::AuthMode;
@@ -176,15 +176,48 @@ async fn users_are_strata_users_with_groups_as_roles() {
     )
     .await;
 
-    let disable = users
+    // Disabled, she authenticates in no way; enabled, she does again.
+    users
         .disable(DisableReq {
             options: Some(disable_req::Options {
                 login_name: "kate".into(),
             }),
         })
         .await
-        .expect_err("no disabled users");
-    assert_eq!(disable.code(), Code::Unimplemented);
+        .expect("Disable");
+    let disabled = try_append(
+        &mut k3,
+        "u-stream",
+        ExpectedStreamRevision::Any(E),
+        events(1, "d"),
+    )
+    .await
+    .expect_err("disabled");
+    assert_eq!(disabled.code(), Code::Unauthenticated);
+    let last_admin = users
+        .disable(DisableReq {
+            options: Some(disable_req::Options {
+                login_name: "admin".into(),
+            }),
+        })
+        .await
+        .expect_err("the last admin");
+    assert_eq!(last_admin.code(), Code::FailedPrecondition);
+    users
+        .enable(EnableReq {
+            options: Some(enable_req::Options {
+                login_name: "kate".into(),
+            }),
+        })
+        .await
+        .expect("Enable");
+    append(
+        &mut k3,
+        "u-stream",
+        ExpectedStreamRevision::Revision(1),
+        events(1, "e"),
+    )
+    .await;
     users
         .delete(DeleteReq {
             options: Some(delete_req::Options {

@@ -274,7 +274,8 @@ fn listed_need(service: &str, method: &str) -> Option<Need> {
         ("strata.v1.PersistentSubscriptions", "Read") => Authenticated,
         (
             "strata.v1.PersistentSubscriptions",
-            "Create" | "Update" | "Delete" | "List" | "GetInfo" | "ReplayParked",
+            "Create" | "Update" | "Delete" | "List" | "GetInfo" | "ReplayParked"
+            | "RestartSubsystem",
         ) => Need::Role(Role::Ops),
         ("strata.v1.Users", "SetPassword") => Authenticated,
         ("event_store.client.users.Users", "ChangePassword") => Authenticated,

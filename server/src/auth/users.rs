@@ -52,6 +52,8 @@ const HASHING: usize = 2;
 const MAX_NAME: usize = 128;
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
+/// Longest full name, in bytes.
+const MAX_FULL_NAME: usize = 1024;
 /// What an API key starts with.
 const KEY_PREFIX: &str = "strata_";
 
@@ -95,12 +97,18 @@ pub struct UserView {
     pub roles: Vec<Role>,
     /// The names of its API keys.
     pub api_keys: Vec<String>,
+    /// Its full name (empty unless set).
+    pub full_name: String,
+    /// Disabled: it authenticates in no way until enabled again.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug)]
 struct User {
     hash: String,
     roles: Vec<Role>,
+    full_name: String,
+    disabled: bool,
     /// Key name → key id.
     keys: BTreeMap<String, String>,
 }
@@ -353,6 +361,8 @@ impl Directory {
                 user: name.clone(),
                 roles: u.roles.clone(),
                 api_keys: u.keys.keys().cloned().collect(),
+                full_name: u.full_name.clone(),
+                disabled: u.disabled,
             })
             .collect()
     }
@@ -419,6 +429,37 @@ impl Directory {
         .await
     }
 
+    /// Sets a user's full name (shown by KurrentDB's `Users.Details`).
+    pub async fn set_full_name(&self, user: &str, full_name: &str) -> Result<(), DirectoryError> {
+        if full_name.len() > MAX_FULL_NAME || full_name.chars().any(char::is_control) {
+            return Err(DirectoryError::InvalidArgument(format!(
+                "a full name is at most {MAX_FULL_NAME} bytes without control characters"
+            )));
+        }
+        let _turn = self.changing.lock().await;
+        self.existing(user)?;
+        self.record(
+            "$user-details",
+            json!({ "user": user, "full_name": full_name }),
+        )
+        .await
+    }
+
+    /// Disables a user (it authenticates in no way, from the next call on)
+    /// or enables it again. The last enabled admin cannot be disabled.
+    pub async fn set_disabled(&self, user: &str, disabled: bool) -> Result<(), DirectoryError> {
+        let _turn = self.changing.lock().await;
+        self.existing(user)?;
+        if disabled {
+            self.keep_an_admin(user, &[])?;
+        }
+        self.record(
+            "$user-disabled",
+            json!({ "user": user, "disabled": disabled }),
+        )
+        .await
+    }
+
     /// Creates an API key; returns the key, which is kept nowhere.
     pub async fn create_api_key(&self, user: &str, name: &str) -> Result<String, DirectoryError> {
         check_name("key name", name)?;
@@ -470,7 +511,7 @@ impl Directory {
         let admins = state
             .users
             .iter()
-            .filter(|(_, u)| u.roles.contains(&Role::Admin))
+            .filter(|(_, u)| u.roles.contains(&Role::Admin) && !u.disabled)
             .map(|(n, _)| n.as_str());
         let others = admins.filter(|n| *n != user).count();
         let was = state
@@ -515,7 +556,7 @@ impl Directory {
 
 impl State {
     fn principal(&self, user: &str) -> Option<Arc<Principal>> {
-        let u = self.users.get(user)?;
+        let u = self.users.get(user).filter(|u| !u.disabled)?;
         Some(Arc::new(Principal {
             name: user.into(),
             level: u.roles.iter().copied().max(),
@@ -550,6 +591,8 @@ impl State {
                     User {
                         hash: field("hash")?,
                         roles: roles()?,
+                        full_name: String::new(),
+                        disabled: false,
                         keys: BTreeMap::new(),
                     },
                 );
@@ -563,6 +606,21 @@ impl State {
                 let roles = roles()?;
                 if let Some(u) = self.users.get_mut(&user) {
                     u.roles = roles;
+                }
+            }
+            "$user-details" => {
+                let full_name = field("full_name")?;
+                if let Some(u) = self.users.get_mut(&user) {
+                    u.full_name = full_name;
+                }
+            }
+            "$user-disabled" => {
+                let disabled = body
+                    .get("disabled")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| format!("{event_type} without 'disabled'"))?;
+                if let Some(u) = self.users.get_mut(&user) {
+                    u.disabled = disabled;
                 }
             }
             "$user-deleted" => {

@@ -321,7 +321,8 @@ fn conflict(
     BatchAppendResp {
         correlation_id: Some(correlation_id),
         result: Some(batch_append_resp::Result::Error(google_rpc::Status {
-            code: Code::FailedPrecondition as i32,
+            // KurrentDB's code for this status.
+            code: Code::AlreadyExists as i32,
             message: format!(
                 "Append failed due to WrongExpectedVersion. Stream: {stream}, Expected version: \
                  {}, Actual version: {actual}",
@@ -372,10 +373,15 @@ fn failure(correlation_id: shared::Uuid, stream: Option<&str>, status: &Status) 
         )),
         _ => None,
     };
+    // KurrentDB answers a deleted stream with NOT_FOUND here.
+    let code = match exception {
+        Some("stream-deleted") => Code::NotFound,
+        _ => status.code(),
+    };
     BatchAppendResp {
         correlation_id: Some(correlation_id),
         result: Some(batch_append_resp::Result::Error(google_rpc::Status {
-            code: status.code() as i32,
+            code: code as i32,
             message: status.message().to_owned(),
             details,
         })),

@@ -38,6 +38,7 @@ pub(super) const SERVED: &[(&str, &str, &[&str])] = &[
     (PERSISTENT, "GetInfo", &["stream", "all"]),
     (PERSISTENT, "List", &["stream", "all"]),
     (PERSISTENT, "ReplayParked", &["stream", "all"]),
+    (PERSISTENT, "RestartSubsystem", &[]),
     (USERS, "Create", &[]),
     (USERS, "Update", &[]),
     (USERS, "Delete", &[]),

@@ -80,20 +80,41 @@ pub(super) async fn handle(
         Target::Stream(s) => {
             let name = convert::stream_name(s.stream_identifier)?;
             svc.allow(caller, StreamOp::Read, &name)?;
-            if let Some(of) = metadata::target(&name) {
-                // The metadata of a tombstoned stream is gone with it.
-                if let Err(ReadError::Tombstoned(_)) = svc.store.stream_metadata(of) {
-                    return Err(errors::stream_deleted(&name));
-                }
-                deleted_view = svc.store.deleted_at(of).ok().flatten().is_some();
-            }
-            let from = match (s.revision_option, direction) {
+            let mut from = match (s.revision_option, direction) {
                 (Some(RevisionOption::Start(_)), _) => ReadFrom::Start,
                 (Some(RevisionOption::End(_)), _) => ReadFrom::End,
                 (Some(RevisionOption::Revision(r)), _) => ReadFrom::At(r),
                 (None, Direction::Forwards) => ReadFrom::Start,
                 (None, Direction::Backwards) => ReadFrom::End,
             };
+            let mut max_count = max_count;
+            if let Some(of) = metadata::target(&name) {
+                // KurrentDB's metadata streams keep only their latest
+                // version: a read finds it when its range covers it.
+                let latest = match svc.store.stream_metadata(of) {
+                    Ok(m) => m.metadata_revision,
+                    // The metadata of a tombstoned stream is gone with it.
+                    Err(ReadError::Tombstoned(_)) => return Err(errors::stream_deleted(&name)),
+                    Err(e) => return Err(errors::from_read(&name, e)),
+                };
+                let Some(latest) = latest else {
+                    return Ok(not_found(&name));
+                };
+                let covered = match (direction, from) {
+                    (Direction::Forwards, ReadFrom::Start)
+                    | (Direction::Backwards, ReadFrom::End) => true,
+                    (Direction::Forwards, ReadFrom::At(r)) => r <= latest,
+                    (Direction::Backwards, ReadFrom::At(r)) => r >= latest,
+                    (Direction::Backwards, ReadFrom::Start) => latest == 0,
+                    (Direction::Forwards, ReadFrom::End) => false,
+                };
+                if !covered {
+                    return Ok(ReceiverStream::new(mpsc::channel(1).1));
+                }
+                from = ReadFrom::At(latest);
+                max_count = 1;
+                deleted_view = svc.store.deleted_at(of).ok().flatten().is_some();
+            }
             let reader = svc
                 .store
                 .read_stream_into::<Vec<RecordedEvent>>(&name, direction, from, max_count)

@@ -2,9 +2,9 @@
 //! [`Directory`] `strata.v1.Users` manages). KurrentDB's groups become
 //! roles: `$admins` is `admin`, `$ops` is `ops`, and a user in neither is a
 //! `writer` (KurrentDB's default ACL lets every user read and write user
-//! streams); Strata's role names are accepted as groups too. Strata keeps
-//! no full name and has no disabled users: `full_name` is dropped, and
-//! `Disable`/`Enable` answer UNIMPLEMENTED.
+//! streams); Strata's role names are accepted as groups too. A user's full
+//! name and its being disabled are kept with it in the log; a disabled user
+//! authenticates in no way (password, key or certificate) until enabled.
 
 use std::sync::Arc;
 
@@ -72,12 +72,6 @@ fn options<T>(o: Option<T>) -> Result<T, Status> {
     o.ok_or_else(|| Status::invalid_argument("options are required"))
 }
 
-fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what}: Strata has no disabled users; delete the user, or revoke its API keys"
-    ))
-}
-
 #[tonic::async_trait]
 impl Users for KurrentUsers {
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
@@ -86,6 +80,12 @@ impl Users for KurrentUsers {
             .create(&o.login_name, &o.password, &roles_of(&o.groups))
             .await
             .map_err(status)?;
+        if !o.full_name.is_empty() {
+            self.directory
+                .set_full_name(&o.login_name, &o.full_name)
+                .await
+                .map_err(status)?;
+        }
         Ok(Response::new(CreateResp {}))
     }
 
@@ -93,6 +93,10 @@ impl Users for KurrentUsers {
         let o = options(request.into_inner().options)?;
         self.directory
             .set_roles(&o.login_name, &roles_of(&o.groups))
+            .await
+            .map_err(status)?;
+        self.directory
+            .set_full_name(&o.login_name, &o.full_name)
             .await
             .map_err(status)?;
         if !o.password.is_empty() {
@@ -110,15 +114,22 @@ impl Users for KurrentUsers {
         Ok(Response::new(DeleteResp {}))
     }
 
-    async fn disable(
-        &self,
-        _request: Request<DisableReq>,
-    ) -> Result<Response<DisableResp>, Status> {
-        Err(unimplemented("Disable"))
+    async fn disable(&self, request: Request<DisableReq>) -> Result<Response<DisableResp>, Status> {
+        let o = options(request.into_inner().options)?;
+        self.directory
+            .set_disabled(&o.login_name, true)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DisableResp {}))
     }
 
-    async fn enable(&self, _request: Request<EnableReq>) -> Result<Response<EnableResp>, Status> {
-        Err(unimplemented("Enable"))
+    async fn enable(&self, request: Request<EnableReq>) -> Result<Response<EnableResp>, Status> {
+        let o = options(request.into_inner().options)?;
+        self.directory
+            .set_disabled(&o.login_name, false)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(EnableResp {}))
     }
 
     type DetailsStream = ReceiverStream<Result<DetailsResp, Status>>;
@@ -146,10 +157,10 @@ impl Users for KurrentUsers {
             let details = DetailsResp {
                 user_details: Some(UserDetails {
                     login_name: u.user,
-                    full_name: String::new(),
+                    full_name: u.full_name,
                     groups: groups_of(&u.roles),
                     last_updated: None,
-                    disabled: false,
+                    disabled: u.disabled,
                 }),
             };
             // The channel holds them all: this cannot fail.
