@@ -106,6 +106,9 @@ impl Workload {
 pub enum SystemKind {
     /// Strata (spawned from `--strata-bin`, or `--url`).
     Strata,
+    /// The same Strata, launched alike, driven through its KurrentDB layer
+    /// (`event_store.client.streams`) instead of `strata.v1`.
+    StrataKurrentdb,
     /// PostgreSQL, started by `<peers-dir>/postgres.sh` (needs feature `peers`).
     Postgres,
     /// UmaDB, started by `<peers-dir>/umadb.sh` (needs feature `peers`).
@@ -117,8 +120,35 @@ impl SystemKind {
     pub fn name(self) -> &'static str {
         match self {
             SystemKind::Strata => "strata",
+            SystemKind::StrataKurrentdb => "strata-kurrentdb",
             SystemKind::Postgres => "postgres",
             SystemKind::Umadb => "umadb",
+        }
+    }
+
+    /// Whether this is a Strata server (native or through its KurrentDB
+    /// layer): spawned from `--strata-bin`, or reached at `--url`.
+    pub fn is_strata(self) -> bool {
+        matches!(self, SystemKind::Strata | SystemKind::StrataKurrentdb)
+    }
+
+    /// Why this system cannot run `workload`, when it cannot: its cells are
+    /// then rows saying `n/a: <why>`, with nothing measured. (The peers'
+    /// own gaps, append-pipelined on UmaDB and persistent, are answered by
+    /// those workloads themselves.)
+    pub fn lacks(self, workload: Workload) -> Option<&'static str> {
+        match (self, workload) {
+            (SystemKind::StrataKurrentdb, Workload::AppendPipelined) => Some(
+                "KurrentDB's Append is one call per append; its pipelined \
+                 counterpart (BatchAppend) is not driven here",
+            ),
+            (SystemKind::StrataKurrentdb, Workload::MultiAppend) => {
+                Some("KurrentDB's protocol has no atomic multi-stream append")
+            }
+            (SystemKind::StrataKurrentdb, Workload::Persistent) => {
+                Some("persistent subscriptions are not driven through the KurrentDB layer")
+            }
+            _ => None,
         }
     }
 }
@@ -160,7 +190,9 @@ pub struct Options {
     #[arg(long = "workload", value_enum, value_delimiter = ',')]
     pub workload_list: Vec<Workload>,
 
-    /// Systems to run, comma-separated; postgres and umadb need the `peers` feature.
+    /// Systems to run, comma-separated; strata-kurrentdb is the same Strata
+    /// driven through its KurrentDB layer; postgres and umadb need the `peers`
+    /// feature.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "strata")]
     pub systems: Vec<SystemKind>,
 
@@ -371,12 +403,12 @@ impl Options {
         }
         if let Some(url) = &self.url {
             check_loopback(url)?;
-            if self.systems.iter().any(|s| *s != SystemKind::Strata) {
+            if self.systems.iter().any(|s| !s.is_strata()) {
                 return bad("--url targets Strata only; drop the peers from --systems".into());
             }
         }
         #[cfg(not(feature = "peers"))]
-        if let Some(s) = self.systems.iter().find(|s| **s != SystemKind::Strata) {
+        if let Some(s) = self.systems.iter().find(|s| !s.is_strata()) {
             return bad(format!(
                 "--systems {}: this build has no peers; rebuild with `--features peers`",
                 s.name()

@@ -3,7 +3,9 @@
 //! reports throughput, latency percentiles and the server's CPU and peak
 //! memory as a table on stdout and JSON under `bench/results/`. With the
 //! `peers` feature it runs PostgreSQL and UmaDB on the same workloads in
-//! the same run and shows Strata's ratio to each.
+//! the same run and shows Strata's ratio to each; `strata-kurrentdb` runs
+//! the same Strata through its KurrentDB layer and shows that layer's cost
+//! as its ratio to the native rows.
 //!
 //! It is a benchmark, never part of the test suite's assertions about
 //! Strata's behaviour; `tests/smoke.rs` only checks that every workload
@@ -32,7 +34,7 @@ use workload::{run_cell, Ctx};
 /// Runs the benchmark the options describe, spawning the `strata` binary.
 pub async fn run(options: Options) -> Result<Vec<Row>> {
     options.validate()?;
-    let needs_binary = options.url.is_none() && options.systems.contains(&SystemKind::Strata);
+    let needs_binary = options.url.is_none() && options.systems.iter().any(|s| s.is_strata());
     let launcher = if needs_binary {
         Some(BinaryLauncher::find(options.strata_bin.clone())?)
     } else {
@@ -76,7 +78,7 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
         std::fs::create_dir_all(&dir)
             .map_err(|e| BenchError::io("creating the TLS directory", &dir, e))?;
         target::strata::TlsSetup::generate(&dir)?.install()?;
-        println!("strata: TLS with authentication (Basic, as admin)");
+        println!("strata: TLS with authentication (Basic, as admin; strata-kurrentdb alike)");
     }
     let ctx = Ctx {
         run_id: format!("b{started}x{}", std::process::id()),
@@ -100,6 +102,7 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
     for &system in &o.systems {
         if !per_client.is_empty() {
             println!("{}: starting", system.name());
+            let ctx = ctx.for_system(system);
             match start(system, &ctx, launcher, work.path()).await {
                 Ok(running) => run_system(&ctx, &running, &per_client, &mut rows).await,
                 Err(e) => emit(&mut rows, failed(system.name(), per_client[0], 0, &e)),
@@ -119,6 +122,7 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
     report::fill_ratios(&mut rows);
     println!();
     print!("{}", report::table(&rows));
+    print!("{}", report::summary(&rows));
     if !o.no_json {
         let command: Vec<String> = std::env::args().collect();
         let doc = report::RunReport {
@@ -141,10 +145,15 @@ async fn start(
 ) -> Result<Running> {
     let o = &ctx.options;
     match system {
-        SystemKind::Strata => match (&o.url, launcher) {
-            (Some(url), _) => target::attach_strata(url, o).await,
-            (None, Some(l)) => target::start_strata(l, &work.join("strata"), o).await,
-            (None, None) => Err(BenchError::Config("no way to start strata".into())),
+        // Both launch the same binary with the same flags, each on a fresh
+        // data directory of its own.
+        SystemKind::Strata | SystemKind::StrataKurrentdb => match (&o.url, launcher) {
+            (Some(url), _) => target::attach_strata(system, url, o).await,
+            (None, Some(l)) => target::start_strata(system, l, &work.join(system.name()), o).await,
+            (None, None) => Err(BenchError::Config(format!(
+                "no way to start {}",
+                system.name()
+            ))),
         },
         #[cfg(feature = "peers")]
         SystemKind::Postgres => target::postgres::start(o, &work.join("postgres")).await,

@@ -1,4 +1,6 @@
-//! Result rows: the table on stdout, the Strata/peer ratios, the JSON file.
+//! Result rows: the table on stdout, the Strata/peer ratios and the
+//! KurrentDB layer's ratio to native Strata (with its summary), the JSON
+//! file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +15,8 @@ use crate::stats::Latency;
 /// One measured cell: a system, a workload, a client count.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
-    /// "strata", "postgres", "umadb", or "disk" for probe-disk.
+    /// "strata", "strata-kurrentdb", "postgres", "umadb", or "disk" for
+    /// probe-disk.
     pub system: String,
     /// Workload name (probe-disk and recovery rows name their variant).
     pub workload: String,
@@ -47,6 +50,10 @@ pub struct Row {
     pub seconds: f64,
     /// Strata's events/s divided by this row's (peer rows only).
     pub strata_ratio: Option<f64>,
+    /// `strata-kurrentdb` rows only: this row's events/s divided by native
+    /// Strata's in the same workload and client count of the same run
+    /// (1.0 = the layer costs nothing; 0.8 = it costs 20% of the events/s).
+    pub kurrentdb_vs_strata: Option<f64>,
     /// Strata `append-pipelined` rows only: their events/s divided by
     /// PostgreSQL's best at the same writer count, the larger of its
     /// `append` and `append-pipelined`.
@@ -57,9 +64,13 @@ pub struct Row {
     pub notes: String,
 }
 
+/// The system name of Strata driven through its KurrentDB layer.
+const KURRENTDB: &str = "strata-kurrentdb";
+
 /// Fills `strata_ratio` of every peer row from the Strata row of the same
-/// workload and client count, and `strata_vs_pg_best` of Strata's
-/// `append-pipelined` rows.
+/// workload and client count, `kurrentdb_vs_strata` of every
+/// `strata-kurrentdb` row from the same, and `strata_vs_pg_best` of
+/// Strata's `append-pipelined` rows.
 pub fn fill_ratios(rows: &mut [Row]) {
     let strata: BTreeMap<(String, usize), f64> = rows
         .iter()
@@ -78,6 +89,13 @@ pub fn fill_ratios(rows: &mut [Row]) {
             continue;
         }
         if r.system == "disk" {
+            continue;
+        }
+        if r.system == KURRENTDB {
+            r.kurrentdb_vs_strata = strata
+                .get(&(r.workload.clone(), r.clients))
+                .filter(|s| **s > 0.0 && r.events_per_s > 0.0)
+                .map(|s| r.events_per_s / s);
             continue;
         }
         if let Some(s) = strata.get(&(r.workload.clone(), r.clients)) {
@@ -169,6 +187,7 @@ pub fn table(rows: &[Row]) -> String {
         "srv p99",
         "strata÷peer",
         "÷pg best",
+        "÷strata",
         "notes",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -217,6 +236,7 @@ pub fn table(rows: &[Row]) -> String {
             ms_opt(m.and_then(|m| m.append_p99_ms)),
             ratio(r.strata_ratio),
             ratio(r.strata_vs_pg_best),
+            ratio(r.kurrentdb_vs_strata),
             notes,
         ]);
     }
@@ -250,6 +270,58 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     out
+}
+
+/// The summary of the KurrentDB layer's cost, printed under the table: one
+/// line per workload with `strata-kurrentdb` rows, each client count's
+/// events/s ratio to native Strata and the events/s it loses (or gains).
+/// Empty when the run has no such row. It reports; it asserts nothing.
+pub fn summary(rows: &[Row]) -> String {
+    let mut per_workload: Vec<(&str, Vec<String>)> = Vec::new();
+    for r in rows.iter().filter(|r| r.system == KURRENTDB) {
+        let cell = if r.notes.starts_with("n/a") {
+            continue;
+        } else if r.notes.starts_with("FAILED") {
+            format!("{} failed", clients(r.clients))
+        } else {
+            match r.kurrentdb_vs_strata {
+                Some(x) => {
+                    let cost = (1.0 - x) * 100.0;
+                    let what = if cost >= 0.0 {
+                        format!("costs {cost:.0}%")
+                    } else {
+                        format!("gains {:.0}%", -cost)
+                    };
+                    format!("{} {x:.2}× ({what})", clients(r.clients))
+                }
+                None => format!("{} - (no native row to compare)", clients(r.clients)),
+            }
+        };
+        match per_workload.iter_mut().find(|(w, _)| *w == r.workload) {
+            Some((_, cells)) => cells.push(cell),
+            None => per_workload.push((&r.workload, vec![cell])),
+        }
+    }
+    if per_workload.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nKurrentDB layer cost (strata-kurrentdb events/s ÷ strata's, same workload, \
+         clients and run; the issue's target is a cost of at most 20%, ÷strata ≥ 0.80×):\n",
+    );
+    for (workload, cells) in per_workload {
+        let _ = writeln!(out, "  {workload}: {}", cells.join(", "));
+    }
+    out
+}
+
+/// "1 client", "16 clients".
+fn clients(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
 }
 
 /// The JSON document of a run.
@@ -322,5 +394,32 @@ mod tests {
         assert_eq!(rows[1].strata_ratio, Some(5.0));
         assert_eq!(rows[2].strata_ratio, None); // no strata append row
         assert_eq!(rows[1].strata_vs_pg_best, None);
+    }
+
+    #[test]
+    fn the_kurrentdb_layer_compares_with_native_strata() {
+        let mut rows = vec![
+            row("strata", 10_000.0),
+            row("strata-kurrentdb", 8_500.0),
+            row("strata-kurrentdb", 4_000.0),
+            row("strata-kurrentdb", 0.0),
+        ];
+        rows[2].clients = 1; // no native row with 1 client
+        rows[3].workload = "multi-append".into();
+        rows[3].notes = "n/a: no such thing".into();
+        fill_ratios(&mut rows);
+        assert_eq!(rows[1].kurrentdb_vs_strata, Some(0.85));
+        assert_eq!(rows[1].strata_ratio, None, "not a peer");
+        assert_eq!(rows[2].kurrentdb_vs_strata, None);
+        assert_eq!(rows[0].kurrentdb_vs_strata, None);
+        let t = table(&rows);
+        assert!(t.contains("÷strata") && t.contains("0.85×"), "{t}");
+        let s = summary(&rows);
+        assert!(
+            s.contains("append: 16 clients 0.85× (costs 15%), 1 client - (no native row"),
+            "{s}"
+        );
+        assert!(!s.contains("multi-append"), "n/a rows are left out: {s}");
+        assert_eq!(summary(&rows[..1]), "");
     }
 }

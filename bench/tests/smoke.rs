@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use clap::Parser as _;
-use strata_bench::cli::{Durability, Options};
+use strata_bench::cli::{Durability, Options, SystemKind};
 use strata_bench::error::{BenchError, Result};
 use strata_bench::target::strata::{Launcher, ServerProcess};
 use strata_server::config::{Durability as ServerDurability, ServeArgs};
@@ -277,6 +277,87 @@ async fn every_workload_runs_at_a_tiny_size() {
         .find(|r| r.workload == "persistent")
         .expect("persistent");
     assert!(persistent.extra.contains_key("sub_p99_ms"));
+}
+
+/// Strata through its KurrentDB layer: the workloads it maps run next to
+/// the native ones and get their ratio; the others are `n/a` rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kurrentdb_layer_runs_beside_native_strata() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let work_dir = work.path().to_str().expect("utf-8 path");
+    let mut options = tiny(
+        work_dir,
+        &[
+            "append",
+            "append-batch",
+            "contended",
+            "subscribe",
+            "read-all",
+            "read-stream",
+            "catch-up",
+            "append-pipelined",
+            "multi-append",
+            "persistent",
+        ],
+    );
+    options.systems = vec![SystemKind::Strata, SystemKind::StrataKurrentdb];
+    options.clients = vec![2];
+    let rows = strata_bench::run_with(options, Some(&InProcess))
+        .await
+        .expect("the benchmark runs");
+    for r in &rows {
+        assert!(
+            !r.notes.starts_with("FAILED"),
+            "{} {} {}: {}",
+            r.system,
+            r.workload,
+            r.clients,
+            r.notes
+        );
+    }
+    let layer: Vec<_> = rows
+        .iter()
+        .filter(|r| r.system == "strata-kurrentdb")
+        .collect();
+    for workload in [
+        "append",
+        "append-batch",
+        "contended",
+        "subscribe",
+        "read-all",
+        "read-stream",
+        "catch-up",
+    ] {
+        let r = layer
+            .iter()
+            .find(|r| r.workload == workload)
+            .unwrap_or_else(|| panic!("{workload}: no strata-kurrentdb row"));
+        assert!(r.events_per_s > 0.0, "{workload}: no events");
+        assert!(
+            r.kurrentdb_vs_strata.is_some(),
+            "{workload}: no ratio to native strata"
+        );
+    }
+    for workload in ["append-pipelined", "multi-append", "persistent"] {
+        let r = layer
+            .iter()
+            .find(|r| r.workload == workload)
+            .unwrap_or_else(|| panic!("{workload}: no strata-kurrentdb row"));
+        assert!(r.notes.starts_with("n/a"), "{workload}: {}", r.notes);
+        assert_eq!(r.events_per_s, 0.0, "{workload}: nothing is measured");
+    }
+    // The layer's appends go through the same group commit.
+    let append = layer
+        .iter()
+        .find(|r| r.workload == "append")
+        .expect("append row");
+    let m = append.server_metrics.expect("server metrics");
+    assert!(m.batches > 0, "{m:?}");
+    let summary = strata_bench::report::summary(&rows);
+    assert!(
+        summary.contains("read-all: 2 clients") && summary.contains("×"),
+        "{summary}"
+    );
 }
 
 #[test]

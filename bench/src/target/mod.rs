@@ -1,9 +1,10 @@
-//! The systems under test behind one client type: Strata always, and
-//! PostgreSQL and UmaDB with the `peers` feature. Each system maps the same
-//! abstract operations (append with an expected version, read `$all`, read
-//! a stream, follow `$all`) onto its own API; `bench/README.md` says exactly
-//! how.
+//! The systems under test behind one client type: Strata always (through
+//! its native `strata.v1` and through its KurrentDB layer), and PostgreSQL
+//! and UmaDB with the `peers` feature. Each system maps the same abstract
+//! operations (append with an expected version, read `$all`, read a stream,
+//! follow `$all`) onto its own API; `bench/README.md` says exactly how.
 
+pub mod kurrentdb;
 pub mod strata;
 
 #[cfg(feature = "peers")]
@@ -70,6 +71,8 @@ pub enum FollowFrom {
 pub enum Client {
     /// Strata over gRPC.
     Strata(strata::StrataClient),
+    /// Strata over gRPC through its KurrentDB layer.
+    Kurrentdb(kurrentdb::KurrentClient),
     /// PostgreSQL over its wire protocol.
     #[cfg(feature = "peers")]
     Postgres(Arc<postgres::PgClient>),
@@ -89,6 +92,7 @@ impl Client {
     ) -> Result<AppendResult> {
         match self {
             Client::Strata(c) => c.append(stream, expect, events, payload).await,
+            Client::Kurrentdb(c) => c.append(stream, expect, events, payload).await,
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.append(stream, expect, events, payload).await,
             #[cfg(feature = "peers")]
@@ -106,6 +110,10 @@ impl Client {
     ) -> Result<MultiResult> {
         match self {
             Client::Strata(c) => c.multi_append(streams, expects, payload).await,
+            // Refused before a cell starts (`SystemKind::lacks`); never sent.
+            Client::Kurrentdb(_) => Err(crate::error::BenchError::Config(
+                "strata-kurrentdb: KurrentDB's protocol has no multi-stream append".into(),
+            )),
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.multi_append(streams, expects, payload).await,
             #[cfg(feature = "peers")]
@@ -124,6 +132,7 @@ impl Client {
     ) -> Result<u64> {
         match self {
             Client::Strata(c) => c.read_all(from, count, progress).await,
+            Client::Kurrentdb(c) => c.read_all(from, count, progress).await,
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.read_all(from, count, progress).await,
             #[cfg(feature = "peers")]
@@ -135,6 +144,7 @@ impl Client {
     pub async fn read_stream(&self, stream: &str) -> Result<u64> {
         match self {
             Client::Strata(c) => c.read_stream(stream).await,
+            Client::Kurrentdb(c) => c.read_stream(stream).await,
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.read_stream(stream).await,
             #[cfg(feature = "peers")]
@@ -146,6 +156,7 @@ impl Client {
     pub async fn head(&self) -> Result<u64> {
         match self {
             Client::Strata(c) => c.head().await,
+            Client::Kurrentdb(c) => c.head().await,
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.head().await,
             #[cfg(feature = "peers")]
@@ -153,11 +164,10 @@ impl Client {
         }
     }
 
-    /// The Strata client, when this is one.
+    /// The native Strata client, when this is one.
     pub fn into_strata(self) -> Option<strata::StrataClient> {
         match self {
             Client::Strata(c) => Some(c),
-            #[cfg(feature = "peers")]
             _ => None,
         }
     }
@@ -172,6 +182,7 @@ impl Client {
     ) -> Result<()> {
         match self {
             Client::Strata(c) => c.follow_all(from, deadline, on_batch).await,
+            Client::Kurrentdb(c) => c.follow_all(from, deadline, on_batch).await,
             #[cfg(feature = "peers")]
             Client::Postgres(c) => c.follow_all(from, deadline, on_batch).await,
             #[cfg(feature = "peers")]
@@ -286,9 +297,10 @@ impl Running {
     /// `--clients-per-connection`: Strata opens one connection and one
     /// `PipelinedAppend` call per group; PostgreSQL opens one connection per
     /// group, whose writers' statements tokio-postgres pipelines. `None`
-    /// for UmaDB, whose client has no pipelined append.
+    /// for UmaDB, whose client has no pipelined append, and for Strata's
+    /// KurrentDB layer, whose `Append` is one call per append.
     pub async fn pipelined_writers(&self, n: usize) -> Result<Option<Vec<Writer>>> {
-        if self.kind == SystemKind::Umadb {
+        if matches!(self.kind, SystemKind::Umadb | SystemKind::StrataKurrentdb) {
             return Ok(None);
         }
         let per = self.clients_per_connection;
@@ -302,6 +314,7 @@ impl Running {
                         .into_iter()
                         .map(Writer::Pipelined),
                 ),
+                Client::Kurrentdb(_) => return Ok(None),
                 // PostgreSQL: the group's writers share one connection.
                 #[cfg(feature = "peers")]
                 shared => out.extend((0..k).map(|_| Writer::Unary(shared.clone()))),
@@ -313,6 +326,9 @@ impl Running {
     async fn connect(&self) -> Result<Client> {
         match self.kind {
             SystemKind::Strata => Ok(Client::Strata(strata::connect(&self.url).await?)),
+            SystemKind::StrataKurrentdb => {
+                Ok(Client::Kurrentdb(kurrentdb::connect(&self.url).await?))
+            }
             #[cfg(feature = "peers")]
             SystemKind::Postgres => Ok(Client::Postgres(Arc::new(
                 postgres::PgClient::connect(&self.url, self.poll_interval).await?,
@@ -330,8 +346,12 @@ impl Running {
     }
 }
 
-/// Starts Strata through `launcher` on `data_dir` and waits until it serves.
+/// Starts Strata through `launcher` on `data_dir` and waits until it
+/// serves; `kind` is [`SystemKind::Strata`] or
+/// [`SystemKind::StrataKurrentdb`], which launch the same server alike and
+/// differ only in the protocol their clients speak.
 pub async fn start_strata(
+    kind: SystemKind,
     launcher: &dyn strata::Launcher,
     data_dir: &Path,
     options: &Options,
@@ -345,7 +365,7 @@ pub async fn start_strata(
     let pid = server.pid();
     let metrics_url = server.metrics_url();
     Ok(Running::new(
-        SystemKind::Strata,
+        kind,
         url,
         pid,
         options.clients_per_connection,
@@ -355,12 +375,13 @@ pub async fn start_strata(
     .with_metrics(metrics_url))
 }
 
-/// Targets an already-running Strata (`--url`): nothing to stop, no pid;
-/// its metrics only if `--metrics-url` names them.
-pub async fn attach_strata(url: &str, options: &Options) -> Result<Running> {
+/// Targets an already-running Strata (`--url`) as `kind` (native or
+/// through its KurrentDB layer): nothing to stop, no pid; its metrics only
+/// if `--metrics-url` names them.
+pub async fn attach_strata(kind: SystemKind, url: &str, options: &Options) -> Result<Running> {
     strata::wait_serving(url, Duration::from_secs(10)).await?;
     Ok(Running::new(
-        SystemKind::Strata,
+        kind,
         url.to_owned(),
         None,
         options.clients_per_connection,

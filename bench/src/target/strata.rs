@@ -22,7 +22,8 @@ use crate::clock::{self, stamp_of};
 use crate::error::{BenchError, Result};
 
 const SYSTEM: &str = "strata";
-const EVENT_TYPE: &str = "BenchEvent";
+/// The type of every event the driver writes.
+pub const EVENT_TYPE: &str = "BenchEvent";
 
 /// `--tls`: spawned servers serve TLS with authentication on, and every
 /// client connects over TLS as the admin.
@@ -155,6 +156,21 @@ pub struct StrataClient {
 
 /// Opens one HTTP/2 connection to `url`.
 pub async fn connect(url: &str) -> Result<StrataClient> {
+    let channel = transport(url).await?;
+    let inner = StreamsClient::new(channel.clone())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    Ok(StrataClient {
+        inner,
+        channel: std::sync::Arc::new(channel),
+    })
+}
+
+/// Opens one HTTP/2 connection to `url` whose calls carry the run's
+/// credentials: TLS with the run's CA and the admin's `Basic` header when
+/// `--tls` is on. Shared by the native and the KurrentDB clients, so both
+/// connect exactly alike.
+pub async fn transport(url: &str) -> Result<Transport> {
     // The same window sizes UmaDB's client sets, so reads are not throttled by
     // HTTP/2 flow control on either side of the comparison.
     let mut endpoint = Endpoint::from_shared(url.to_owned())?
@@ -176,14 +192,7 @@ pub async fn connect(url: &str) -> Result<StrataClient> {
             .map_err(|_| BenchError::Config("credentials are not ASCII".into()))?;
         header = AuthHeader(Some(std::sync::Arc::new(value)));
     }
-    let channel = InterceptedService::new(endpoint.connect().await?, header);
-    let inner = StreamsClient::new(channel.clone())
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    Ok(StrataClient {
-        inner,
-        channel: std::sync::Arc::new(channel),
-    })
+    Ok(InterceptedService::new(endpoint.connect().await?, header))
 }
 
 impl StrataClient {

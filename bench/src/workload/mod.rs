@@ -28,7 +28,7 @@ pub use preload::{preload, ReadSet};
 pub use probe_disk::probe_disk;
 pub use recovery::recovery;
 
-use crate::cli::{Options, Workload};
+use crate::cli::{Options, SystemKind, Workload};
 use crate::clock;
 use crate::error::Result;
 use crate::procstat;
@@ -47,6 +47,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The context of one system's cells: the KurrentDB layer's streams get
+    /// a run id of their own, so that with `--url` (one server for both)
+    /// they never collide with the native system's.
+    pub fn for_system(&self, system: SystemKind) -> Ctx {
+        let run_id = match system {
+            SystemKind::StrataKurrentdb => format!("{}k", self.run_id),
+            _ => self.run_id.clone(),
+        };
+        Ctx {
+            options: self.options.clone(),
+            run_id,
+        }
+    }
+
     /// A prefix for the streams of one cell.
     pub fn prefix(&self, workload: Workload, clients: usize) -> String {
         format!("{}-{}-{clients}", self.run_id, workload.name())
@@ -342,6 +356,15 @@ pub async fn run_cell(
     workload: Workload,
     clients: usize,
 ) -> Result<Row> {
+    if let Some(why) = running.kind.lacks(workload) {
+        return Ok(Row {
+            system: running.kind.name().to_owned(),
+            workload: workload.name().to_owned(),
+            clients,
+            notes: format!("n/a: {why}"),
+            ..Row::default()
+        });
+    }
     match workload {
         Workload::Append => append::run(ctx, running, clients, 1, Workload::Append).await,
         Workload::AppendBatch => {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::preload::fill;
 use super::Usage;
-use crate::cli::Options;
+use crate::cli::{Options, SystemKind};
 use crate::error::{BenchError, Result};
 use crate::procstat;
 use crate::report::Row;
@@ -25,7 +25,7 @@ pub async fn recovery(options: &Options, launcher: &dyn Launcher, work: &Path) -
     let data = work.join("recovery");
     let began = Instant::now();
     {
-        let running = start_strata(launcher, &data, options).await?;
+        let running = start_strata(SystemKind::Strata, launcher, &data, options).await?;
         fill(
             &running,
             "recovery-fill",
