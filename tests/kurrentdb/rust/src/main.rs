@@ -23,16 +23,17 @@ use std::time::{Duration, Instant};
 
 use kurrentdb::operations::{self, Features, OperationalOptions};
 use kurrentdb::{
-    Acl, AppendToStreamOptions, BatchAppendOptions, Client, ClientSettings, Credentials,
-    CurrentRevision, DeletePersistentSubscriptionOptions, DeleteStreamOptions, Error, EventData,
-    GetPersistentSubscriptionInfoOptions, ListPersistentSubscriptionsOptions, NakAction,
-    PersistentSubscription, PersistentSubscriptionEvent, PersistentSubscriptionOptions,
-    PersistentSubscriptionToAllOptions, Position, ReadAllOptions, ReadEvent, ReadStreamOptions,
-    RecordedEvent, ReplayParkedMessagesOptions, ResolvedEvent,
-    RestartPersistentSubscriptionSubsystem, StreamAclBuilder, StreamMetadata, StreamMetadataResult,
-    StreamPosition, StreamState, SubscribeToAllOptions, SubscribeToPersistentSubscriptionOptions,
-    SubscribeToStreamOptions, Subscription, SubscriptionEvent, SubscriptionFilter,
-    SystemConsumerStrategy, TombstoneStreamOptions,
+    Acl, AppendToStreamOptions, BatchAppendClient, BatchAppendOptions, BatchWriteResult, Client,
+    ClientSettings, Credentials, CurrentRevision, DeletePersistentSubscriptionOptions,
+    DeleteStreamOptions, Error, EventData, GetPersistentSubscriptionInfoOptions,
+    ListPersistentSubscriptionsOptions, NakAction, PersistentSubscription,
+    PersistentSubscriptionEvent, PersistentSubscriptionOptions, PersistentSubscriptionToAllOptions,
+    Position, ReadAllOptions, ReadEvent, ReadStreamOptions, RecordedEvent,
+    ReplayParkedMessagesOptions, ResolvedEvent, RestartPersistentSubscriptionSubsystem,
+    StreamAclBuilder, StreamMetadata, StreamMetadataResult, StreamPosition, StreamState,
+    SubscribeToAllOptions, SubscribeToPersistentSubscriptionOptions, SubscribeToStreamOptions,
+    Subscription, SubscriptionEvent, SubscriptionFilter, SystemConsumerStrategy,
+    TombstoneStreamOptions, VersionedMetadata,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -197,6 +198,69 @@ macro_rules! ensure {
     };
 }
 
+/// `$got` must match `$pat` (then `$then` is its value); anything else fails
+/// the check with "<what>: expected <want>, got <what it was>".
+macro_rules! expect {
+    ($got:expr, $pat:pat $(if $guard:expr)? => $then:expr, $want:expr, $($what:tt)+) => {
+        match $got {
+            $pat $(if $guard)? => $then,
+            other => {
+                return Err(format!(
+                    "{}: expected {}, got {:?}",
+                    format!($($what)+),
+                    $want,
+                    other
+                ));
+            }
+        }
+    };
+}
+
+/// `$got` must be `Err(Error::$variant)`.
+macro_rules! expect_err {
+    ($got:expr, $variant:ident, $($what:tt)+) => {
+        expect!(
+            $got,
+            Err(Error::$variant) => {},
+            concat!("Err(", stringify!($variant), ")"),
+            $($what)+
+        )
+    };
+}
+
+/// `$got` must be `Err(Error::Grpc)` with gRPC code `$code` (and `$more`, if
+/// given, is said after the expectation).
+macro_rules! expect_code {
+    ($got:expr, $code:literal, more $more:literal, $($what:tt)+) => {
+        expect!(
+            $got,
+            Err(e) if is_code(&e, $code) => {},
+            concat!("Err(Grpc ", $code, ")", $more),
+            $($what)+
+        )
+    };
+    ($got:expr, $code:literal, $($what:tt)+) => {
+        expect_code!($got, $code, more "", $($what)+)
+    };
+}
+
+/// The events of a read, without their positions.
+fn events_only(v: Vec<(Ev, Position)>) -> Vec<Ev> {
+    v.into_iter().map(|(e, _)| e).collect()
+}
+
+/// `r`'s value, or the check's failure "<what>: <the error>".
+fn expect_ok<T>(r: kurrentdb::Result<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e:?}"))
+}
+
+/// A forwards read of the whole stream `$s` must give `$want`.
+macro_rules! ensure_read {
+    ($c:expr, $s:expr, $want:expr, $($what:tt)+) => {
+        ensure_eq!(read_stream($c, $s, fwd()).await?, $want, $($what)+)
+    };
+}
+
 /// `fut`, failing with `what` if it takes longer than `limit`.
 async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T, String> {
     tokio::time::timeout(limit, fut)
@@ -204,9 +268,15 @@ async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) ->
         .map_err(|_| format!("{what}: no answer within {limit:?}"))
 }
 
+/// A call's result, success or error (the check fails only if the call
+/// does not answer within CALL).
+async fn attempt<F: Future>(what: &str, fut: F) -> Result<F::Output, String> {
+    within(what, CALL, fut).await
+}
+
 /// A call's result, or the check's failure if the call did not succeed.
 async fn call<T>(what: &str, fut: impl Future<Output = kurrentdb::Result<T>>) -> Result<T, String> {
-    within(what, CALL, fut)
+    attempt(what, fut)
         .await?
         .map_err(|e| format!("{what}: {e:?} ({e})"))
 }
@@ -292,6 +362,17 @@ async fn append_each(
     Ok(out)
 }
 
+/// Appends the next `n` of `events` to `stream` in one call (as `append`).
+async fn append_next(
+    c: &Client,
+    stream: &str,
+    state: StreamState,
+    events: &mut impl Iterator<Item = EventData>,
+    n: usize,
+) -> Result<(u64, Position), String> {
+    append(c, stream, state, events.by_ref().take(n).collect()).await
+}
+
 /// Every event a read gives, or the client's error (from the call or from
 /// the stream, wherever the client surfaced it).
 async fn collect(
@@ -356,9 +437,10 @@ enum Msg {
 }
 
 async fn sub_next(sub: &mut Subscription) -> Result<Msg, String> {
-    let m = within("subscription", WAIT, sub.next_subscription_event())
-        .await?
-        .map_err(|e| format!("subscription failed: {e:?}"))?;
+    let m = expect_ok(
+        within("subscription", WAIT, sub.next_subscription_event()).await?,
+        "subscription failed",
+    )?;
     Ok(match m {
         SubscriptionEvent::Confirmed(_) => Msg::Confirmed,
         SubscriptionEvent::EventAppeared(r) => {
@@ -369,6 +451,12 @@ async fn sub_next(sub: &mut Subscription) -> Result<Msg, String> {
         SubscriptionEvent::Checkpoint(p) => Msg::Checkpoint(p),
         other => Msg::Other(format!("{other:?}")),
     })
+}
+
+/// subscribe_to_stream of `stream` from `from`.
+async fn subscribe_from(c: &Client, stream: &str, from: StreamPosition<u64>) -> Subscription {
+    let o = SubscribeToStreamOptions::default().start_from(from);
+    c.subscribe_to_stream(stream, &o).await
 }
 
 /// Messages of `sub` until `done(log)` holds (each message bounded by WAIT,
@@ -468,11 +556,35 @@ async fn ps_connect(
     .await
 }
 
+async fn ps_create(
+    c: &Client,
+    stream: &str,
+    group: &str,
+    o: &PersistentSubscriptionOptions,
+) -> Outcome {
+    call(
+        "create_persistent_subscription",
+        c.create_persistent_subscription(stream, group, o),
+    )
+    .await
+}
+
 async fn ps_ack(sub: &mut PersistentSubscription, events: &[&ResolvedEvent]) -> Outcome {
     for e in events {
         call("ack", sub.ack(e)).await?;
     }
     Ok(())
+}
+
+/// The next `n` events of `sub`, each acknowledged once received.
+async fn ps_take_acked(sub: &mut PersistentSubscription, n: usize) -> Result<Vec<Ev>, String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let (r, _) = ps_next(sub, WAIT).await?;
+        got.push(of(event_of(&r)?));
+        ps_ack(sub, &[&r]).await?;
+    }
+    Ok(got)
 }
 
 fn ps_from_start() -> PersistentSubscriptionOptions {
@@ -538,11 +650,7 @@ async fn discover_gossip(ctx: Arc<Ctx>) -> Outcome {
         1,
         "revision after 2 events"
     );
-    ensure_eq!(
-        read_stream(&c, &s, fwd()).await?,
-        want,
-        "read back over the discovered node"
-    );
+    ensure_read!(&c, &s, want, "read back over the discovered node");
     Ok(())
 }
 
@@ -560,21 +668,8 @@ async fn append_expected_states(ctx: Arc<Ctx>) -> Outcome {
         "the first append's position {p0:?} is KurrentDB's start (0), not an event's"
     );
 
-    let wev = |r: kurrentdb::Result<kurrentdb::WriteResult>| match r {
-        Err(Error::WrongExpectedVersion { expected, current }) => Ok((expected, current)),
-        other => Err(format!(
-            "expected Error::WrongExpectedVersion, got {other:?}"
-        )),
-    };
-    let (x, _) = json_event(&s, 1, "Never", json!({}));
-    let r = within(
-        "append",
-        CALL,
-        c.append_to_stream(s.as_str(), &opts(StreamState::NoStream), x),
-    )
-    .await?;
     ensure_eq!(
-        wev(r)?,
+        refused_append(c, &s, StreamState::NoStream).await?,
         (StreamState::NoStream, CurrentRevision::Current(0)),
         "NoStream on an existing stream"
     );
@@ -595,28 +690,14 @@ async fn append_expected_states(ctx: Arc<Ctx>) -> Outcome {
     );
     ensure!(p2 > p1, "positions go up: {p1:?} then {p2:?}");
 
-    let (x, _) = json_event(&s, 5, "Never", json!({}));
-    let r = within(
-        "append",
-        CALL,
-        c.append_to_stream(s.as_str(), &opts(StreamState::StreamRevision(1)), x),
-    )
-    .await?;
     ensure_eq!(
-        wev(r)?,
+        refused_append(c, &s, StreamState::StreamRevision(1)).await?,
         (StreamState::StreamRevision(1), CurrentRevision::Current(4)),
         "stale StreamRevision(1)"
     );
 
-    let (x, _) = json_event(&s, 5, "Never", json!({}));
-    let r = within(
-        "append",
-        CALL,
-        c.append_to_stream(s.as_str(), &opts(StreamState::StreamRevision(9)), x),
-    )
-    .await?;
     ensure_eq!(
-        wev(r)?,
+        refused_append(c, &s, StreamState::StreamRevision(9)).await?,
         (StreamState::StreamRevision(9), CurrentRevision::Current(4)),
         "future StreamRevision(9)"
     );
@@ -630,27 +711,13 @@ async fn append_expected_states(ctx: Arc<Ctx>) -> Outcome {
     );
 
     let missing = ctx.uniq("states-missing");
-    let (x, _) = json_event(&missing, 0, "Never", json!({}));
-    let r = within(
-        "append",
-        CALL,
-        c.append_to_stream(missing.as_str(), &opts(StreamState::StreamExists), x),
-    )
-    .await?;
     ensure_eq!(
-        wev(r)?,
+        refused_append(c, &missing, StreamState::StreamExists).await?,
         (StreamState::StreamExists, CurrentRevision::NoStream),
         "StreamExists on a missing stream"
     );
-    let (x, _) = json_event(&missing, 0, "Never", json!({}));
-    let r = within(
-        "append",
-        CALL,
-        c.append_to_stream(missing.as_str(), &opts(StreamState::StreamRevision(0)), x),
-    )
-    .await?;
     ensure_eq!(
-        wev(r)?,
+        refused_append(c, &missing, StreamState::StreamRevision(0)).await?,
         (StreamState::StreamRevision(0), CurrentRevision::NoStream),
         "StreamRevision(0) on a missing stream"
     );
@@ -663,12 +730,24 @@ async fn append_expected_states(ctx: Arc<Ctx>) -> Outcome {
         }
     }
 
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want,
-        "the stream after the appends and conflicts"
-    );
+    ensure_read!(c, &s, want, "the stream after the appends and conflicts");
     Ok(())
+}
+
+/// An append of one event to `stream` with `state` that KurrentDB refuses:
+/// the expected state and current revision its WrongExpectedVersion gives.
+async fn refused_append(
+    c: &Client,
+    stream: &str,
+    state: StreamState,
+) -> Result<(StreamState, CurrentRevision), String> {
+    let (x, _) = json_event(stream, 0, "Never", json!({}));
+    match attempt("append", c.append_to_stream(stream, &opts(state), x)).await? {
+        Err(Error::WrongExpectedVersion { expected, current }) => Ok((expected, current)),
+        other => Err(format!(
+            "expected Error::WrongExpectedVersion, got {other:?}"
+        )),
+    }
 }
 
 /// A retry of an append (same events, same ids, same expected state)
@@ -683,11 +762,7 @@ async fn append_idempotent(ctx: Arc<Ctx>) -> Outcome {
     ensure_eq!(again.0, 1, "retry with NoStream: next expected version");
     let any = append(c, &s, StreamState::Any, events.clone()).await?;
     ensure_eq!(any.0, 1, "retry with Any: next expected version");
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want.clone(),
-        "the stream after two retries"
-    );
+    ensure_read!(c, &s, want.clone(), "the stream after two retries");
     let (e2, w2) = json_event(&s, 2, "After", json!({"after": true}));
     ensure_eq!(
         append(c, &s, StreamState::StreamRevision(1), vec![e2])
@@ -698,11 +773,7 @@ async fn append_idempotent(ctx: Arc<Ctx>) -> Outcome {
     );
     let mut all = want;
     all.push(w2);
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        all,
-        "the stream after the next append"
-    );
+    ensure_read!(c, &s, all, "the stream after the next append");
     Ok(())
 }
 
@@ -904,31 +975,24 @@ async fn read_stream_last_position(ctx: Arc<Ctx>) -> Outcome {
 async fn read_missing_stream(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("missing");
-    match read_stream_result(c, &s).await? {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "forwards: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        read_stream_result(c, &s).await?,
+        ResourceNotFound,
+        "forwards"
+    );
     let what = "read_stream backwards";
-    match collect(
-        what,
-        c.read_stream(
-            s.as_str(),
-            &ReadStreamOptions::default().position(StreamPosition::End),
-        ),
-    )
-    .await?
-    {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "backwards: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        collect(
+            what,
+            c.read_stream(
+                s.as_str(),
+                &ReadStreamOptions::default().position(StreamPosition::End),
+            ),
+        )
+        .await?,
+        ResourceNotFound,
+        "backwards"
+    );
     Ok(())
 }
 
@@ -1109,21 +1173,10 @@ async fn subscribe_stream_catchup_live(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("substream");
     let (events, want) = json_events(&s, 0, 7, "Sub");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(3).collect(),
-    )
-    .await?;
+    append_next(c, &s, StreamState::NoStream, &mut events, 3).await?;
     let ev = |i: usize, p: &Position| Msg::Event(want[i].clone(), *p);
 
-    let mut sub = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
-        )
-        .await;
+    let mut sub = subscribe_from(c, &s, StreamPosition::Start).await;
     let log = sub_until(&mut sub, CALL, |l| has(l, &Msg::CaughtUp)).await?;
     ensure_eq!(log.first(), Some(&Msg::Confirmed), "first message");
     ensure_eq!(events_in(&log), want[0..3].to_vec(), "catch-up events");
@@ -1136,24 +1189,14 @@ async fn subscribe_stream_catchup_live(ctx: Arc<Ctx>) -> Outcome {
     let live = sub_until(&mut sub, CALL, |l| count_events(l) >= 2).await?;
     ensure_eq!(live, vec![ev(3, &ps[0]), ev(4, &ps[1])], "live events");
 
-    let mut from2 = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Position(2)),
-        )
-        .await;
+    let mut from2 = subscribe_from(c, &s, StreamPosition::Position(2)).await;
     let log = sub_until(&mut from2, CALL, |l| has(l, &Msg::CaughtUp)).await?;
     ensure_eq!(
         events_in(&log),
         want[3..5].to_vec(),
         "from revision 2: catch-up (after 2)"
     );
-    let mut from_end = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::End),
-        )
-        .await;
+    let mut from_end = subscribe_from(c, &s, StreamPosition::End).await;
     let log = sub_until(&mut from_end, CALL, |l| has(l, &Msg::CaughtUp)).await?;
     ensure_eq!(events_in(&log), vec![], "from the end: catch-up");
 
@@ -1179,12 +1222,7 @@ async fn subscribe_stream_catchup_live(ctx: Arc<Ctx>) -> Outcome {
 
     // A stream that does not exist yet.
     let s2 = ctx.uniq("substream-later");
-    let mut later = c
-        .subscribe_to_stream(
-            s2.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
-        )
-        .await;
+    let mut later = subscribe_from(c, &s2, StreamPosition::Start).await;
     let log = sub_until(&mut later, CALL, |l| has(l, &Msg::Confirmed)).await?;
     ensure_eq!(
         log,
@@ -1489,20 +1527,15 @@ async fn delete_stream(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("del");
     let (events, _) = json_events(&s, 0, 3, "Del");
     append(c, &s, StreamState::NoStream, events).await?;
-    match within(
-        "delete_stream",
-        CALL,
-        c.delete_stream(s.as_str(), &del(StreamState::StreamRevision(1))),
-    )
-    .await?
-    {
-        Err(e) if is_code(&e, "FailedPrecondition") => {}
-        other => {
-            return Err(format!(
-                "delete with a stale revision: expected Err(Grpc FailedPrecondition), got {other:?}"
-            ));
-        }
-    }
+    expect_code!(
+        attempt(
+            "delete_stream",
+            c.delete_stream(s.as_str(), &del(StreamState::StreamRevision(1)))
+        )
+        .await?,
+        "FailedPrecondition",
+        "delete with a stale revision"
+    );
     ensure_eq!(
         read_stream(c, &s, fwd()).await?.len(),
         3,
@@ -1517,66 +1550,49 @@ async fn delete_stream(ctx: Arc<Ctx>) -> Outcome {
         pos.is_some(),
         "delete_stream of an existing stream answered no position"
     );
-    match read_stream_result(c, &s).await? {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "read after delete: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        read_stream_result(c, &s).await?,
+        ResourceNotFound,
+        "read after delete"
+    );
     let (e3, w3) = json_event(&s, 3, "Again", json!({"again": true}));
     ensure_eq!(
         append(c, &s, StreamState::NoStream, vec![e3]).await?.0,
         3,
         "append with NoStream after delete"
     );
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        vec![w3],
-        "the stream after delete and append"
-    );
+    ensure_read!(c, &s, vec![w3], "the stream after delete and append");
     // KurrentDB's SoftUndeleteStream: the re-created stream's metadata holds
     // $tb = its first new revision. (Read newest first, so this does not
     // depend on how many metadata versions $$s shows.)
     let latest = ReadStreamOptions::default()
         .position(StreamPosition::End)
         .max_count(1);
-    match call(
-        "get_stream_metadata",
-        c.get_stream_metadata(s.as_str(), &latest),
-    )
-    .await?
-    {
-        StreamMetadataResult::Success(v) => ensure_eq!(
-            v.metadata(),
-            &StreamMetadata::builder().truncate_before(3).build(),
-            "metadata of the re-created stream"
-        ),
-        other => {
-            return Err(format!(
-                "metadata of the re-created stream: expected Success, got {other:?}"
-            ));
-        }
-    }
+    let what = "metadata of the re-created stream";
+    let v = expect!(
+        call("get_stream_metadata", c.get_stream_metadata(s.as_str(), &latest)).await?,
+        StreamMetadataResult::Success(v) => v,
+        "Success",
+        "{what}"
+    );
+    ensure_eq!(
+        v.metadata(),
+        &StreamMetadata::builder().truncate_before(3).build(),
+        "{what}"
+    );
     // Deleting a stream that never existed: KurrentDB's StorageWriterService
     // refuses it as a wrong expected version, whatever the expected state.
     let missing = ctx.uniq("del-missing");
     for state in [StreamState::Any, StreamState::NoStream] {
-        match within(
-            "delete_stream",
-            CALL,
-            c.delete_stream(missing.as_str(), &del(state)),
-        )
-        .await?
-        {
-            Err(e) if is_code(&e, "FailedPrecondition") => {}
-            other => {
-                return Err(format!(
-                    "delete ({state:?}) of a stream that never existed: expected Err(Grpc FailedPrecondition), got {other:?}"
-                ));
-            }
-        }
+        expect_code!(
+            attempt(
+                "delete_stream",
+                c.delete_stream(missing.as_str(), &del(state))
+            )
+            .await?,
+            "FailedPrecondition",
+            "delete ({state:?}) of a stream that never existed"
+        );
     }
     Ok(())
 }
@@ -1588,20 +1604,15 @@ async fn tombstone_stream(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("tomb");
     let (events, _) = json_events(&s, 0, 2, "Tomb");
     append(c, &s, StreamState::NoStream, events).await?;
-    match within(
-        "tombstone_stream",
-        CALL,
-        c.tombstone_stream(s.as_str(), &tomb(StreamState::StreamRevision(0))),
-    )
-    .await?
-    {
-        Err(e) if is_code(&e, "FailedPrecondition") => {}
-        other => {
-            return Err(format!(
-                "tombstone with a stale revision: expected Err(Grpc FailedPrecondition), got {other:?}"
-            ));
-        }
-    }
+    expect_code!(
+        attempt(
+            "tombstone_stream",
+            c.tombstone_stream(s.as_str(), &tomb(StreamState::StreamRevision(0)))
+        )
+        .await?,
+        "FailedPrecondition",
+        "tombstone with a stale revision"
+    );
     let pos = call(
         "tombstone_stream",
         c.tombstone_stream(s.as_str(), &tomb(StreamState::StreamRevision(1))),
@@ -1611,63 +1622,40 @@ async fn tombstone_stream(ctx: Arc<Ctx>) -> Outcome {
         pos.is_some(),
         "tombstone of an existing stream answered no position"
     );
-    match read_stream_result(c, &s).await? {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "read after tombstone: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        read_stream_result(c, &s).await?,
+        ResourceDeleted,
+        "read after tombstone"
+    );
     let (e, _) = json_event(&s, 2, "Never", json!({}));
-    match within(
-        "append",
-        CALL,
-        c.append_to_stream(s.as_str(), &opts(StreamState::Any), e),
-    )
-    .await?
-    {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "append after tombstone: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
-    match within(
-        "delete_stream",
-        CALL,
-        c.delete_stream(s.as_str(), &del(StreamState::Any)),
-    )
-    .await?
-    {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "delete after tombstone: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
-    match within(
-        "tombstone_stream",
-        CALL,
-        c.tombstone_stream(s.as_str(), &tomb(StreamState::Any)),
-    )
-    .await?
-    {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "tombstone after tombstone: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
-    let mut sub = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+    expect_err!(
+        attempt(
+            "append",
+            c.append_to_stream(s.as_str(), &opts(StreamState::Any), e)
         )
-        .await;
+        .await?,
+        ResourceDeleted,
+        "append after tombstone"
+    );
+    expect_err!(
+        attempt(
+            "delete_stream",
+            c.delete_stream(s.as_str(), &del(StreamState::Any))
+        )
+        .await?,
+        ResourceDeleted,
+        "delete after tombstone"
+    );
+    expect_err!(
+        attempt(
+            "tombstone_stream",
+            c.tombstone_stream(s.as_str(), &tomb(StreamState::Any))
+        )
+        .await?,
+        ResourceDeleted,
+        "tombstone after tombstone"
+    );
+    let mut sub = subscribe_from(c, &s, StreamPosition::Start).await;
     let got = within("subscribe_to_stream", WAIT, async {
         loop {
             match sub.next_subscription_event().await {
@@ -1677,14 +1665,7 @@ async fn tombstone_stream(ctx: Arc<Ctx>) -> Outcome {
         }
     })
     .await?;
-    match got {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "subscribe after tombstone: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(got, ResourceDeleted, "subscribe after tombstone");
     let missing = ctx.uniq("tomb-missing");
     call(
         "tombstone_stream of a missing stream",
@@ -1692,20 +1673,15 @@ async fn tombstone_stream(ctx: Arc<Ctx>) -> Outcome {
     )
     .await?;
     let (e, _) = json_event(&missing, 0, "Never", json!({}));
-    match within(
-        "append",
-        CALL,
-        c.append_to_stream(missing.as_str(), &opts(StreamState::Any), e),
-    )
-    .await?
-    {
-        Err(Error::ResourceDeleted) => {}
-        other => {
-            return Err(format!(
-                "append to a tombstoned missing name: expected Err(ResourceDeleted), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        attempt(
+            "append",
+            c.append_to_stream(missing.as_str(), &opts(StreamState::Any), e)
+        )
+        .await?,
+        ResourceDeleted,
+        "append to a tombstoned missing name"
+    );
     Ok(())
 }
 
@@ -1723,9 +1699,8 @@ async fn tombstoned_read_fails_at_call(ctx: Arc<Ctx>) -> Outcome {
         c.tombstone_stream(s.as_str(), &tomb(StreamState::Any)),
     )
     .await?;
-    match within(
+    match attempt(
         "read_stream",
-        CALL,
         c.read_stream(s.as_str(), &ReadStreamOptions::default()),
     )
     .await?
@@ -1737,28 +1712,24 @@ async fn tombstoned_read_fails_at_call(ctx: Arc<Ctx>) -> Outcome {
             ));
         }
         Ok(mut rs) => {
-            let next = within("next", CALL, rs.next()).await?;
+            let next = attempt("next", rs.next()).await?;
             return Err(format!(
                 "read_stream of a tombstoned stream: the call answered Ok (a response stream), and its first next() {next:?}; KurrentDB answers the error before any message"
             ));
         }
     }
     let missing = ctx.uniq("tomb-call-missing");
-    match within(
+    match attempt(
         "read_stream",
-        CALL,
         c.read_stream(missing.as_str(), &ReadStreamOptions::default()),
     )
     .await?
     {
-        Ok(mut rs) => match within("next", CALL, rs.next()).await? {
-            Err(Error::ResourceNotFound) => {}
-            other => {
-                return Err(format!(
-                    "a missing stream's first next(): expected Err(ResourceNotFound), got {other:?}"
-                ));
-            }
-        },
+        Ok(mut rs) => expect_err!(
+            attempt("next", rs.next()).await?,
+            ResourceNotFound,
+            "a missing stream's first next()"
+        ),
         Err(e) => {
             return Err(format!(
                 "read_stream of a missing stream: the call failed ({e:?}); KurrentDB answers stream_not_found in-band"
@@ -1774,13 +1745,32 @@ async fn set_meta(
     state: StreamState,
     m: &StreamMetadata,
 ) -> Result<kurrentdb::Result<u64>, String> {
-    Ok(within(
+    Ok(attempt(
         "set_stream_metadata",
-        CALL,
         c.set_stream_metadata(s, &opts(state), m),
     )
     .await?
     .map(|r| r.next_expected_version))
+}
+
+/// set_stream_metadata, failing the check if it fails: the version.
+async fn set_meta_ok(
+    c: &Client,
+    s: &str,
+    state: StreamState,
+    m: &StreamMetadata,
+) -> Result<u64, String> {
+    expect_ok(set_meta(c, s, state, m).await?, "set_stream_metadata")
+}
+
+/// get_stream_metadata, which must find metadata.
+async fn meta_success(c: &Client, s: &str) -> Result<Box<VersionedMetadata>, String> {
+    Ok(expect!(
+        get_meta(c, s).await?,
+        StreamMetadataResult::Success(v) => v,
+        "Success",
+        "get_stream_metadata"
+    ))
 }
 
 async fn get_meta(c: &Client, s: &str) -> Result<StreamMetadataResult, String> {
@@ -1800,24 +1790,20 @@ async fn get_meta(c: &Client, s: &str) -> Result<StreamMetadataResult, String> {
 async fn metadata_roundtrip(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("meta");
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::NotFound => {}
-        other => {
-            return Err(format!(
-                "metadata of a missing stream: expected NotFound, got {other:?}"
-            ));
-        }
-    }
+    expect!(
+        get_meta(c, &s).await?,
+        StreamMetadataResult::NotFound => {},
+        "NotFound",
+        "metadata of a missing stream"
+    );
     let (events, want) = json_events(&s, 0, 3, "Meta");
     append(c, &s, StreamState::NoStream, events).await?;
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::NotFound => {}
-        other => {
-            return Err(format!(
-                "metadata of a stream without any: expected NotFound, got {other:?}"
-            ));
-        }
-    }
+    expect!(
+        get_meta(c, &s).await?,
+        StreamMetadataResult::NotFound => {},
+        "NotFound",
+        "metadata of a stream without any"
+    );
     let m1 = StreamMetadata::builder()
         .max_count(50)
         .truncate_before(1)
@@ -1832,36 +1818,22 @@ async fn metadata_roundtrip(ctx: Arc<Ctx>) -> Outcome {
         0,
         "first metadata: version"
     );
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::Success(v) => {
-            ensure_eq!(v.stream_name(), format!("$${s}"), "metadata stream");
-            ensure_eq!(v.version(), 0, "metadata version");
-            ensure_eq!(v.metadata(), &m1, "metadata read back");
-        }
-        other => {
-            return Err(format!(
-                "get_stream_metadata: expected Success, got {other:?}"
-            ));
-        }
-    }
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want[1..3].to_vec(),
-        "read with $tb 1"
-    );
+    let v = meta_success(c, &s).await?;
+    ensure_eq!(v.stream_name(), format!("$${s}"), "metadata stream");
+    ensure_eq!(v.version(), 0, "metadata version");
+    ensure_eq!(v.metadata(), &m1, "metadata read back");
+    ensure_read!(c, &s, want[1..3].to_vec(), "read with $tb 1");
     let m2 = StreamMetadata::builder().max_count(1).build();
-    match set_meta(c, &s, StreamState::StreamRevision(1), &m2).await? {
+    expect!(
+        set_meta(c, &s, StreamState::StreamRevision(1), &m2).await?,
         Err(Error::WrongExpectedVersion { expected, current }) => ensure_eq!(
             (expected, current),
             (StreamState::StreamRevision(1), CurrentRevision::Current(0)),
             "metadata conflict"
         ),
-        other => {
-            return Err(format!(
-                "metadata with a wrong revision: expected WrongExpectedVersion, got {other:?}"
-            ));
-        }
-    }
+        "WrongExpectedVersion",
+        "metadata with a wrong revision"
+    );
     ensure_eq!(
         set_meta(c, &s, StreamState::StreamRevision(0), &m2)
             .await?
@@ -1869,25 +1841,13 @@ async fn metadata_roundtrip(ctx: Arc<Ctx>) -> Outcome {
         1,
         "second metadata: version"
     );
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::Success(v) => {
-            ensure_eq!(
-                (v.version(), v.metadata()),
-                (1, &m2),
-                "second metadata read back"
-            );
-        }
-        other => {
-            return Err(format!(
-                "get_stream_metadata: expected Success, got {other:?}"
-            ));
-        }
-    }
+    let v = meta_success(c, &s).await?;
     ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want[2..3].to_vec(),
-        "read with max_count 1 (no $tb)"
+        (v.version(), v.metadata()),
+        (1, &m2),
+        "second metadata read back"
     );
+    ensure_read!(c, &s, want[2..3].to_vec(), "read with max_count 1 (no $tb)");
     Ok(())
 }
 
@@ -1897,26 +1857,15 @@ async fn metadata_max_count(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("maxcount");
     let (events, want) = json_events(&s, 0, 7, "MaxCount");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(5).collect(),
-    )
-    .await?;
-    set_meta(
+    append_next(c, &s, StreamState::NoStream, &mut events, 5).await?;
+    set_meta_ok(
         c,
         &s,
         StreamState::Any,
         &StreamMetadata::builder().max_count(2).build(),
     )
-    .await?
-    .map_err(|e| format!("set_stream_metadata: {e:?}"))?;
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want[3..5].to_vec(),
-        "forwards with max_count 2"
-    );
+    .await?;
+    ensure_read!(c, &s, want[3..5].to_vec(), "forwards with max_count 2");
     ensure_eq!(
         read_stream(
             c,
@@ -1927,12 +1876,7 @@ async fn metadata_max_count(ctx: Arc<Ctx>) -> Outcome {
         vec![want[4].clone(), want[3].clone()],
         "backwards with max_count 2"
     );
-    let mut sub = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
-        )
-        .await;
+    let mut sub = subscribe_from(c, &s, StreamPosition::Start).await;
     let log = sub_until(&mut sub, CALL, |l| has(l, &Msg::CaughtUp)).await?;
     ensure_eq!(
         events_in(&log),
@@ -1940,11 +1884,7 @@ async fn metadata_max_count(ctx: Arc<Ctx>) -> Outcome {
         "catch-up subscription with max_count 2"
     );
     append(c, &s, StreamState::StreamRevision(4), events.collect()).await?;
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want[5..7].to_vec(),
-        "forwards after 2 more appends"
-    );
+    ensure_read!(c, &s, want[5..7].to_vec(), "forwards after 2 more appends");
     Ok(())
 }
 
@@ -1956,47 +1896,24 @@ async fn metadata_max_age(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("maxage");
     let (events, want) = json_events(&s, 0, 3, "MaxAge");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(2).collect(),
-    )
-    .await?;
+    append_next(c, &s, StreamState::NoStream, &mut events, 2).await?;
     let long = StreamMetadata::builder()
         .max_age(Duration::from_millis(3600))
         .build();
-    set_meta(c, &s, StreamState::Any, &long)
-        .await?
-        .map_err(|e| format!("set_stream_metadata: {e:?}"))?;
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::Success(v) => ensure_eq!(v.metadata(), &long, "max_age read back"),
-        other => {
-            return Err(format!(
-                "get_stream_metadata: expected Success, got {other:?}"
-            ));
-        }
-    }
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want[0..2].to_vec(),
-        "read with $maxAge 3600 (s)"
-    );
+    set_meta_ok(c, &s, StreamState::Any, &long).await?;
+    let v = meta_success(c, &s).await?;
+    ensure_eq!(v.metadata(), &long, "max_age read back");
+    ensure_read!(c, &s, want[0..2].to_vec(), "read with $maxAge 3600 (s)");
     let short = StreamMetadata::builder()
         .max_age(Duration::from_millis(1))
         .build();
-    set_meta(c, &s, StreamState::Any, &short)
-        .await?
-        .map_err(|e| format!("set_stream_metadata: {e:?}"))?;
+    set_meta_ok(c, &s, StreamState::Any, &short).await?;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        vec![],
-        "read 2.5 s after $maxAge 1 (s)"
-    );
+    ensure_read!(c, &s, vec![], "read 2.5 s after $maxAge 1 (s)");
     append(c, &s, StreamState::StreamRevision(1), events.collect()).await?;
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
+    ensure_read!(
+        c,
+        &s,
         want[2..3].to_vec(),
         "a fresh event under $maxAge 1 (s)"
     );
@@ -2022,39 +1939,15 @@ async fn metadata_acl(ctx: Arc<Ctx>) -> Outcome {
         .build();
     let (events, want) = json_events(&s, 0, 4, "Acl");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(1).collect(),
-    )
-    .await?;
+    append_next(c, &s, StreamState::NoStream, &mut events, 1).await?;
     let m = StreamMetadata::builder().acl(Acl::Stream(acl)).build();
-    set_meta(c, &s, StreamState::Any, &m)
-        .await?
-        .map_err(|e| format!("set_stream_metadata: {e:?}"))?;
-    match get_meta(c, &s).await? {
-        StreamMetadataResult::Success(v) => ensure_eq!(v.metadata(), &m, "ACL read back"),
-        other => {
-            return Err(format!(
-                "get_stream_metadata: expected Success, got {other:?}"
-            ));
-        }
-    }
+    set_meta_ok(c, &s, StreamState::Any, &m).await?;
+    let v = meta_success(c, &s).await?;
+    ensure_eq!(v.metadata(), &m, "ACL read back");
     let anon = ctx.client_for(&ctx.anonymous_url())?;
     if !ctx.tls {
-        append(
-            &anon,
-            &s,
-            StreamState::StreamRevision(0),
-            events.by_ref().take(1).collect(),
-        )
-        .await?;
-        ensure_eq!(
-            read_stream(&anon, &s, fwd()).await?,
-            want[0..2].to_vec(),
-            "insecure: anyone reads"
-        );
+        append_next(&anon, &s, StreamState::StreamRevision(0), &mut events, 1).await?;
+        ensure_read!(&anon, &s, want[0..2].to_vec(), "insecure: anyone reads");
         return Ok(());
     }
     for u in [&u1, &u2] {
@@ -2077,54 +1970,41 @@ async fn metadata_acl(ctx: Arc<Ctx>) -> Outcome {
     };
     let append_as = |u: &str, e: EventData| {
         let o = AppendToStreamOptions::default().authenticated(as_user(u));
-        async move { within("append", CALL, c.append_to_stream(s, &o, e)).await }
+        async move { attempt("append", c.append_to_stream(s, &o, e)).await }
     };
-    match read_as(&u2).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "read by {u2} (not in $r): expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    let (x, _) = json_event(s, 9, "Never", json!({}));
-    match append_as(&u2, x).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "append by {u2} (not in $w): expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    append_as(&u1, events.next().unwrap())
-        .await?
-        .map_err(|e| format!("append by {u1} (in $w): {e:?}"))?;
-    match read_as(&u1).await? {
-        Ok(v) => ensure_eq!(
-            v.into_iter().map(|(e, _)| e).collect::<Vec<_>>(),
-            want[0..2].to_vec(),
-            "read by {u1} (in $r)"
-        ),
-        Err(e) => return Err(format!("read by {u1} (in $r): {e:?}")),
-    }
-    ensure_eq!(
-        read_stream(c, s, fwd()).await?,
-        want[0..2].to_vec(),
-        "read by admin"
+    expect_err!(
+        read_as(&u2).await?,
+        AccessDenied,
+        "read by {u2} (not in $r)"
     );
-    match collect(
-        "read_stream",
-        anon.read_stream(s, &ReadStreamOptions::default()),
-    )
-    .await?
-    {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "anonymous read: expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
+    let (x, _) = json_event(s, 9, "Never", json!({}));
+    expect_err!(
+        append_as(&u2, x).await?,
+        AccessDenied,
+        "append by {u2} (not in $w)"
+    );
+    expect_ok(
+        append_as(&u1, events.next().unwrap()).await?,
+        &format!("append by {u1} (in $w)"),
+    )?;
+    ensure_eq!(
+        events_only(expect_ok(
+            read_as(&u1).await?,
+            &format!("read by {u1} (in $r)")
+        )?),
+        want[0..2].to_vec(),
+        "read by {u1} (in $r)"
+    );
+    ensure_read!(c, s, want[0..2].to_vec(), "read by admin");
+    expect_err!(
+        collect(
+            "read_stream",
+            anon.read_stream(s, &ReadStreamOptions::default()),
+        )
+        .await?,
+        AccessDenied,
+        "anonymous read"
+    );
     Ok(())
 }
 
@@ -2142,11 +2022,7 @@ async fn batch_append(ctx: Arc<Ctx>) -> Outcome {
         c.batch_append(&BatchAppendOptions::default()),
     )
     .await?;
-    let r = call(
-        "BatchAppendClient::append_to_stream",
-        batch.append_to_stream(&s, StreamState::NoStream, events[0..2].to_vec()),
-    )
-    .await?;
+    let r = batch_to(&batch, &s, StreamState::NoStream, events[0..2].to_vec()).await?;
     ensure_eq!(
         (r.stream_name(), r.current_revision()),
         (s.as_str(), Some(1)),
@@ -2166,9 +2042,11 @@ async fn batch_append(ctx: Arc<Ctx>) -> Outcome {
         vec![want[1].clone()],
         "read_all from the batch's position"
     );
-    let r = call(
-        "BatchAppendClient::append_to_stream",
-        batch.append_to_stream(&s, StreamState::StreamRevision(1), events[2..3].to_vec()),
+    let r = batch_to(
+        &batch,
+        &s,
+        StreamState::StreamRevision(1),
+        events[2..3].to_vec(),
     )
     .await?;
     ensure_eq!(
@@ -2178,45 +2056,35 @@ async fn batch_append(ctx: Arc<Ctx>) -> Outcome {
     );
     let other = ctx.uniq("batch-other");
     let (oe, ow) = json_events(&other, 0, 2, "BatchOther");
-    let r = call(
-        "BatchAppendClient::append_to_stream",
-        batch.append_to_stream(&other, StreamState::Any, oe),
-    )
-    .await?;
+    let r = batch_to(&batch, &other, StreamState::Any, oe).await?;
     ensure_eq!(
         (r.stream_name(), r.current_revision()),
         (other.as_str(), Some(1)),
         "a batch to another stream"
     );
     // An idempotent retry of the first batch.
-    let r = call(
-        "BatchAppendClient::append_to_stream",
-        batch.append_to_stream(&s, StreamState::NoStream, events[0..2].to_vec()),
-    )
-    .await?;
+    let r = batch_to(&batch, &s, StreamState::NoStream, events[0..2].to_vec()).await?;
     ensure_eq!(r.current_revision(), Some(1), "retry of the first batch");
-    match within(
-        "BatchAppendClient::append_to_stream",
-        CALL,
-        batch.append_to_stream(&s, StreamState::NoStream, events[3..4].to_vec()),
-    )
-    .await?
-    {
-        Err(e) if is_code(&e, "AlreadyExists") => {}
-        other => {
-            return Err(format!(
-                "a batch with NoStream on an existing stream: expected Err(Grpc AlreadyExists) (KurrentDB's WrongExpectedVersion status), got {other:?}"
-            ));
-        }
-    }
+    expect_code!(
+        attempt(
+            "BatchAppendClient::append_to_stream",
+            batch.append_to_stream(&s, StreamState::NoStream, events[3..4].to_vec())
+        )
+        .await?,
+        "AlreadyExists",
+        more " (KurrentDB's WrongExpectedVersion status)",
+        "a batch with NoStream on an existing stream"
+    );
     let batch = call(
         "batch_append",
         c.batch_append(&BatchAppendOptions::default()),
     )
     .await?;
-    let r = call(
-        "BatchAppendClient::append_to_stream",
-        batch.append_to_stream(&s, StreamState::StreamExists, events.drain(3..5).collect()),
+    let r = batch_to(
+        &batch,
+        &s,
+        StreamState::StreamExists,
+        events.drain(3..5).collect(),
     )
     .await?;
     ensure_eq!(
@@ -2224,13 +2092,23 @@ async fn batch_append(ctx: Arc<Ctx>) -> Outcome {
         Some(4),
         "a batch with StreamExists on a new session"
     );
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want,
-        "the stream after the batches"
-    );
+    ensure_read!(c, &s, want, "the stream after the batches");
     ensure_eq!(read_stream(c, &other, fwd()).await?, ow, "the other stream");
     Ok(())
+}
+
+/// One append of a batch session.
+async fn batch_to(
+    batch: &BatchAppendClient,
+    stream: &str,
+    state: StreamState,
+    events: Vec<EventData>,
+) -> Result<BatchWriteResult, String> {
+    call(
+        "BatchAppendClient::append_to_stream",
+        batch.append_to_stream(stream, state, events),
+    )
+    .await
 }
 
 /// Two consumers of a group share a stream's events: each holds at most its
@@ -2240,34 +2118,19 @@ async fn persistent_share_ack(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("ps-share");
     let g = ctx.uniq("group");
-    call(
-        "create_persistent_subscription",
-        c.create_persistent_subscription(s.as_str(), &g, &ps_from_start()),
-    )
-    .await?;
-    match within(
-        "create_persistent_subscription",
-        CALL,
-        c.create_persistent_subscription(s.as_str(), &g, &ps_from_start()),
-    )
-    .await?
-    {
-        Err(Error::ResourceAlreadyExists) => {}
-        other => {
-            return Err(format!(
-                "creating the group twice: expected Err(ResourceAlreadyExists), got {other:?}"
-            ));
-        }
-    }
+    ps_create(c, &s, &g, &ps_from_start()).await?;
+    expect_err!(
+        attempt(
+            "create_persistent_subscription",
+            c.create_persistent_subscription(s.as_str(), &g, &ps_from_start())
+        )
+        .await?,
+        ResourceAlreadyExists,
+        "creating the group twice"
+    );
     let (events, want) = json_events(&s, 0, 8, "Share");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(6).collect(),
-    )
-    .await?;
+    append_next(c, &s, StreamState::NoStream, &mut events, 6).await?;
     let mut a = ps_connect(c, &s, &g, 3).await?;
     let mut got_a = Vec::new();
     for _ in 0..3 {
@@ -2330,20 +2193,10 @@ async fn persistent_nack_retry_park(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("ps-nack");
     let g = ctx.uniq("group");
-    call(
-        "create_persistent_subscription",
-        c.create_persistent_subscription(s.as_str(), &g, &ps_from_start().max_retry_count(5)),
-    )
-    .await?;
+    ps_create(c, &s, &g, &ps_from_start().max_retry_count(5)).await?;
     let (events, want) = json_events(&s, 0, 2, "Nack");
     let mut events = events.into_iter();
-    append(
-        c,
-        &s,
-        StreamState::NoStream,
-        events.by_ref().take(1).collect(),
-    )
-    .await?;
+    append_next(c, &s, StreamState::NoStream, &mut events, 1).await?;
     let mut a = ps_connect(c, &s, &g, 10).await?;
     let (r, n) = ps_next(&mut a, WAIT).await?;
     ensure_eq!(
@@ -2377,11 +2230,7 @@ async fn persistent_replay_parked(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("ps-replay");
     let g = ctx.uniq("group");
-    call(
-        "create_persistent_subscription",
-        c.create_persistent_subscription(s.as_str(), &g, &ps_from_start()),
-    )
-    .await?;
+    ps_create(c, &s, &g, &ps_from_start()).await?;
     let (events, want) = json_events(&s, 0, 2, "Replay");
     append(c, &s, StreamState::NoStream, events).await?;
     let mut a = ps_connect(c, &s, &g, 10).await?;
@@ -2430,11 +2279,7 @@ async fn persistent_info(ctx: Arc<Ctx>) -> Outcome {
         .max_subscriber_count(5)
         .checkpoint_after(Duration::from_secs(3))
         .consumer_strategy_name(SystemConsumerStrategy::RoundRobin);
-    call(
-        "create_persistent_subscription",
-        c.create_persistent_subscription(s.as_str(), &g, &o),
-    )
-    .await?;
+    ps_create(c, &s, &g, &o).await?;
     let (events, _) = json_events(&s, 0, 2, "Info");
     append(c, &s, StreamState::NoStream, events).await?;
     let mut a = ps_connect(c, &s, &g, 10).await?;
@@ -2486,24 +2331,19 @@ async fn persistent_info(ctx: Arc<Ctx>) -> Outcome {
         ),
         "settings"
     );
-    match within(
-        "get_persistent_subscription_info",
-        CALL,
-        c.get_persistent_subscription_info(
-            &s,
-            ctx.uniq("nogroup"),
-            &GetPersistentSubscriptionInfoOptions::default(),
-        ),
-    )
-    .await?
-    {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "info of a missing group: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        attempt(
+            "get_persistent_subscription_info",
+            c.get_persistent_subscription_info(
+                &s,
+                ctx.uniq("nogroup"),
+                &GetPersistentSubscriptionInfoOptions::default(),
+            )
+        )
+        .await?,
+        ResourceNotFound,
+        "info of a missing group"
+    );
     Ok(())
 }
 
@@ -2513,11 +2353,7 @@ async fn persistent_list(ctx: Arc<Ctx>) -> Outcome {
     let s = ctx.uniq("ps-list");
     let (g1, g2, g3) = (ctx.uniq("group"), ctx.uniq("group"), ctx.uniq("group"));
     for g in [&g1, &g2] {
-        call(
-            "create_persistent_subscription",
-            c.create_persistent_subscription(s.as_str(), g, &ps_from_start()),
-        )
-        .await?;
+        ps_create(c, &s, g, &ps_from_start()).await?;
     }
     call(
         "create_persistent_subscription_to_all",
@@ -2598,11 +2434,7 @@ async fn persistent_delete(ctx: Arc<Ctx>) -> Outcome {
     let c = &ctx.client;
     let s = ctx.uniq("ps-del");
     let g = ctx.uniq("group");
-    call(
-        "create_persistent_subscription",
-        c.create_persistent_subscription(s.as_str(), &g, &ps_from_start()),
-    )
-    .await?;
+    ps_create(c, &s, &g, &ps_from_start()).await?;
     let (events, _) = json_events(&s, 0, 1, "Del");
     append(c, &s, StreamState::NoStream, events).await?;
     let mut a = ps_connect(c, &s, &g, 10).await?;
@@ -2615,34 +2447,25 @@ async fn persistent_delete(ctx: Arc<Ctx>) -> Outcome {
     )
     .await?;
     // KurrentDB ends it with PersistentSubscriptionDoesNotExist (NOT_FOUND).
-    match within(
-        "the consumer of a deleted group",
-        WAIT,
-        a.next_subscription_event(),
-    )
-    .await?
-    {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "the consumer of a deleted group: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
-    match within(
-        "delete_persistent_subscription",
-        CALL,
-        c.delete_persistent_subscription(s.as_str(), &g, &dopts),
-    )
-    .await?
-    {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "deleting a deleted group: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(
+        within(
+            "the consumer of a deleted group",
+            WAIT,
+            a.next_subscription_event(),
+        )
+        .await?,
+        ResourceNotFound,
+        "the consumer of a deleted group"
+    );
+    expect_err!(
+        attempt(
+            "delete_persistent_subscription",
+            c.delete_persistent_subscription(s.as_str(), &g, &dopts)
+        )
+        .await?,
+        ResourceNotFound,
+        "deleting a deleted group"
+    );
     let o = SubscribeToPersistentSubscriptionOptions::default();
     let got = within("subscribe_to_persistent_subscription", CALL, async {
         let mut sub = c
@@ -2656,32 +2479,20 @@ async fn persistent_delete(ctx: Arc<Ctx>) -> Outcome {
         }
     })
     .await?;
-    match got {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "connecting to a deleted group: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
-    match within(
-        "get_persistent_subscription_info",
-        CALL,
-        c.get_persistent_subscription_info(
-            &s,
-            &g,
-            &GetPersistentSubscriptionInfoOptions::default(),
-        ),
-    )
-    .await?
-    {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "info of a deleted group: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
+    expect_err!(got, ResourceNotFound, "connecting to a deleted group");
+    expect_err!(
+        attempt(
+            "get_persistent_subscription_info",
+            c.get_persistent_subscription_info(
+                &s,
+                &g,
+                &GetPersistentSubscriptionInfoOptions::default(),
+            )
+        )
+        .await?,
+        ResourceNotFound,
+        "info of a deleted group"
+    );
     Ok(())
 }
 
@@ -2716,12 +2527,7 @@ async fn persistent_all(ctx: Arc<Ctx>) -> Outcome {
         c.subscribe_to_persistent_subscription_to_all(&g, &so),
     )
     .await?;
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let (r, _) = ps_next(&mut a, WAIT).await?;
-        got.push(of(event_of(&r)?));
-        ps_ack(&mut a, &[&r]).await?;
-    }
+    let got = ps_take_acked(&mut a, 3).await?;
     ensure_eq!(got, want.clone(), "the group's events, in order");
     ps_quiet(&mut a, "the $all consumer after its 3 events").await?;
     let o2 = PersistentSubscriptionToAllOptions::default()
@@ -2737,12 +2543,7 @@ async fn persistent_all(ctx: Arc<Ctx>) -> Outcome {
         c.subscribe_to_persistent_subscription_to_all(&g2, &so),
     )
     .await?;
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let (r, _) = ps_next(&mut b, WAIT).await?;
-        got.push(of(event_of(&r)?));
-        ps_ack(&mut b, &[&r]).await?;
-    }
+    let got = ps_take_acked(&mut b, 2).await?;
     ensure_eq!(
         got,
         want[1..3].to_vec(),
@@ -2832,25 +2633,15 @@ async fn users(ctx: Arc<Ctx>) -> Outcome {
         ops.create_user(&login, &pw1, "Ann Example", vec![], &o),
     )
     .await?;
-    let got = details(login.clone())
-        .await?
-        .map_err(|e| format!("user_details: {e:?}"))?;
-    // The full name is compared at the end (a mismatch there should not
-    // hide what the rest of the check finds).
-    ensure_eq!(
-        got.iter()
-            .map(|d| (d.0.clone(), d.2.clone(), d.3))
-            .collect::<Vec<_>>(),
-        vec![(login.clone(), Vec::<String>::new(), false)],
-        "user_details after create_user (login, groups, disabled)"
-    );
-    if got.first().map(|d| d.1.as_str()) != Some("Ann Example") {
-        later.push(format!(
-            "user_details after create_user: full name expected {:?}, got {:?}",
-            "Ann Example",
-            got.first().map(|d| d.1.clone())
-        ));
-    }
+    let got = expect_ok(details(login.clone()).await?, "user_details")?;
+    check_user(
+        &got,
+        &login,
+        Vec::<String>::new(),
+        "create_user",
+        "Ann Example",
+        &mut later,
+    )?;
     let s = ctx.uniq("users");
     let (events, want) = json_events(&s, 0, 3, "ByUser");
     let mut events = events.into_iter();
@@ -2858,128 +2649,121 @@ async fn users(ctx: Arc<Ctx>) -> Outcome {
     let s_ref = s.as_str();
     let append_as = |pw: &str, e: EventData| {
         let o = AppendToStreamOptions::default().authenticated(as_user(pw));
-        async move { within("append", CALL, c.append_to_stream(s_ref, &o, e)).await }
+        async move { attempt("append", c.append_to_stream(s_ref, &o, e)).await }
     };
     let read_as = |pw: &str| {
         let o = ReadStreamOptions::default().authenticated(as_user(pw));
         async move { collect("read_stream", c.read_stream(s_ref, &o)).await }
     };
-    append_as(&pw1, events.next().unwrap())
-        .await?
-        .map_err(|e| format!("append as the new user: {e:?}"))?;
-    match read_as(&pw1).await? {
-        Ok(v) => ensure_eq!(
-            v.into_iter().map(|(e, _)| e).collect::<Vec<_>>(),
-            want[0..1].to_vec(),
-            "read as the new user"
-        ),
-        Err(e) => return Err(format!("read as the new user: {e:?}")),
-    }
+    expect_ok(
+        append_as(&pw1, events.next().unwrap()).await?,
+        "append as the new user",
+    )?;
+    ensure_eq!(
+        events_only(expect_ok(read_as(&pw1).await?, "read as the new user")?),
+        want[0..1].to_vec(),
+        "read as the new user"
+    );
     call(
         "update_user",
         ops.update_user(&login, &pw1, "Ann Updated", vec!["$ops".to_string()], &o),
     )
     .await?;
-    let got = details(login.clone())
-        .await?
-        .map_err(|e| format!("user_details: {e:?}"))?;
-    // The full name is compared at the end (a mismatch there should not
-    // hide what the rest of the check finds).
-    ensure_eq!(
-        got.iter()
-            .map(|d| (d.0.clone(), d.2.clone(), d.3))
-            .collect::<Vec<_>>(),
-        vec![(login.clone(), vec!["$ops".to_string()], false)],
-        "user_details after update_user (login, groups, disabled)"
-    );
-    if got.first().map(|d| d.1.as_str()) != Some("Ann Updated") {
-        later.push(format!(
-            "user_details after update_user: full name expected {:?}, got {:?}",
-            "Ann Updated",
-            got.first().map(|d| d.1.clone())
-        ));
-    }
+    let got = expect_ok(details(login.clone()).await?, "user_details")?;
+    check_user(
+        &got,
+        &login,
+        vec!["$ops".to_string()],
+        "update_user",
+        "Ann Updated",
+        &mut later,
+    )?;
     call(
         "change_user_password",
         ops.change_user_password(&login, &pw1, &pw2, &o),
     )
     .await?;
-    match read_as(&pw1).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "read with the old password: expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    append_as(&pw2, events.next().unwrap())
-        .await?
-        .map_err(|e| format!("append with the changed password: {e:?}"))?;
+    expect_err!(
+        read_as(&pw1).await?,
+        AccessDenied,
+        "read with the old password"
+    );
+    expect_ok(
+        append_as(&pw2, events.next().unwrap()).await?,
+        "append with the changed password",
+    )?;
     call(
         "reset_user_password",
         ops.reset_user_password(&login, &pw3, &o),
     )
     .await?;
-    match read_as(&pw2).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "read with the password before the reset: expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    match read_as(&pw3).await? {
-        Ok(v) => ensure_eq!(
-            v.into_iter().map(|(e, _)| e).collect::<Vec<_>>(),
-            want[0..2].to_vec(),
+    expect_err!(
+        read_as(&pw2).await?,
+        AccessDenied,
+        "read with the password before the reset"
+    );
+    ensure_eq!(
+        events_only(expect_ok(
+            read_as(&pw3).await?,
             "read with the reset password"
-        ),
-        Err(e) => return Err(format!("read with the reset password: {e:?}")),
-    }
+        )?),
+        want[0..2].to_vec(),
+        "read with the reset password"
+    );
     call("disable_user", ops.disable_user(&login, &o)).await?;
-    let got = details(login.clone())
-        .await?
-        .map_err(|e| format!("user_details: {e:?}"))?;
+    let got = expect_ok(details(login.clone()).await?, "user_details")?;
     ensure_eq!(
         got.first().map(|d| d.3),
         Some(true),
         "disabled in user_details after disable_user"
     );
-    match read_as(&pw3).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "read as a disabled user: expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    call("enable_user", ops.enable_user(&login, &o)).await?;
-    append_as(&pw3, events.next().unwrap())
-        .await?
-        .map_err(|e| format!("append after enable_user: {e:?}"))?;
-    call("delete_user", ops.delete_user(&login, &o)).await?;
-    match details(login.clone()).await? {
-        Err(Error::ResourceNotFound) => {}
-        other => {
-            return Err(format!(
-                "user_details of a deleted user: expected Err(ResourceNotFound), got {other:?}"
-            ));
-        }
-    }
-    match read_as(&pw3).await? {
-        Err(Error::AccessDenied) => {}
-        other => {
-            return Err(format!(
-                "read as a deleted user: expected Err(AccessDenied), got {other:?}"
-            ));
-        }
-    }
-    ensure_eq!(
-        read_stream(c, &s, fwd()).await?,
-        want,
-        "the stream the user wrote"
+    expect_err!(
+        read_as(&pw3).await?,
+        AccessDenied,
+        "read as a disabled user"
     );
+    call("enable_user", ops.enable_user(&login, &o)).await?;
+    expect_ok(
+        append_as(&pw3, events.next().unwrap()).await?,
+        "append after enable_user",
+    )?;
+    call("delete_user", ops.delete_user(&login, &o)).await?;
+    expect_err!(
+        details(login.clone()).await?,
+        ResourceNotFound,
+        "user_details of a deleted user"
+    );
+    expect_err!(read_as(&pw3).await?, AccessDenied, "read as a deleted user");
+    ensure_read!(c, &s, want, "the stream the user wrote");
     ensure!(later.is_empty(), "{}", later.join("; "));
+    Ok(())
+}
+
+/// `got` (user_details of `login` after `after`) is one user with those
+/// groups, not disabled. Its full name is compared at the end (a mismatch
+/// there, noted in `later`, should not hide what the rest of the check finds).
+fn check_user(
+    got: &[(String, String, Vec<String>, bool)],
+    login: &str,
+    groups: Vec<String>,
+    after: &str,
+    full: &str,
+    later: &mut Vec<String>,
+) -> Outcome {
+    ensure_eq!(
+        got.iter()
+            .map(|d| (d.0.clone(), d.2.clone(), d.3))
+            .collect::<Vec<_>>(),
+        vec![(login.to_string(), groups, false)],
+        "user_details after {after} (login, groups, disabled)"
+    );
+    if got.first().map(|d| d.1.as_str()) != Some(full) {
+        later.push(format!(
+            "user_details after {after}: full name expected {:?}, got {:?}",
+            full,
+            got.first().map(|d| d.1.clone())
+        ));
+    }
     Ok(())
 }
 
@@ -3024,7 +2808,7 @@ async fn native_to_kurrentdb(ctx: Arc<Ctx>) -> Outcome {
         sent.push((id, data, meta, o["position"].as_u64().ok_or("no position")?));
     }
     let what = format!("read_stream({s:?})");
-    let got = within(&what, CALL, async {
+    let read = within(&what, CALL, async {
         let mut rs = c
             .read_stream(s.as_str(), &ReadStreamOptions::default())
             .await?;
@@ -3034,8 +2818,8 @@ async fn native_to_kurrentdb(ctx: Arc<Ctx>) -> Outcome {
         }
         Ok::<_, Error>(v)
     })
-    .await?
-    .map_err(|e| format!("{what}: {e:?}"))?;
+    .await?;
+    let got = expect_ok(read, &what)?;
     ensure_eq!(got.len(), 3, "events read");
     for (i, (e, (id, data, meta, pos))) in got.iter().zip(&sent).enumerate() {
         let d: Value = serde_json::from_slice(&e.data).map_err(|x| format!("data of {i}: {x}"))?;
@@ -3082,12 +2866,7 @@ async fn native_to_kurrentdb(ctx: Arc<Ctx>) -> Outcome {
         sent.iter().map(|x| x.0).collect::<Vec<_>>(),
         "the same events in read_all"
     );
-    let mut sub = c
-        .subscribe_to_stream(
-            s.as_str(),
-            &SubscribeToStreamOptions::default().start_from(StreamPosition::Position(2)),
-        )
-        .await;
+    let mut sub = subscribe_from(c, &s, StreamPosition::Position(2)).await;
     sub_until(&mut sub, CALL, |l| has(l, &Msg::CaughtUp)).await?;
     let id = Uuid::new_v4();
     let out = ctx
