@@ -131,7 +131,7 @@ pub(super) async fn write(
         Err(e @ AppendError::DuplicateEventId { .. }) => {
             let current = svc.store.stream_revision(stream).ok().flatten();
             let current = current.filter(|_| svc.store.deleted_at(stream).ok().flatten().is_none());
-            if holds(asked, current) {
+            if asked.holds(current) {
                 return Err(errors::from_append(stream, e));
             }
             AppendOutcome::WrongExpectedVersion {
@@ -220,7 +220,7 @@ fn empty_append(
         .store
         .stream_revision(stream)
         .map_err(|e| errors::from_read(stream, e))?;
-    Ok(if holds(expected, current) {
+    Ok(if expected.holds(current) {
         Written::Done {
             revision: current,
             position: None,
@@ -228,16 +228,6 @@ fn empty_append(
     } else {
         Written::Conflict { current, expected }
     })
-}
-
-/// Whether `expected` holds for a stream whose last revision is `current`.
-fn holds(expected: ExpectedVersion, current: Option<u64>) -> bool {
-    match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => current.is_none(),
-        ExpectedVersion::StreamExists => current.is_some(),
-        ExpectedVersion::Exact(r) => current == Some(r),
-    }
 }
 
 /// The client's next message; UNAVAILABLE once the server shuts down.

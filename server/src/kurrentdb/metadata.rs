@@ -71,11 +71,11 @@ fn invalid(why: String) -> Status {
 /// Strata's metadata of KurrentDB's JSON.
 pub(super) fn from_kurrent_json(data: &[u8]) -> Result<StreamMetadata, Status> {
     let v: Value = serde_json::from_slice(data).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    let Value::Object(mut o) = v else {
+    let Value::Object(o) = v else {
         return Err(invalid("not a JSON object".into()));
     };
-    let mut number = |k: &str| -> Result<Option<u64>, Status> {
-        match o.remove(k) {
+    let number = |k: &str| -> Result<Option<u64>, Status> {
+        match o.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
                 .as_u64()
@@ -87,7 +87,7 @@ pub(super) fn from_kurrent_json(data: &[u8]) -> Result<StreamMetadata, Status> {
     let max_age = number(MAX_AGE)?.map(std::time::Duration::from_secs);
     let truncate_before = number(TRUNCATE_BEFORE)?;
     let mut acl = StreamAcl::default();
-    match o.remove(ACL) {
+    match o.get(ACL) {
         None | Some(Value::Null) => {}
         Some(Value::Object(a)) => {
             let read = |k: &str| -> Result<Vec<String>, Status> {
@@ -117,7 +117,6 @@ pub(super) fn from_kurrent_json(data: &[u8]) -> Result<StreamMetadata, Status> {
     }
     // The JSON is kept as written: a read gives it back verbatim while
     // the metadata it says is still the stream's.
-    let _ = o;
     Ok(StreamMetadata {
         max_count,
         max_age,

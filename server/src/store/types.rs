@@ -83,6 +83,19 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl ExpectedVersion {
+    /// Whether the condition holds for a stream whose last visible
+    /// revision is `current` (`None`: no stream).
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(r) => current == Some(r),
+        }
+    }
+}
+
 /// One append: events for one stream under one expected-version condition.
 #[derive(Clone, Debug)]
 pub struct AppendRequest {

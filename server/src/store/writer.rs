@@ -493,7 +493,7 @@ impl Writer {
         let mut conflicts = Vec::new();
         for (stream, expected) in conditions {
             let current = self.current_revision(stream)?;
-            if !holds(expected, current) {
+            if !expected.holds(current) {
                 conflicts.push(Conflict {
                     stream: stream.clone(),
                     current_revision: current,
@@ -541,7 +541,7 @@ impl Writer {
         if let Some(outcome) = self.retry_outcome(req, head)? {
             return Ok(Some(outcome));
         }
-        if holds(req.expected, current) {
+        if req.expected.holds(current) {
             Ok(None)
         } else {
             Ok(Some(AppendOutcome::WrongExpectedVersion {
@@ -588,7 +588,7 @@ impl Writer {
                 )
             }
         };
-        if holds(expected, current) {
+        if expected.holds(current) {
             Ok(None)
         } else {
             Ok(Some(LifecycleOutcome::WrongExpectedVersion {
@@ -915,16 +915,6 @@ impl Writer {
                 self.pending.remove(&id);
             }
         }
-    }
-}
-
-/// Whether a stream whose last revision is `current` is in the `expected` state.
-fn holds(expected: ExpectedVersion, current: Option<u64>) -> bool {
-    match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => current.is_none(),
-        ExpectedVersion::StreamExists => current.is_some(),
-        ExpectedVersion::Exact(r) => current == Some(r),
     }
 }
 
