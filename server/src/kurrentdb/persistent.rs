@@ -32,16 +32,15 @@ use strata_proto::kurrentdb::persistent::{
 };
 use strata_proto::kurrentdb::shared::{Empty, StreamIdentifier};
 use strata_proto::kurrentdb::streams::read_req::options::uuid_option::Content as UuidForm;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::Expression;
-use super::{convert, errors, position, stopped};
+use super::{convert, errors, position};
 use crate::auth::{denied, Caller, Role, StreamOp};
-use crate::groups::{
-    Delivery, EndReason, GroupInfo, Groups, NackAction, Settings, Start, Strategy, Target,
-};
+use crate::groups::{Delivery, GroupInfo, Groups, NackAction, Settings, Start, Strategy, Target};
+use crate::service::consumer_call::{self, ConsumerRequest};
 use crate::service::{DEFAULT_BUFFER_SIZE, MAX_BUFFER_SIZE};
 use crate::store::{Direction, ReadFrom};
 
@@ -492,80 +491,6 @@ impl Unacked {
     }
 }
 
-type Outbound = mpsc::Sender<Result<ReadResp, Status>>;
-
-/// Hands the group's deliveries to the client until the call ends.
-async fn forward(
-    mut deliveries: mpsc::Receiver<Delivery>,
-    mut end: oneshot::Receiver<EndReason>,
-    out: Outbound,
-    mut shutdown: watch::Receiver<bool>,
-    unacked: Arc<Mutex<Unacked>>,
-    form: Option<UuidForm>,
-    _ended: oneshot::Sender<()>,
-) {
-    let status = |reason: Result<EndReason, ()>| match reason {
-        Ok(EndReason::Stopped) => None,
-        Ok(EndReason::Deleted) => {
-            Some(Status::not_found("the persistent subscription was deleted"))
-        }
-        Ok(EndReason::ShuttingDown) | Err(_) => {
-            Some(Status::unavailable("the server is shutting down"))
-        }
-    };
-    loop {
-        let d = tokio::select! {
-            d = deliveries.recv() => d,
-            reason = &mut end => {
-                if let Some(s) = status(reason.map_err(|_| ())) {
-                    let _ = out.send(Err(s)).await;
-                }
-                return;
-            }
-            _ = stopped(&mut shutdown) => {
-                let _ = out.send(Err(Status::unavailable("the server is shutting down"))).await;
-                return;
-            }
-        };
-        let Some(Delivery { event, retry_count }) = d else {
-            if let Some(s) = status(end.try_recv().map_err(|_| ())) {
-                let _ = out.send(Err(s)).await;
-            }
-            return;
-        };
-        unacked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remember(event.id.0, event.position);
-        let read = convert::read_event(&event, form);
-        let wire = read.event.map(|e| WireEvent {
-            id: e.id,
-            stream_identifier: e.stream_identifier,
-            stream_revision: e.stream_revision,
-            prepare_position: e.prepare_position,
-            commit_position: e.commit_position,
-            metadata: e.metadata,
-            custom_metadata: e.custom_metadata,
-            data: e.data,
-        });
-        let msg = ReadResp {
-            content: Some(Content::Event(ReadEvent {
-                event: wire,
-                link: None,
-                position: Some(EventPosition::CommitPosition(position::to_wire(
-                    event.position,
-                ))),
-                count: Some(Count::RetryCount(
-                    i32::try_from(retry_count).unwrap_or(i32::MAX),
-                )),
-            })),
-        };
-        if out.send(Ok(msg)).await.is_err() {
-            return;
-        }
-    }
-}
-
 fn nack_action(a: i32) -> NackAction {
     match Action::try_from(a) {
         Ok(Action::Park) => NackAction::Park,
@@ -756,54 +681,58 @@ impl PersistentSubscriptions for KurrentPersistent {
         };
         let _ = out.send(Ok(confirmation)).await;
         let unacked = Arc::new(Mutex::new(Unacked::default()));
-        let (ended, mut forward_ended) = oneshot::channel();
-        let forwarding = tokio::spawn(forward(
-            joined.rx,
-            joined.end,
-            out.clone(),
-            self.shutdown.clone(),
-            unacked.clone(),
-            form,
-            ended,
-        ));
-        tokio::spawn(async move {
-            // Acks and nacks until the client ends the call or goes away,
-            // or the group ends it.
-            loop {
-                let msg = tokio::select! {
-                    m = inbound.message() => m,
-                    _ = out.closed() => break,
-                    _ = &mut forward_ended => break,
-                };
-                let content = match msg {
-                    Ok(Some(m)) => m.content,
-                    Ok(None) | Err(_) => break,
-                };
-                let take = |ids| unacked.lock().unwrap_or_else(|e| e.into_inner()).take(ids);
-                match content {
-                    Some(ReadContent::Ack(a)) => {
-                        let positions = take(a.ids);
-                        consumer.ack(positions).await
-                    }
-                    Some(ReadContent::Nack(n)) => {
-                        let positions = take(n.ids);
-                        consumer
-                            .nack(positions, nack_action(n.action), n.reason)
-                            .await
-                    }
-                    Some(ReadContent::Options(_)) | None => {
-                        let _ = out
-                            .send(Err(Status::invalid_argument(
-                                "after options, a Read request is an ack or a nack",
-                            )))
-                            .await;
-                        break;
-                    }
-                }
+        let handed_out = unacked.clone();
+        let deliver = move |Delivery { event, retry_count }| {
+            handed_out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remember(event.id.0, event.position);
+            let wire = convert::read_event(&event, form).event.map(|e| WireEvent {
+                id: e.id,
+                stream_identifier: e.stream_identifier,
+                stream_revision: e.stream_revision,
+                prepare_position: e.prepare_position,
+                commit_position: e.commit_position,
+                metadata: e.metadata,
+                custom_metadata: e.custom_metadata,
+                data: e.data,
+            });
+            ReadResp {
+                content: Some(Content::Event(ReadEvent {
+                    event: wire,
+                    link: None,
+                    position: Some(EventPosition::CommitPosition(position::to_wire(
+                        event.position,
+                    ))),
+                    count: Some(Count::RetryCount(
+                        i32::try_from(retry_count).unwrap_or(i32::MAX),
+                    )),
+                })),
             }
-            forwarding.abort();
-            drop(consumer);
-        });
+        };
+        let parse = move |m: ReadReq| {
+            let take = |ids| unacked.lock().unwrap_or_else(|e| e.into_inner()).take(ids);
+            match m.content {
+                Some(ReadContent::Ack(a)) => Ok(ConsumerRequest::Ack(take(a.ids))),
+                Some(ReadContent::Nack(n)) => Ok(ConsumerRequest::Nack(
+                    take(n.ids),
+                    nack_action(n.action),
+                    n.reason,
+                )),
+                Some(ReadContent::Options(_)) | None => Err(Status::invalid_argument(
+                    "after options, a Read request is an ack or a nack",
+                )),
+            }
+        };
+        consumer_call::serve(
+            (joined, consumer),
+            inbound,
+            out,
+            self.shutdown.clone(),
+            "the persistent subscription was deleted",
+            deliver,
+            parse,
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

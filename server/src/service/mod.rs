@@ -3,6 +3,7 @@
 //! directly; blocking engine calls run on the blocking pool.
 
 mod append;
+pub(crate) mod consumer_call;
 pub mod convert;
 mod lifecycle;
 mod message_limit;

@@ -1,7 +1,6 @@
 //! The `strata.v1.PersistentSubscriptions` service over the server's
 //! consumer groups (`crate::groups`): wire ↔ domain conversions, the error
-//! mapping, and the `Read` call, whose two directions run as two tasks so
-//! that a consumer that stops reading cannot hold up its own acks.
+//! mapping, and the `Read` call (run by `consumer_call`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::consumer_call::{self, ConsumerRequest};
 use super::convert::{duration_from_wire as convert_duration, event_to_wire, filter_from_wire};
 use super::status::{status_from_append, status_from_read};
 use crate::auth::{denied, Caller, Role, StreamOp};
 use crate::groups::{
-    Delivery, EndReason, GroupError, GroupInfo, Groups, NackAction, Settings, Start, Strategy,
-    Target,
+    Delivery, GroupError, GroupInfo, Groups, NackAction, Settings, Start, Strategy, Target,
 };
 
 /// Largest `buffer_size` of a consumer.
@@ -230,60 +229,6 @@ fn nack_action(a: i32) -> Result<NackAction, Status> {
     }
 }
 
-type Outbound = mpsc::Sender<Result<v1::PersistentReadResponse, Status>>;
-
-/// Hands the group's deliveries to the client until the call ends.
-async fn forward(
-    mut deliveries: mpsc::Receiver<Delivery>,
-    mut end: tokio::sync::oneshot::Receiver<EndReason>,
-    out: Outbound,
-    mut shutdown: watch::Receiver<bool>,
-    // Dropped on return: the call's other half ends too.
-    _ended: tokio::sync::oneshot::Sender<()>,
-) {
-    let status = |reason: Result<EndReason, ()>| match reason {
-        Ok(EndReason::Stopped) => None,
-        Ok(EndReason::Deleted) => Some(Status::not_found("the consumer group was deleted")),
-        Ok(EndReason::ShuttingDown) | Err(_) => {
-            Some(Status::unavailable("the server is shutting down"))
-        }
-    };
-    loop {
-        let stopping = async {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        let d = tokio::select! {
-            d = deliveries.recv() => d,
-            reason = &mut end => {
-                if let Some(s) = status(reason.map_err(|_| ())) {
-                    let _ = out.send(Err(s)).await;
-                }
-                return;
-            }
-            _ = stopping => {
-                let _ = out.send(Err(Status::unavailable("the server is shutting down"))).await;
-                return;
-            }
-        };
-        let Some(Delivery { event, retry_count }) = d else {
-            // The group let go of this consumer: say why, if it said.
-            if let Some(s) = status(end.try_recv().map_err(|_| ())) {
-                let _ = out.send(Err(s)).await;
-            }
-            return;
-        };
-        let msg = Ok(v1::PersistentReadResponse {
-            kind: Some(Answer::Event(v1::PersistentEvent {
-                event: Some(event_to_wire(&event)),
-                retry_count,
-            })),
-        });
-        if out.send(msg).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl PersistentSubscriptions for PersistentService {
     type ReadStream = ReceiverStream<Result<v1::PersistentReadResponse, Status>>;
@@ -413,50 +358,32 @@ impl PersistentSubscriptions for PersistentService {
             })),
         };
         let _ = out.send(Ok(confirmation)).await;
-        let (ended, mut forward_ended) = tokio::sync::oneshot::channel();
-        let forwarding = tokio::spawn(forward(
-            joined.rx,
-            joined.end,
-            out.clone(),
+        let deliver = |Delivery { event, retry_count }| v1::PersistentReadResponse {
+            kind: Some(Answer::Event(v1::PersistentEvent {
+                event: Some(event_to_wire(&event)),
+                retry_count,
+            })),
+        };
+        let parse = |m: v1::PersistentReadRequest| match m.kind {
+            Some(ReadKind::Ack(a)) => Ok(ConsumerRequest::Ack(a.positions)),
+            Some(ReadKind::Nack(n)) => Ok(ConsumerRequest::Nack(
+                n.positions,
+                nack_action(n.action)?,
+                n.reason,
+            )),
+            Some(ReadKind::Options(_)) | None => Err(Status::invalid_argument(
+                "after options, a Read request is an ack or a nack",
+            )),
+        };
+        consumer_call::serve(
+            (joined, consumer),
+            inbound,
+            out,
             self.shutdown.clone(),
-            ended,
-        ));
-        tokio::spawn(async move {
-            // Acks and nacks until the client ends the call or goes away,
-            // or the group ends it.
-            loop {
-                let msg = tokio::select! {
-                    m = inbound.message() => m,
-                    _ = out.closed() => break,
-                    _ = &mut forward_ended => break,
-                };
-                let kind = match msg {
-                    Ok(Some(m)) => m.kind,
-                    Ok(None) | Err(_) => break,
-                };
-                match kind {
-                    Some(ReadKind::Ack(a)) => consumer.ack(a.positions).await,
-                    Some(ReadKind::Nack(n)) => match nack_action(n.action) {
-                        Ok(action) => consumer.nack(n.positions, action, n.reason).await,
-                        Err(e) => {
-                            let _ = out.send(Err(e)).await;
-                            break;
-                        }
-                    },
-                    Some(ReadKind::Options(_)) | None => {
-                        let _ = out
-                            .send(Err(Status::invalid_argument(
-                                "after options, a Read request is an ack or a nack",
-                            )))
-                            .await;
-                        break;
-                    }
-                }
-            }
-            forwarding.abort();
-            // Dropping the consumer gives back what it held.
-            drop(consumer);
-        });
+            "the consumer group was deleted",
+            deliver,
+            parse,
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
