@@ -108,7 +108,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 /// KurrentDB's protocol, on its own: messages, client and server stubs in
 /// `OUT_DIR/kurrentdb/` (one file per package, `crate::kurrentdb` nests them
-/// as the packages nest), and its own descriptor set.
+/// as the packages nest), the `Streams` server stub with encoded read answers
+/// in `OUT_DIR/kurrentdb_server/`, and its own descriptor set.
 fn compile_kurrentdb(root: &Path, out_dir: &Path) -> Result<(), Box<dyn Error>> {
     let fds = protox::compile(KURRENTDB_PROTOS, [root])?;
     fs::write(
@@ -126,6 +127,25 @@ fn compile_kurrentdb(root: &Path, out_dir: &Path) -> Result<(), Box<dyn Error>> 
     builder
         .out_dir(&kurrentdb_dir)
         .build_client(true)
+        .build_server(true)
+        .compile_fds(fds.clone())?;
+
+    // The `Streams` server stub once more, on its own (as for `strata.v1`):
+    // every message is the one generated above except `ReadResp`, which the
+    // server sends already encoded, one event per message, straight from the
+    // log's bytes. Only `event_store.client.streams.rs` of this directory is
+    // used.
+    let server_dir = out_dir.join("kurrentdb_server");
+    fs::create_dir_all(&server_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&server_dir)
+        .extern_path(".event_store", "crate::kurrentdb::generated::event_store")
+        .extern_path(".google.rpc", "crate::kurrentdb::generated::google::rpc")
+        .extern_path(
+            ".event_store.client.streams.ReadResp",
+            "crate::v1::encoded::Encoded",
+        )
+        .build_client(false)
         .build_server(true)
         .compile_fds(fds)?;
     Ok(())

@@ -21,7 +21,8 @@
 //! | [`google_rpc`]      | `google.rpc` (the status `BatchAppend` answers) |
 //!
 //! Every package has its `*_client` and `*_server` stubs (e.g.
-//! `streams::streams_server::StreamsServer`). Event `data` and
+//! `streams::streams_server::StreamsServer`); the server mounts
+//! [`streams_encoded`] in place of the latter. Event `data` and
 //! `custom_metadata` are `bytes::Bytes`; `google.protobuf.Empty` is `()`.
 
 mod generated {
@@ -91,6 +92,19 @@ pub use generated::event_store::client::{
     gossip, persistent_subscriptions as persistent, server_features, streams, users,
 };
 pub use generated::google::rpc as google_rpc;
+
+/// The `Streams` server stub the server mounts: the same service as
+/// `streams::streams_server`, except that `Read` answers with
+/// [`crate::v1::encoded::Encoded`] messages, each a `ReadResp` already
+/// encoded, so that stored events go from the log's bytes to the wire
+/// without becoming generated messages first.
+pub mod streams_encoded {
+    #![allow(missing_docs)]
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/kurrentdb_server/event_store.client.streams.rs"
+    ));
+}
 
 /// The encoded `google.protobuf.FileDescriptorSet` of KurrentDB's protocol and
 /// every file it imports (the well-known types), with source comments, for

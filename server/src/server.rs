@@ -9,7 +9,7 @@ use std::sync::Arc;
 use strata_proto::kurrentdb::gossip::gossip_server::GossipServer;
 use strata_proto::kurrentdb::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer as KurrentPersistentServer;
 use strata_proto::kurrentdb::server_features::server_features_server::ServerFeaturesServer;
-use strata_proto::kurrentdb::streams::streams_server::StreamsServer as KurrentStreamsServer;
+use strata_proto::kurrentdb::streams_encoded::streams_server::StreamsServer as KurrentStreamsServer;
 use strata_proto::kurrentdb::users::users_server::UsersServer as KurrentUsersServer;
 use strata_proto::v1::operations_server::OperationsServer;
 use strata_proto::v1::persistent_subscriptions_server::PersistentSubscriptionsServer;

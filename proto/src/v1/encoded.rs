@@ -7,6 +7,9 @@
 //! [`SubscribeResponse`], whose protobuf encoding is those bytes (the server
 //! stubs are generated with these types in place of the generated ones).
 //!
+//! [`Encoded`] holds any message as its encoding; the KurrentDB layer sends
+//! its read answers (`event_store.client.streams.ReadResp`) that way too.
+//!
 //! The encoder writes exactly what prost writes for the generated
 //! [`super::RecordedEvent`]: fields in number order, proto3 defaults left
 //! out, `id` in its `text` form, `recorded_at` always present. The tests
@@ -275,6 +278,15 @@ impl Encoded {
         }
     }
 
+    /// A message whose whole encoding is `bytes` (written by an encoder of
+    /// its own, such as the KurrentDB layer's for its read answers).
+    pub fn raw(bytes: Bytes) -> Encoded {
+        Encoded {
+            head: Head::default(),
+            body: bytes,
+        }
+    }
+
     /// Any message, encoded by prost (for the small, rare answers).
     pub fn of(message: &impl Message) -> Encoded {
         Encoded {
@@ -329,8 +341,8 @@ impl Message for Encoded {
                 encode_varint(v.len() as u64, &mut field);
                 field.put_slice(&v);
             }
-            // No message of strata.v1 has groups: skipped, like any field a
-            // decoder does not know.
+            // No message held this way has groups: skipped, like any field
+            // a decoder does not know.
             WireType::StartGroup | WireType::EndGroup => {
                 field.truncate(start);
                 skip_field(wire_type, tag, buf, ctx)?;

@@ -112,7 +112,7 @@ pub fn format_uuid(bytes: &[u8; UUID_LEN]) -> String {
 }
 
 /// The 36 ASCII bytes of the lowercase hyphenated text form.
-pub(crate) fn hyphenated_ascii(bytes: &[u8; UUID_LEN]) -> [u8; 36] {
+pub fn hyphenated_ascii(bytes: &[u8; UUID_LEN]) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'-'; 36];
     let mut at = 0;

@@ -25,7 +25,7 @@ mod shortcuts;
 
 pub use details::{detail_of, status_with_detail, ERROR_DETAIL_TYPE_URL};
 pub use generated::*;
-pub use id::{format_uuid, parse_uuid, Hyphenated, UuidError, UUID_LEN};
+pub use id::{format_uuid, hyphenated_ascii, parse_uuid, Hyphenated, UuidError, UUID_LEN};
 pub use server::{
     operations_server, persistent_subscriptions_server, streams_server, users_server,
 };

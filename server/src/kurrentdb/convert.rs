@@ -28,7 +28,7 @@ pub(super) const CONTENT_TYPE: &str = "content-type";
 /// The metadata key of the recording time.
 pub(super) const CREATED: &str = "created";
 /// The content type of an event written without one.
-const OCTET_STREAM: &str = "application/octet-stream";
+pub(super) const OCTET_STREAM: &str = "application/octet-stream";
 
 /// A stream name from the wire (UTF-8 bytes).
 pub(super) fn stream_name(id: Option<StreamIdentifier>) -> Result<String, Status> {

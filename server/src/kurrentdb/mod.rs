@@ -28,15 +28,16 @@ mod position;
 mod read;
 mod subscribe;
 mod users;
+mod wire;
 
 use std::sync::Arc;
 
 use strata_proto::kurrentdb::shared::Empty;
-use strata_proto::kurrentdb::streams::streams_server::Streams;
 use strata_proto::kurrentdb::streams::{
     AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
-    ReadResp, TombstoneReq, TombstoneResp,
+    TombstoneReq, TombstoneResp,
 };
+use strata_proto::kurrentdb::streams_encoded::streams_server::Streams;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -88,7 +89,7 @@ impl KurrentStreams {
 
 #[tonic::async_trait]
 impl Streams for KurrentStreams {
-    type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
+    type ReadStream = read::Responses;
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let caller = Caller::of(&request)?;

@@ -1,34 +1,94 @@
 //! `Streams.Read` without subscription: a bounded read of a stream or of
 //! `$all`, forwards or backwards, one event per response (as KurrentDB
-//! answers). A stream that does not exist (or is soft-deleted) is answered
-//! in-band with `stream_not_found`; a tombstoned one fails with
-//! `stream-deleted`. A stream read of a client at compatibility level 1
-//! ends with `last_stream_position`. With `count_option.subscription` the
-//! call is a
+//! answers), each encoded straight from the log (`wire`). A stream that
+//! does not exist (or is soft-deleted) is answered in-band with
+//! `stream_not_found`; a tombstoned one fails with `stream-deleted`. A
+//! stream read of a client at compatibility level 1 ends with
+//! `last_stream_position`. With `count_option.subscription` the call is a
 //! catch-up subscription instead (`subscribe`).
 
+use std::pin::Pin;
 use std::sync::Arc;
-use strata_proto::kurrentdb::streams::read_req::options::{
-    self as opts, all_options::AllOption, stream_options::RevisionOption,
-    uuid_option::Content as UuidForm, CountOption, FilterOption, ReadDirection, StreamOption,
-};
-use strata_proto::kurrentdb::streams::read_resp::{Content, StreamNotFound};
-use strata_proto::kurrentdb::streams::{ReadReq, ReadResp};
+use std::task::{ready, Context, Poll};
 
+use prost::Message as _;
+use strata_proto::kurrentdb::streams::read_req::options::{
+    self as opts, all_options::AllOption, stream_options::RevisionOption, CountOption,
+    FilterOption, ReadDirection, StreamOption,
+};
+use strata_proto::kurrentdb::streams::read_req::Options;
+use strata_proto::kurrentdb::streams::read_resp::{Content, ReadEvent, StreamNotFound};
+use strata_proto::kurrentdb::streams::{ReadReq, ReadResp};
+use strata_proto::v1::encoded::Encoded;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::Status;
 
 use super::filter::{self, CallFilter, Overrun};
+use super::wire::{self, IdForm, KurrentEvents, Messages, Structured, Text};
 use super::{convert, errors, metadata, position, subscribe, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
-use crate::store::{Direction, ReadError, ReadFrom, ReadStream, RecordedEvent, Store};
+use crate::store::{Direction, ReadError, ReadFrom, ReadStream, Store};
 
 /// The name KurrentDB gives the global log in errors.
 pub(super) const ALL: &str = "$all";
 
-/// Responses of one read or subscription.
-pub(super) type Responses = ReceiverStream<Result<ReadResp, Status>>;
+/// What a read's or a subscription's task sends: a batch of encoded
+/// messages, or the status that ends the call.
+pub(super) type Batch = Result<Messages, Status>;
+
+/// Batches a read or a subscription may have ready before the client takes
+/// them (each at most one store batch, about 1 MiB of events).
+pub(super) const BATCHES: usize = 4;
+
+/// Responses of one read or subscription: the batches of its task, one
+/// message at a time.
+pub struct Responses {
+    rx: mpsc::Receiver<Batch>,
+    batch: Messages,
+}
+
+impl Responses {
+    /// The responses `rx` brings.
+    pub(super) fn new(rx: mpsc::Receiver<Batch>) -> Self {
+        Responses {
+            rx,
+            batch: Messages::default(),
+        }
+    }
+
+    /// Exactly these messages, then the end.
+    pub(super) fn of(messages: Messages) -> Self {
+        Responses {
+            rx: mpsc::channel(1).1,
+            batch: messages,
+        }
+    }
+}
+
+impl Stream for Responses {
+    type Item = Result<Encoded, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(message) = self.batch.next() {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            match ready!(self.rx.poll_recv(cx)) {
+                Some(Ok(batch)) => self.batch = batch,
+                Some(Err(status)) => return Poll::Ready(Some(Err(status))),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// A small answer, encoded by prost.
+pub(super) fn message(content: Content) -> Encoded {
+    Encoded::of(&ReadResp {
+        content: Some(content),
+    })
+}
 
 pub(super) async fn handle(
     svc: &KurrentStreams,
@@ -38,7 +98,24 @@ pub(super) async fn handle(
     let options = req
         .options
         .ok_or_else(|| Status::invalid_argument("options are required"))?;
-    let form = options.uuid_option.and_then(|u| u.content);
+    if wire::wants_text(
+        options
+            .uuid_option
+            .as_ref()
+            .and_then(|u| u.content.as_ref()),
+    ) {
+        read::<Text>(svc, caller, options).await
+    } else {
+        read::<Structured>(svc, caller, options).await
+    }
+}
+
+/// A read whose event ids go in the form `F`.
+async fn read<F: IdForm>(
+    svc: &KurrentStreams,
+    caller: &Caller,
+    options: Options,
+) -> Result<Responses, Status> {
     let filter = match options.filter_option {
         Some(FilterOption::Filter(f)) => Some(filter::from_wire(f)?),
         Some(FilterOption::NoFilter(_)) | None => None,
@@ -55,8 +132,8 @@ pub(super) async fn handle(
         Some(CountOption::Count(n)) => n,
         Some(CountOption::Subscription(_)) => {
             return match target {
-                Target::Stream(s) => subscribe::stream(svc, caller, s, form).await,
-                Target::All(from) => subscribe::all(svc, caller, from, filter, form).await,
+                Target::Stream(s) => subscribe::stream::<F>(svc, caller, s).await,
+                Target::All(from) => subscribe::all::<F>(svc, caller, from, filter).await,
             }
         }
         None => return Err(Status::invalid_argument("count_option is required")),
@@ -109,7 +186,7 @@ pub(super) async fn handle(
                     (Direction::Forwards, ReadFrom::End) => false,
                 };
                 if !covered {
-                    return Ok(ReceiverStream::new(mpsc::channel(1).1));
+                    return Ok(Responses::of(Messages::default()));
                 }
                 from = ReadFrom::At(latest);
                 max_count = 1;
@@ -117,7 +194,7 @@ pub(super) async fn handle(
             }
             let reader = svc
                 .store
-                .read_stream_into::<Vec<RecordedEvent>>(&name, direction, from, max_count)
+                .read_stream_into::<KurrentEvents<F>>(&name, direction, from, max_count)
                 .await;
             (name, reader)
         }
@@ -136,14 +213,14 @@ pub(super) async fn handle(
             };
             let Some(from) = from else {
                 // Nothing lies before the start.
-                return Ok(ReceiverStream::new(mpsc::channel(1).1));
+                return Ok(Responses::of(Messages::default()));
             };
             let CallFilter { filter, overrun: o } = filter.unwrap_or_default();
             overrun = o;
             let filter = filter::gated(filter, caller);
             let reader = svc
                 .store
-                .read_all_into::<Vec<RecordedEvent>>(direction, from, max_count, filter)
+                .read_all_into::<KurrentEvents<F>>(direction, from, max_count, filter)
                 .await;
             (ALL.to_owned(), reader)
         }
@@ -155,15 +232,7 @@ pub(super) async fn handle(
     };
     let compatible = options.control_option.is_some_and(|c| c.compatibility >= 1);
     let last_of = (is_stream && compatible).then(|| svc.store.clone());
-    Ok(forward(
-        name,
-        reader,
-        count,
-        form,
-        last_of,
-        overrun,
-        deleted_view,
-    ))
+    Ok(forward(name, reader, count, last_of, overrun, deleted_view))
 }
 
 /// What a read addresses.
@@ -174,30 +243,39 @@ enum Target {
 
 /// The in-band answer for a stream that does not exist.
 fn not_found(stream: &str) -> Responses {
-    let (tx, rx) = mpsc::channel(1);
-    let message = ReadResp {
-        content: Some(Content::StreamNotFound(StreamNotFound {
+    Responses::of(Messages::one(message(Content::StreamNotFound(
+        StreamNotFound {
             stream_identifier: Some(convert::stream_identifier(stream)),
-        })),
+        },
+    ))))
+}
+
+/// A metadata stream's version as KurrentDB shows it while the stream is
+/// deleted (a read of at most one event: decoded and encoded again).
+fn while_deleted(m: Encoded) -> Encoded {
+    let Ok(mut resp) = ReadResp::decode(m.to_bytes()) else {
+        return m;
     };
-    // The channel has room for it: this cannot fail.
-    let _ = tx.try_send(Ok(message));
-    ReceiverStream::new(rx)
+    if let Some(Content::Event(ReadEvent { event: Some(r), .. })) = resp.content.as_mut() {
+        if let Some(d) = metadata::while_deleted(&r.data) {
+            r.data = d.into();
+        }
+    }
+    Encoded::of(&resp)
 }
 
 /// Pulls batches from the store and sends one response per event, at most
 /// `count`; stops when the client goes away, or with an error when the
 /// filter's regular expression overran.
-fn forward(
+fn forward<F: IdForm>(
     name: String,
-    mut reader: ReadStream<Vec<RecordedEvent>>,
+    mut reader: ReadStream<KurrentEvents<F>>,
     count: u64,
-    form: Option<UuidForm>,
     last_of: Option<Arc<Store>>,
     overrun: Option<Overrun>,
     deleted_view: bool,
 ) -> Responses {
-    let (tx, rx) = mpsc::channel(32);
+    let (tx, rx) = mpsc::channel(BATCHES);
     tokio::spawn(async move {
         let mut left = count;
         while left > 0 {
@@ -217,24 +295,16 @@ fn forward(
                 let _ = tx.send(Err(status)).await;
                 return;
             }
-            for e in events.iter().take(left.min(usize::MAX as u64) as usize) {
-                let mut event = convert::read_event(e, form);
-                if deleted_view {
-                    // A metadata stream's versions, of a stream deleted now.
-                    if let Some(r) = event.event.as_mut() {
-                        if let Some(d) = metadata::while_deleted(&r.data) {
-                            r.data = d.into();
-                        }
-                    }
-                }
-                let message = ReadResp {
-                    content: Some(Content::Event(event)),
-                };
-                if tx.send(Ok(message)).await.is_err() {
-                    return; // the client went away
-                }
-                left -= 1;
+            let mut messages = events.into_messages(left.min(usize::MAX as u64) as usize);
+            if deleted_view {
+                // A metadata stream's versions, of a stream deleted now.
+                messages = messages.rewrite(while_deleted);
             }
+            let sent = messages.len() as u64;
+            if tx.send(Ok(messages)).await.is_err() {
+                return; // the client went away
+            }
+            left -= sent;
         }
         // An overrun may have left nothing to send: a read it cut short
         // still fails (one that got its count did not need what overran).
@@ -250,12 +320,10 @@ fn forward(
         // revision, as KurrentDB's does.
         if let Some(store) = last_of {
             if let Ok(Some(last)) = store.stream_revision(&name) {
-                let message = ReadResp {
-                    content: Some(Content::LastStreamPosition(last)),
-                };
-                let _ = tx.send(Ok(message)).await;
+                let last = message(Content::LastStreamPosition(last));
+                let _ = tx.send(Ok(Messages::one(last))).await;
             }
         }
     });
-    ReceiverStream::new(rx)
+    Responses::new(rx)
 }

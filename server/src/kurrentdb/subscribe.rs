@@ -9,32 +9,29 @@
 use std::time::{Duration, SystemTime};
 
 use strata_proto::kurrentdb::streams::read_req::options::{
-    all_options::AllOption, stream_options::RevisionOption, uuid_option::Content as UuidForm,
-    StreamOptions,
+    all_options::AllOption, stream_options::RevisionOption, StreamOptions,
 };
 use strata_proto::kurrentdb::streams::read_resp::{
     CaughtUp, Checkpoint, Content, Position, SubscriptionConfirmation,
 };
-use strata_proto::kurrentdb::streams::ReadResp;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::filter::{self, CallFilter, Overrun};
-use super::read::{Responses, ALL};
+use super::read::{message, Batch, Responses, ALL, BATCHES};
+use super::wire::{IdForm, KurrentEvents, Messages};
 use super::{convert, errors, position, stopped, KurrentStreams};
 use crate::auth::{Caller, StreamOp};
 use crate::store::{
-    ReadError, RecordedEvent, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionTarget,
+    ReadError, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionTarget,
 };
 
 /// A subscription to one stream: from its start, its end, or after a
 /// revision.
-pub(super) async fn stream(
+pub(super) async fn stream<F: IdForm>(
     svc: &KurrentStreams,
     caller: &Caller,
     options: StreamOptions,
-    form: Option<UuidForm>,
 ) -> Result<Responses, Status> {
     let name = convert::stream_name(options.stream_identifier)?;
     svc.allow(caller, StreamOp::Read, &name)?;
@@ -43,24 +40,22 @@ pub(super) async fn stream(
         Some(RevisionOption::End(_)) => SubscribeFrom::End,
         Some(RevisionOption::Revision(r)) => SubscribeFrom::After(r),
     };
-    start(
+    start::<F>(
         svc,
         name.clone(),
         SubscriptionTarget::Stream(name),
         from,
-        form,
         None,
     )
     .await
 }
 
 /// A subscription to `$all`: from its start, its end, or after a position.
-pub(super) async fn all(
+pub(super) async fn all<F: IdForm>(
     svc: &KurrentStreams,
     caller: &Caller,
     from: Option<AllOption>,
     filter: Option<CallFilter>,
-    form: Option<UuidForm>,
 ) -> Result<Responses, Status> {
     let from = match from {
         Some(AllOption::Start(_)) | None => SubscribeFrom::Start,
@@ -68,23 +63,21 @@ pub(super) async fn all(
         Some(AllOption::Position(p)) => position::subscribe_after(p.commit_position),
     };
     let CallFilter { filter, overrun } = filter.unwrap_or_default();
-    start(
+    start::<F>(
         svc,
         ALL.to_owned(),
         SubscriptionTarget::All(filter::gated(filter, caller)),
         from,
-        form,
         overrun,
     )
     .await
 }
 
-async fn start(
+async fn start<F: IdForm>(
     svc: &KurrentStreams,
     name: String,
     target: SubscriptionTarget,
     from: SubscribeFrom,
-    form: Option<UuidForm>,
     overrun: Option<Overrun>,
 ) -> Result<Responses, Status> {
     if *svc.shutdown.borrow() {
@@ -92,29 +85,26 @@ async fn start(
     }
     let sub = svc
         .store
-        .subscribe_into::<Vec<RecordedEvent>>(target, from)
+        .subscribe_into::<KurrentEvents<F>>(target, from)
         .await
         .map_err(|e| errors::from_read(&name, e))?;
-    let (tx, rx) = mpsc::channel(32);
-    let confirmation = ReadResp {
-        content: Some(Content::Confirmation(SubscriptionConfirmation {
-            subscription_id: uuid::Uuid::new_v4().to_string(),
-        })),
-    };
+    let (tx, rx) = mpsc::channel(BATCHES);
+    let confirmation = message(Content::Confirmation(SubscriptionConfirmation {
+        subscription_id: uuid::Uuid::new_v4().to_string(),
+    }));
     // The channel is empty: this cannot fail.
-    let _ = tx.try_send(Ok(confirmation));
-    tokio::spawn(pump(sub, tx, svc.shutdown.clone(), name, form, overrun));
-    Ok(ReceiverStream::new(rx))
+    let _ = tx.try_send(Ok(Messages::one(confirmation)));
+    tokio::spawn(pump(sub, tx, svc.shutdown.clone(), name, overrun));
+    Ok(Responses::new(rx))
 }
 
 /// Moves the subscription's messages to the client until one of them goes,
 /// or the filter's regular expression overran.
-async fn pump(
-    mut sub: Subscription<Vec<RecordedEvent>>,
-    tx: mpsc::Sender<Result<ReadResp, Status>>,
+async fn pump<F: IdForm>(
+    mut sub: Subscription<KurrentEvents<F>>,
+    tx: mpsc::Sender<Batch>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     name: String,
-    form: Option<UuidForm>,
     overrun: Option<Overrun>,
 ) {
     loop {
@@ -127,54 +117,48 @@ async fn pump(
             _ = tx.closed() => return,
         };
         // An overrun ends the call, whatever the store sent along.
-        let messages = match overrun.as_ref().and_then(filter::failure) {
-            Some(status) => vec![Err(status)],
-            None => responses(next, &name, form),
+        let batch = match overrun.as_ref().and_then(filter::failure) {
+            Some(status) => Err(status),
+            None => responses(next, &name),
         };
-        for m in messages {
-            let end = m.is_err();
-            let sent = tokio::select! {
-                r = tx.send(m) => r.is_ok(),
-                _ = stopped(&mut shutdown) => {
-                    notify(&tx, unavailable()).await;
-                    false
-                }
-            };
-            if !sent || end {
-                return;
+        let end = batch.is_err();
+        let sent = tokio::select! {
+            r = tx.send(batch) => r.is_ok(),
+            _ = stopped(&mut shutdown) => {
+                notify(&tx, unavailable()).await;
+                false
             }
+        };
+        if !sent || end {
+            return;
         }
     }
 }
 
 /// The responses for one message of the store's subscription.
-fn responses(
-    next: Result<Option<SubscriptionMessage<Vec<RecordedEvent>>>, ReadError>,
+fn responses<F>(
+    next: Result<Option<SubscriptionMessage<KurrentEvents<F>>>, ReadError>,
     name: &str,
-    form: Option<UuidForm>,
-) -> Vec<Result<ReadResp, Status>> {
+) -> Batch {
     match next {
-        Ok(Some(SubscriptionMessage::Events(events))) => events
-            .iter()
-            .map(|e| Ok(content(Content::Event(convert::read_event(e, form)))))
-            .collect(),
+        Ok(Some(SubscriptionMessage::Events(events))) => Ok(events.into_messages(usize::MAX)),
         Ok(Some(SubscriptionMessage::CaughtUp { position, revision })) => {
-            vec![Ok(content(Content::CaughtUp(CaughtUp {
+            Ok(Messages::one(message(Content::CaughtUp(CaughtUp {
                 timestamp: Some(now()),
                 stream_revision: revision.map(|r| r as i64),
                 position: position.map(wire_position),
-            })))]
+            }))))
         }
         Ok(Some(SubscriptionMessage::Checkpoint { position: p })) => {
             let wire = position::to_wire(p);
-            vec![Ok(content(Content::Checkpoint(Checkpoint {
+            Ok(Messages::one(message(Content::Checkpoint(Checkpoint {
                 commit_position: wire,
                 prepare_position: wire,
                 timestamp: Some(now()),
-            })))]
+            }))))
         }
-        Ok(None) => vec![Err(unavailable())],
-        Err(e) => vec![Err(errors::from_read(name, e))],
+        Ok(None) => Err(unavailable()),
+        Err(e) => Err(errors::from_read(name, e)),
     }
 }
 
@@ -187,12 +171,8 @@ fn unavailable() -> Status {
 const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
 
 /// Tells the client why its subscription ends, if it reads on in time.
-async fn notify(tx: &mpsc::Sender<Result<ReadResp, Status>>, status: Status) {
+async fn notify(tx: &mpsc::Sender<Batch>, status: Status) {
     let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(status))).await;
-}
-
-fn content(c: Content) -> ReadResp {
-    ReadResp { content: Some(c) }
 }
 
 fn wire_position(p: u64) -> Position {
