@@ -253,20 +253,17 @@ fn varint_len(value: u64) -> usize {
     }
 }
 
-/// Writes a one-byte key and a varint with one copy into `buf` (prost's
-/// `encode_varint` writes byte by byte).
+/// Writes a one-byte key and a varint, byte by byte (inlined: a copy of a
+/// few bytes through `put_slice` costs a call to `memmove`).
+#[inline]
 fn put_key_and_varint(buf: &mut BytesMut, key: u64, mut value: u64) {
-    let mut bytes = [0u8; 11];
     // Every key here is below 0x80.
-    bytes[0] = key as u8;
-    let mut at = 1;
+    buf.put_u8(key as u8);
     while value >= 0x80 {
-        bytes[at] = (value as u8) | 0x80;
+        buf.put_u8((value as u8) | 0x80);
         value >>= 7;
-        at += 1;
     }
-    bytes[at] = value as u8;
-    buf.put_slice(&bytes[..=at]);
+    buf.put_u8(value as u8);
 }
 
 fn put_delimited_head(buf: &mut BytesMut, field: u32, len: usize) {
@@ -320,41 +317,47 @@ impl Decimal {
 
 /// A `metadata` map entry's fixed start: the key field and the key, then
 /// the value's key byte (`"type"`, `"content-type"` and `"created"` are
-/// never empty, so the key is always written).
-struct Entry {
-    prefix: &'static [u8],
+/// never empty, so the key is always written). `N` is the prefix's length.
+struct Entry<const N: usize> {
+    prefix: [u8; N],
 }
 
-impl Entry {
-    // Each prefix is `[0x0a, key length, key…, 0x12]`.
-    const TYPE: Entry = Entry {
-        prefix: b"\x0a\x04type\x12",
-    };
-    const CONTENT_TYPE: Entry = Entry {
-        prefix: b"\x0a\x0ccontent-type\x12",
-    };
-    const CREATED: Entry = Entry {
-        prefix: b"\x0a\x07created\x12",
-    };
+// Each prefix is `[0x0a, key length, key…, 0x12]`.
+const TYPE_ENTRY: Entry<7> = Entry {
+    prefix: *b"\x0a\x04type\x12",
+};
+const CONTENT_TYPE_ENTRY: Entry<15> = Entry {
+    prefix: *b"\x0a\x0ccontent-type\x12",
+};
+const CREATED_ENTRY: Entry<10> = Entry {
+    prefix: *b"\x0a\x07created\x12",
+};
 
+impl<const N: usize> Entry<N> {
     /// Bytes of the entry's message; an empty value is left out, as prost
     /// leaves it.
     fn len(&self, value: &[u8]) -> usize {
         if value.is_empty() {
-            self.prefix.len() - 1
+            N - 1
         } else {
-            self.prefix.len() + encoded_len_varint(value.len() as u64) + value.len()
+            N + encoded_len_varint(value.len() as u64) + value.len()
         }
     }
 
     fn put(&self, buf: &mut BytesMut, value: &[u8]) {
         put_delimited_head(buf, METADATA, self.len(value));
+        // The prefix's length is a constant: copied inline.
+        buf.put_slice(&self.prefix);
         if value.is_empty() {
-            buf.put_slice(&self.prefix[..self.prefix.len() - 1]);
+            // Without the value's key byte.
+            buf.truncate(buf.len() - 1);
         } else {
-            let (value_key, key_part) = self.prefix.split_last().expect("never empty");
-            buf.put_slice(key_part);
-            put_key_and_varint(buf, u64::from(*value_key), value.len() as u64);
+            let mut len = value.len() as u64;
+            while len >= 0x80 {
+                buf.put_u8((len as u8) | 0x80);
+                len >>= 7;
+            }
+            buf.put_u8(len as u8);
             buf.put_slice(value);
         }
     }
@@ -397,9 +400,9 @@ impl<'r, 'a> Message<'r, 'a> {
             + varint_len(rec.revision)
             + varint_len(wire)
             + varint_len(wire)
-            + delimited_len(Entry::TYPE.len(rec.event_type.as_bytes()))
-            + delimited_len(Entry::CONTENT_TYPE.len(content_type.as_bytes()))
-            + delimited_len(Entry::CREATED.len(created.as_bytes()))
+            + delimited_len(TYPE_ENTRY.len(rec.event_type.as_bytes()))
+            + delimited_len(CONTENT_TYPE_ENTRY.len(content_type.as_bytes()))
+            + delimited_len(CREATED_ENTRY.len(created.as_bytes()))
             + text_len(rec.metadata.len())
             + text_len(data.len());
         // The oneof `position` is written even when 0.
@@ -444,9 +447,9 @@ impl<'r, 'a> Message<'r, 'a> {
         put_varint(buf, REVISION, rec.revision);
         put_varint(buf, PREPARE, self.wire);
         put_varint(buf, COMMIT, self.wire);
-        Entry::TYPE.put(buf, rec.event_type.as_bytes());
-        Entry::CONTENT_TYPE.put(buf, self.content_type.as_bytes());
-        Entry::CREATED.put(buf, self.created.as_bytes());
+        TYPE_ENTRY.put(buf, rec.event_type.as_bytes());
+        CONTENT_TYPE_ENTRY.put(buf, self.content_type.as_bytes());
+        CREATED_ENTRY.put(buf, self.created.as_bytes());
         put_text(buf, CUSTOM_METADATA, rec.metadata);
         put_text(buf, DATA, self.data);
         // The oneof `position` is written even when 0.
@@ -629,15 +632,15 @@ mod tests {
 
     #[test]
     fn entry_prefixes_spell_the_keys_reads_are_built_with() {
-        for (entry, key) in [
-            (Entry::TYPE, convert::TYPE),
-            (Entry::CONTENT_TYPE, convert::CONTENT_TYPE),
-            (Entry::CREATED, convert::CREATED),
+        for (prefix, key) in [
+            (&TYPE_ENTRY.prefix[..], convert::TYPE),
+            (&CONTENT_TYPE_ENTRY.prefix[..], convert::CONTENT_TYPE),
+            (&CREATED_ENTRY.prefix[..], convert::CREATED),
         ] {
             let mut expected = vec![0x0a, key.len() as u8];
             expected.extend_from_slice(key.as_bytes());
             expected.push(0x12);
-            assert_eq!(entry.prefix, expected.as_slice(), "{key}");
+            assert_eq!(prefix, expected.as_slice(), "{key}");
         }
     }
 
