@@ -53,17 +53,20 @@ pub struct EventFields<'a> {
     pub recorded_at_micros: i64,
 }
 
-fn key(field: u32, wire_type: WireType) -> u64 {
+/// The key of field `field` (one byte for fields below 16). The sizing
+/// helpers below are shared with the server's other hand-written encoders.
+pub fn key(field: u32, wire_type: WireType) -> u64 {
     (u64::from(field) << 3) | wire_type as u64
 }
 
-/// Bytes of a length-delimited field of `len` bytes (key of one byte).
-fn delimited_len(len: usize) -> usize {
+/// Bytes of a length-delimited field of `len` bytes (key of one byte),
+/// written even when empty (a set message field).
+pub fn delimited_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
 }
 
 /// Bytes of a string or bytes field: nothing when empty (the proto3 default).
-fn text_len(len: usize) -> usize {
+pub fn text_len(len: usize) -> usize {
     if len == 0 {
         0
     } else {
@@ -71,7 +74,8 @@ fn text_len(len: usize) -> usize {
     }
 }
 
-fn varint_field_len(value: u64) -> usize {
+/// Bytes of a varint field (key of one byte): nothing when 0.
+pub fn varint_field_len(value: u64) -> usize {
     if value == 0 {
         0
     } else {

@@ -13,7 +13,9 @@ use std::marker::PhantomData;
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encoded_len_varint, WireType};
 use strata_proto::kurrentdb::streams::read_req::options::uuid_option::Content as UuidForm;
-use strata_proto::v1::encoded::Encoded;
+use strata_proto::v1::encoded::{
+    delimited_len, key, text_len, varint_field_len as varint_len, Encoded,
+};
 use strata_proto::v1::hyphenated_ascii;
 
 use super::convert::OCTET_STREAM;
@@ -184,14 +186,6 @@ impl<F: IdForm> EventSink for KurrentEvents<F> {
         self.last_revision = Some(rec.revision);
     }
 
-    fn push_event(&mut self, event: RecordedEvent) {
-        self.push_record(&event.as_record());
-    }
-
-    fn push_shared(&mut self, event: &RecordedEvent) {
-        self.push_record(&event.as_record());
-    }
-
     fn len(&self) -> usize {
         self.ends.len()
     }
@@ -225,33 +219,6 @@ const UUID_STRING: u32 = 2;
 /// `UUID.Structured` fields.
 const MOST: u32 = 1;
 const LEAST: u32 = 2;
-
-/// Every field number above is below 16: its key is one byte.
-fn key(field: u32, wire_type: WireType) -> u64 {
-    (u64::from(field) << 3) | wire_type as u64
-}
-
-/// Bytes of a length-delimited field holding `len` bytes, always written.
-fn delimited_len(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
-}
-
-/// Bytes of a string, bytes or varint field, left out when default.
-fn text_len(len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        delimited_len(len)
-    }
-}
-
-fn varint_len(value: u64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        1 + encoded_len_varint(value)
-    }
-}
 
 /// Writes a one-byte key and a varint, byte by byte (inlined: a copy of a
 /// few bytes through `put_slice` costs a call to `memmove`).

@@ -73,14 +73,6 @@ impl EventSink for WireEvents {
         self.last_revision = Some(rec.revision);
     }
 
-    fn push_event(&mut self, event: RecordedEvent) {
-        self.push_record(&event.as_record());
-    }
-
-    fn push_shared(&mut self, event: &RecordedEvent) {
-        self.push_record(&event.as_record());
-    }
-
     fn len(&self) -> usize {
         self.count
     }

@@ -20,11 +20,14 @@ pub trait EventSink: Send + 'static {
     fn with_limit(max_events: usize) -> Self;
     /// Adds an event borrowed from the log.
     fn push_record(&mut self, rec: &EventRecord<'_>);
-    /// Adds an owned event.
-    fn push_event(&mut self, event: RecordedEvent);
-    /// Adds an event shared with others (a live batch's).
+    /// Adds an owned event (by default, as an event borrowed from the log).
+    fn push_event(&mut self, event: RecordedEvent) {
+        self.push_record(&event.as_record());
+    }
+    /// Adds an event shared with others (a live batch's); by default, as an
+    /// event borrowed from the log.
     fn push_shared(&mut self, event: &RecordedEvent) {
-        self.push_event(event.clone());
+        self.push_record(&event.as_record());
     }
     /// Events held.
     fn len(&self) -> usize;
@@ -65,6 +68,10 @@ impl EventSink for Vec<RecordedEvent> {
 
     fn push_event(&mut self, event: RecordedEvent) {
         self.push(event);
+    }
+
+    fn push_shared(&mut self, event: &RecordedEvent) {
+        self.push(event.clone());
     }
 
     fn len(&self) -> usize {
