@@ -393,7 +393,7 @@ impl Actor {
                     }
                     Some(Command::Stop(reason, done)) => {
                         if reason != EndReason::Deleted {
-                            self.write_checkpoint_now().await;
+                            self.write_checkpoint_now(&mut internal).await;
                         }
                         self.end_all(reason);
                         let _ = done.send(());
@@ -883,10 +883,19 @@ impl Actor {
         });
     }
 
-    async fn write_checkpoint_now(&mut self) {
-        if self.done_upto != self.written && !self.writing {
-            let floor =
-                (self.parked_floor != self.parked_floor_written).then_some(self.parked_floor);
+    /// Writes what is done now (on a stop). A write in flight carries an
+    /// older checkpoint, and would land after this one or fail as the store
+    /// closes: wait for it first.
+    async fn write_checkpoint_now(&mut self, internal: &mut mpsc::UnboundedReceiver<Internal>) {
+        while self.writing {
+            match internal.recv().await {
+                Some(msg) => self.internal(msg),
+                None => break,
+            }
+        }
+        let floor_moved = self.parked_floor != self.parked_floor_written;
+        if self.done_upto != self.written || floor_moved {
+            let floor = floor_moved.then_some(self.parked_floor);
             write_checkpoint(&self.store, self.id, &self.parked, self.done_upto, floor).await;
         }
     }
