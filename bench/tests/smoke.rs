@@ -206,7 +206,12 @@ async fn every_workload_runs_at_a_tiny_size() {
         for c in cells {
             // A whole read or catch-up may outlast so short a window on a
             // loaded machine; its events still count batch by batch.
-            assert!(c.events_per_s > 0.0, "{workload} {}: no events", c.clients);
+            assert!(
+                c.events_per_s > 0.0,
+                "{workload} {}: no events ({})",
+                c.clients,
+                c.notes
+            );
             assert!(
                 c.latency.samples > 0 || matches!(workload, "catch-up" | "read-all"),
                 "{workload}: no latency"

@@ -67,40 +67,81 @@ impl Ctx {
     }
 }
 
+/// How many times its duration (and at least [`MIN_OVERTIME`]) a window
+/// that has measured nothing stays open past its deadline: one operation
+/// slower than the whole window (a loaded machine, a stalled fsync) must
+/// not leave a cell empty.
+const OVERTIME_FACTOR: u32 = 10;
+const MIN_OVERTIME: Duration = Duration::from_secs(1);
+
 /// The measured window of one cell.
+///
+/// If nothing has been measured by its deadline (no operation both began
+/// and completed inside it, no batch arrived inside it), the window runs
+/// into overtime: it stays open until the first measurement, which closes
+/// it at that instant, for at most 10 × `duration` (1 s at least) more. Its
+/// length, and so every rate, covers the overtime it used.
 pub struct Window {
     start: Instant,
     deadline: Instant,
+    overtime_until: Instant,
     start_stamp: u64,
     stopped: AtomicBool,
     ended: Mutex<Option<Instant>>,
     ops: AtomicU64,
     max_ops: Option<u64>,
+    measured: AtomicBool,
 }
 
 impl Window {
     /// A window opening after `warmup` and lasting `duration` (or `max_ops`).
     pub fn new(warmup: Duration, duration: Duration, max_ops: Option<u64>) -> Arc<Window> {
         let now = Instant::now();
+        let deadline = now + warmup + duration;
         Arc::new(Window {
             start: now + warmup,
-            deadline: now + warmup + duration,
+            deadline,
+            overtime_until: deadline + (duration * OVERTIME_FACTOR).max(MIN_OVERTIME),
             start_stamp: clock::now_nanos() + warmup.as_nanos() as u64,
             stopped: AtomicBool::new(false),
             ended: Mutex::new(None),
             ops: AtomicU64::new(0),
             max_ops,
+            measured: AtomicBool::new(false),
         })
+    }
+
+    /// When the window closes unless it is stopped first: its deadline, or
+    /// the end of its overtime while nothing has been measured.
+    fn open_until(&self) -> Instant {
+        if self.measured.load(Ordering::Acquire) {
+            self.deadline
+        } else {
+            self.overtime_until
+        }
     }
 
     /// Whether workers should keep going.
     pub fn running(&self) -> bool {
-        !self.stopped.load(Ordering::Acquire) && Instant::now() < self.deadline
+        !self.stopped.load(Ordering::Acquire) && Instant::now() < self.open_until()
     }
 
-    /// Whether `at` is inside the (still open) window.
+    /// Whether what happened at `at` is inside the (still open) window, and
+    /// so counts: the caller measures it. In overtime only the first
+    /// measurement counts, and the window closes at `at`.
     pub fn measuring(&self, at: Instant) -> bool {
-        at >= self.start && at < self.deadline && !self.stopped.load(Ordering::Acquire)
+        if at < self.start || self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        if at < self.deadline {
+            self.measured.store(true, Ordering::Release);
+            return true;
+        }
+        if at >= self.overtime_until || self.measured.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.stop(at);
+        true
     }
 
     /// Whether an operation from `began` to `done` counts; if it does, it is
@@ -127,9 +168,15 @@ impl Window {
         self.start
     }
 
-    /// When the window closes at the latest.
+    /// When the window closes at the latest, as far as is known now: its
+    /// deadline, or once in overtime (past the deadline with nothing
+    /// measured) the end of the overtime.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        if !self.measured.load(Ordering::Acquire) && Instant::now() >= self.deadline {
+            self.overtime_until
+        } else {
+            self.deadline
+        }
     }
 
     /// Whether a payload stamped `stamp` was sent inside the window.
@@ -138,14 +185,21 @@ impl Window {
         stamp >= self.start_stamp && stamp < end_stamp
     }
 
-    /// The window's length: up to the deadline, or to the `--max-ops`-th op.
+    /// The window's length: up to the deadline, to the `--max-ops`-th op, or
+    /// to the measurement that ended its overtime.
     pub fn length(&self) -> Duration {
         let end = self
             .ended
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(self.deadline);
+            .unwrap_or_else(|| self.open_until());
         end.saturating_duration_since(self.start)
+    }
+
+    /// The overtime a window that never measured anything waited in vain.
+    fn wasted_overtime(&self) -> Option<Duration> {
+        (!self.measured.load(Ordering::Acquire))
+            .then(|| self.overtime_until.saturating_duration_since(self.deadline))
     }
 }
 
@@ -272,7 +326,8 @@ pub fn watch(running: &Running, window: Arc<Window>) -> tokio::task::JoinHandle<
         let client0 = procstat::self_cpu();
         while window.running() {
             let left = window.deadline().saturating_duration_since(Instant::now());
-            tokio::time::sleep(left.min(Duration::from_millis(10))).await;
+            let nap = left.clamp(Duration::from_millis(1), Duration::from_millis(10));
+            tokio::time::sleep(nap).await;
         }
         let client1 = procstat::self_cpu();
         let server = pid.zip(server0).map(|(p, s0)| (s0, procstat::cpu(p)));
@@ -326,6 +381,22 @@ pub fn row(
             }
         }
     }
+    let mut notes = usage.metrics_error.unwrap_or_default();
+    if tally.ops == 0 && tally.events == 0 {
+        let nothing = match window.wasted_overtime() {
+            Some(o) => format!(
+                "nothing measured: no operation completed inside the window, nor in {:.1} s \
+                 of overtime",
+                o.as_secs_f64()
+            ),
+            None => "nothing measured".to_owned(),
+        };
+        notes = if notes.is_empty() {
+            nothing
+        } else {
+            format!("{nothing}; {notes}")
+        };
+    }
     Row {
         system: running.kind.name().to_owned(),
         workload: workload.to_owned(),
@@ -343,7 +414,7 @@ pub fn row(
         server_metrics: usage.server_metrics,
         seconds: secs,
         extra,
-        notes: usage.metrics_error.unwrap_or_default(),
+        notes,
         ..Row::default()
     }
 }
@@ -454,5 +525,44 @@ pub async fn gather(handles: Vec<tokio::task::JoinHandle<Result<Tally>>>) -> Res
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_that_measured_nothing_closes_at_its_first_measurement() {
+        let w = Window::new(Duration::ZERO, Duration::from_millis(20), None);
+        let began = w.start();
+        let late = w.deadline() + Duration::from_millis(5);
+        // Past the deadline with nothing measured: still open.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(w.running());
+        assert!(w.deadline() > late);
+        // The first operation to complete counts and closes the window there.
+        assert!(w.counts(began, late));
+        assert!(!w.running());
+        assert!(!w.counts(began, late + Duration::from_millis(1)));
+        assert!(!w.measuring(late));
+        assert_eq!(w.length(), late - began);
+    }
+
+    #[test]
+    fn a_window_that_measured_something_closes_at_its_deadline() {
+        let w = Window::new(Duration::ZERO, Duration::from_millis(20), None);
+        let began = w.start();
+        assert!(w.counts(began, began + Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!w.running());
+        let late = began + Duration::from_millis(25);
+        assert!(!w.counts(began, late));
+        assert_eq!(w.length(), Duration::from_millis(20));
+        // An operation straddling the start never counts, even in overtime.
+        let w = Window::new(Duration::from_millis(5), Duration::from_millis(5), None);
+        let before = Instant::now();
+        assert!(!w.counts(before, w.deadline() + Duration::from_millis(1)));
+        assert!(w.wasted_overtime().is_some());
     }
 }
