@@ -140,12 +140,8 @@ pub(super) fn read_event(e: &RecordedEvent, form: Option<UuidForm>) -> ReadEvent
             commit_position: wire,
             metadata,
             custom_metadata: e.metadata.clone(),
-            data: match metadata::target(&e.stream) {
-                Some(_) if e.event_type == metadata::EVENT_TYPE => {
-                    metadata::rewrite(&e.data).map_or_else(|| e.data.clone(), Bytes::from)
-                }
-                _ => e.data.clone(),
-            },
+            data: metadata::shown_data(&e.stream, &e.event_type, &e.data)
+                .map_or_else(|| e.data.clone(), Bytes::from),
         }),
         link: None,
         position: Some(read_event::Position::CommitPosition(wire)),

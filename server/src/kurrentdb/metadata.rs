@@ -183,6 +183,15 @@ pub(super) fn while_deleted(data: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&Value::Object(o)).ok()
 }
 
+/// What a read shows instead of a stored event's data, if anything: a
+/// `$$` stream's versions are stored in Strata's JSON and shown in
+/// KurrentDB's.
+pub(super) fn shown_data(stream: &str, event_type: &str, data: &[u8]) -> Option<Vec<u8>> {
+    (target(stream).is_some() && event_type == EVENT_TYPE)
+        .then(|| rewrite(data))
+        .flatten()
+}
+
 /// A stored `$metadata` event's data (Strata's JSON) in KurrentDB's form;
 /// data that does not parse is passed on as it is.
 pub(super) fn rewrite(data: &[u8]) -> Option<Vec<u8>> {

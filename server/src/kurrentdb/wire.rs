@@ -20,7 +20,7 @@ use strata_proto::v1::hyphenated_ascii;
 
 use super::convert::OCTET_STREAM;
 use super::{convert, metadata, position};
-use crate::store::{EventRecord, EventSink, RecordedEvent, SharedEncoding};
+use crate::store::{EventRecord, EventSink};
 
 /// The form event ids are sent in, chosen by the read (`uuid_option`).
 pub(super) trait IdForm: Send + 'static {
@@ -147,22 +147,9 @@ impl<F: IdForm> EventSink for KurrentEvents<F> {
         }
     }
 
-    fn whole_batch(events: &[RecordedEvent], _shared: &SharedEncoding, _max_events: usize) -> Self {
-        // One message per event, so the batch is never cut: sized to it.
-        let mut sink = Self::with_limit(events.len());
-        for e in events {
-            sink.push_shared(e);
-        }
-        sink
-    }
-
     fn push_record(&mut self, rec: &EventRecord<'_>) {
-        // A `$$` stream's versions are stored in Strata's JSON.
-        let rewritten = (metadata::target(rec.stream).is_some()
-            && rec.event_type == metadata::EVENT_TYPE)
-            .then(|| metadata::rewrite(rec.data))
-            .flatten();
-        let data = rewritten.as_deref().unwrap_or(rec.data);
+        let shown = metadata::shown_data(rec.stream, rec.event_type, rec.data);
+        let data = shown.as_deref().unwrap_or(rec.data);
         let created = match self.created {
             Some((micros, created)) if micros == rec.recorded_at_micros => created,
             _ => {
@@ -178,7 +165,7 @@ impl<F: IdForm> EventSink for KurrentEvents<F> {
             // allocation for a batch of like events.
             let left = self.limit.saturating_sub(self.ends.len()).max(1);
             self.buf
-                .reserve(len.saturating_mul(left).clamp(len, MAX_RESERVE.max(len)));
+                .reserve(len.saturating_mul(left).min(MAX_RESERVE).max(len));
         }
         message.put::<F>(&mut self.buf);
         debug_assert_eq!(self.buf.len() - self.ends.last().copied().unwrap_or(0), len);
@@ -220,17 +207,22 @@ const UUID_STRING: u32 = 2;
 const MOST: u32 = 1;
 const LEAST: u32 = 2;
 
-/// Writes a one-byte key and a varint, byte by byte (inlined: a copy of a
-/// few bytes through `put_slice` costs a call to `memmove`).
+/// Writes a varint byte by byte (inlined: a copy of a few bytes through
+/// `put_slice` costs a call to `memmove`).
 #[inline]
-fn put_key_and_varint(buf: &mut BytesMut, key: u64, mut value: u64) {
-    // Every key here is below 0x80.
-    buf.put_u8(key as u8);
+fn put_raw_varint(buf: &mut BytesMut, mut value: u64) {
     while value >= 0x80 {
         buf.put_u8((value as u8) | 0x80);
         value >>= 7;
     }
     buf.put_u8(value as u8);
+}
+
+/// Writes a one-byte key (every key here is below 0x80) and a varint.
+#[inline]
+fn put_key_and_varint(buf: &mut BytesMut, key: u64, value: u64) {
+    buf.put_u8(key as u8);
+    put_raw_varint(buf, value);
 }
 
 fn put_delimited_head(buf: &mut BytesMut, field: u32, len: usize) {
@@ -319,12 +311,7 @@ impl<const N: usize> Entry<N> {
             // Without the value's key byte.
             buf.truncate(buf.len() - 1);
         } else {
-            let mut len = value.len() as u64;
-            while len >= 0x80 {
-                buf.put_u8((len as u8) | 0x80);
-                len >>= 7;
-            }
-            buf.put_u8(len as u8);
+            put_raw_varint(buf, value.len() as u64);
             buf.put_slice(value);
         }
     }
@@ -343,7 +330,9 @@ struct Message<'r, 'a> {
     created: Decimal,
     most: u64,
     least: u64,
-    uuid_len: usize,
+    /// Bytes of the `UUID` message's one field's value (the text, or the
+    /// `Structured` message).
+    id_value_len: usize,
     recorded_len: usize,
     read_event_len: usize,
 }
@@ -357,12 +346,12 @@ impl<'r, 'a> Message<'r, 'a> {
             c => c,
         };
         let (most, least) = uuid::Uuid::from_bytes(rec.id.0).as_u64_pair();
-        let uuid_len = if F::TEXT {
-            delimited_len(36)
+        let id_value_len = if F::TEXT {
+            36
         } else {
-            delimited_len(varint_len(most) + varint_len(least))
+            varint_len(most) + varint_len(least)
         };
-        let recorded_len = delimited_len(uuid_len)
+        let recorded_len = delimited_len(delimited_len(id_value_len))
             + delimited_len(text_len(rec.stream.len()))
             + varint_len(rec.revision)
             + varint_len(wire)
@@ -382,7 +371,7 @@ impl<'r, 'a> Message<'r, 'a> {
             created,
             most,
             least,
-            uuid_len,
+            id_value_len,
             recorded_len,
             read_event_len,
         }
@@ -398,13 +387,12 @@ impl<'r, 'a> Message<'r, 'a> {
         let rec = self.rec;
         put_delimited_head(buf, RESP_EVENT, self.read_event_len);
         put_delimited_head(buf, READ_EVENT_EVENT, self.recorded_len);
-        put_delimited_head(buf, ID, self.uuid_len);
+        put_delimited_head(buf, ID, delimited_len(self.id_value_len));
         if F::TEXT {
-            put_delimited_head(buf, UUID_STRING, 36);
+            put_delimited_head(buf, UUID_STRING, self.id_value_len);
             buf.put_slice(&hyphenated_ascii(&rec.id.0));
         } else {
-            let len = varint_len(self.most) + varint_len(self.least);
-            put_delimited_head(buf, UUID_STRUCTURED, len);
+            put_delimited_head(buf, UUID_STRUCTURED, self.id_value_len);
             // int64 fields: the two's-complement bits, as varints.
             put_varint(buf, MOST, self.most);
             put_varint(buf, LEAST, self.least);
@@ -435,7 +423,7 @@ mod tests {
     use strata_proto::kurrentdb::streams::ReadResp;
 
     use super::*;
-    use crate::store::EventId;
+    use crate::store::{EventId, RecordedEvent};
 
     /// An event of type `T` with data `d`, no metadata, no content type.
     fn event(stream: &str, revision: u64, position: u64) -> RecordedEvent {

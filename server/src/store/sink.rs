@@ -44,7 +44,9 @@ pub trait EventSink: Send + 'static {
         Self: Sized,
     {
         let _ = shared;
-        let mut sink = Self::with_limit(max_events);
+        // The batch's pieces are at most `max_events` long, and never
+        // longer than the batch.
+        let mut sink = Self::with_limit(max_events.min(events.len()));
         for e in events {
             sink.push_shared(e);
         }
