@@ -1,8 +1,10 @@
-//! The derived index in sled: stream heads, (stream, revision) → position,
-//! position → log location, event id → position. It is never the source of
+//! The derived index in sled: stream heads, (stream, revision) → position
+//! (revision runs, packed several to a key), position → log location, event
+//! id → position. It is never the source of
 //! truth: it records the log position it covers and anything it lacks is
 //! rebuilt from the log. It never reads or writes segment files.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,19 @@ const LAYOUT_KEY: &[u8] = b"layout";
 ///   of an append).
 /// - 2: revision runs carry their first event's location; the position
 ///   table holds only every 64th position and each segment's first record.
-const LAYOUT: u64 = 2;
+/// - 3: a stream's consecutive revision runs are packed, up to
+///   [`PACK_RUNS`] under one key (a layout-2 run is a pack of one, so a
+///   layout-2 index is kept as it is).
+const LAYOUT: u64 = 3;
+
+/// Most revision runs under one key of the revisions tree. sled's cost is
+/// per key written far more than per byte, and a single-event append is
+/// one run: packing a stream's runs turns one insert per append into one
+/// per stream per index update.
+const PACK_RUNS: usize = 32;
+
+/// Bytes of one run in a pack: first position, count, segment, offset.
+const RUN_BYTES: usize = 32;
 
 /// Where a record lives in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +164,10 @@ impl Index {
             db,
         };
         let layout = index.meta.get(LAYOUT_KEY)?.map(|v| be_u64(&v, 0));
-        if layout != Some(LAYOUT) {
+        if layout == Some(2) {
+            // Its runs read as packs of one; later updates pack.
+            index.meta.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
+        } else if layout != Some(LAYOUT) {
             if layout.is_some() || index.covered()? > 0 {
                 tracing::warn!(
                     found = layout.unwrap_or(1),
@@ -259,34 +276,45 @@ impl Index {
         if from > to {
             return Ok(Box::new(std::iter::empty()));
         }
-        let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<RevisionRun> {
-            let (k, v) = kv?;
-            Ok(RevisionRun {
-                first_revision: be_u64(&k, 8),
-                first_position: be_u64(&v, 0),
-                count: be_u64(&v, 8) as u32,
-                location: Location {
-                    segment: be_u64(&v, 16),
-                    offset: be_u64(&v, 24),
-                },
-            })
-        };
-        // The run holding `from` may start before it.
-        let floor = self
+        // The pack holding `from` may start before it; packs after it start
+        // past `from`. Runs outside `from..=to` are dropped.
+        let keep = move |r: &RevisionRun| r.end_revision() > from && r.first_revision <= to;
+        let floor: Vec<RevisionRun> = match self
             .revisions
             .range(rev_key(stream_id, 0)..=rev_key(stream_id, from))
             .next_back()
-            .map(decode)
-            .transpose()?
-            .filter(|r| r.end_revision() > from);
-        let rest_from = floor.map_or(from, |r| r.end_revision().max(from));
-        let rest = self
-            .revisions
-            .range(rev_key(stream_id, rest_from)..=rev_key(stream_id, to));
+        {
+            Some(kv) => {
+                let (k, v) = kv?;
+                unpack(&k, &v).filter(keep).collect()
+            }
+            None => Vec::new(),
+        };
+        // Nothing comes after the last revision there can be.
+        let rest = from.checked_add(1).map(|next| {
+            self.revisions
+                .range(rev_key(stream_id, next)..=rev_key(stream_id, to))
+        });
+        let pack = move |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<RevisionRun>> {
+            match kv {
+                Ok((k, v)) => unpack(&k, &v).filter(keep).map(Ok).collect(),
+                Err(e) => vec![Err(e.into())],
+            }
+        };
         if backwards {
-            Ok(Box::new(rest.rev().map(decode).chain(floor.map(Ok))))
+            let rest = rest
+                .into_iter()
+                .flatten()
+                .rev()
+                .flat_map(move |kv| pack(kv).into_iter().rev());
+            Ok(Box::new(rest.chain(floor.into_iter().rev().map(Ok))))
         } else {
-            Ok(Box::new(floor.map(Ok).into_iter().chain(rest.map(decode))))
+            Ok(Box::new(
+                floor
+                    .into_iter()
+                    .map(Ok)
+                    .chain(rest.into_iter().flatten().flat_map(pack)),
+            ))
         }
     }
 
@@ -303,20 +331,14 @@ impl Index {
         // does badly with very large ones: write in chunks.
         let mut appends = appends.into_iter().peekable();
         while appends.peek().is_some() {
-            let mut revisions = sled::Batch::default();
             let mut positions = sled::Batch::default();
             let mut ids = sled::Batch::default();
+            // Each stream's appends of this chunk, in commit order (so in
+            // revision order).
+            let mut by_stream: HashMap<u64, Vec<&AppendEntry>> = HashMap::new();
             for a in appends.by_ref().take(APPLY_CHUNK) {
                 let at = a.at;
-                revisions.insert(
-                    &rev_key(at.stream_id, at.revision)[..],
-                    &cat(
-                        at.position,
-                        u64::from(at.count),
-                        a.first.segment,
-                        a.first.offset,
-                    )[..],
-                );
+                by_stream.entry(at.stream_id).or_default().push(a);
                 for (pos, loc) in &a.locations {
                     positions.insert(
                         &pos.to_be_bytes()[..],
@@ -328,7 +350,7 @@ impl Index {
                     &cat(at.position, at.revision, at.stream_id, u64::from(at.count))[..],
                 );
             }
-            self.revisions.apply_batch(revisions)?;
+            self.revisions.apply_batch(self.packed_runs(by_stream)?)?;
             self.positions.apply_batch(positions)?;
             self.ids.apply_batch(ids)?;
         }
@@ -346,6 +368,73 @@ impl Index {
         // recovery re-applies the same entries.
         self.meta.insert(COVERED_KEY, &covered.to_be_bytes())?;
         Ok(())
+    }
+
+    /// The revisions-tree update that adds these appends' runs, stream by
+    /// stream: to the stream's last pack while it has room and the runs
+    /// follow on, then to new packs keyed by their first revision. A run
+    /// the pack already holds (an update applied again after a crash) is
+    /// skipped, so applying the same entries twice changes nothing.
+    fn packed_runs(&self, by_stream: HashMap<u64, Vec<&AppendEntry>>) -> Result<sled::Batch> {
+        let mut batch = sled::Batch::default();
+        for (stream_id, appends) in by_stream {
+            let Some(first) = appends.first() else {
+                continue;
+            };
+            // Revisions only grow within a stream id: a stream's runs at
+            // revision 0 start its first pack.
+            let mut pack: Option<Pack> = match first.at.revision {
+                0 => None,
+                r => match self
+                    .revisions
+                    .range(rev_key(stream_id, 0)..=rev_key(stream_id, r))
+                    .next_back()
+                {
+                    Some(kv) => {
+                        let (k, v) = kv?;
+                        Some(Pack {
+                            key: be_u64(&k, 8),
+                            end: unpack(&k, &v).last().map_or(0, |r| r.end_revision()),
+                            runs: v.to_vec(),
+                            changed: false,
+                        })
+                    }
+                    None => None,
+                },
+            };
+            for a in appends {
+                let at = a.at;
+                let run = cat(
+                    at.position,
+                    u64::from(at.count),
+                    a.first.segment,
+                    a.first.offset,
+                );
+                match &mut pack {
+                    Some(p) if at.revision < p.end => {}
+                    Some(p) if at.revision == p.end && p.runs.len() < PACK_RUNS * RUN_BYTES => {
+                        p.runs.extend_from_slice(&run);
+                        p.end += u64::from(at.count);
+                        p.changed = true;
+                    }
+                    _ => {
+                        if let Some(p) = pack.take().filter(|p| p.changed) {
+                            batch.insert(&rev_key(stream_id, p.key)[..], p.runs);
+                        }
+                        pack = Some(Pack {
+                            key: at.revision,
+                            end: at.revision + u64::from(at.count),
+                            runs: run.to_vec(),
+                            changed: true,
+                        });
+                    }
+                }
+            }
+            if let Some(p) = pack.filter(|p| p.changed) {
+                batch.insert(&rev_key(stream_id, p.key)[..], p.runs);
+            }
+        }
+        Ok(batch)
     }
 
     /// Removes everything, for a rebuild from the log.
@@ -374,6 +463,37 @@ impl Index {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// A stream's pack of revision runs being extended by an update.
+struct Pack {
+    /// The first revision of its first run (its key).
+    key: u64,
+    /// One past the revision of its last run's last event.
+    end: u64,
+    /// The runs, [`RUN_BYTES`] each.
+    runs: Vec<u8>,
+    /// Whether the update has to write it.
+    changed: bool,
+}
+
+/// The runs of the pack stored under key `k` with value `v`, in revision
+/// order: each starts where the one before it ends.
+fn unpack<'a>(k: &[u8], v: &'a [u8]) -> impl Iterator<Item = RevisionRun> + 'a {
+    let mut revision = be_u64(k, 8);
+    v.chunks_exact(RUN_BYTES).map(move |r| {
+        let run = RevisionRun {
+            first_revision: revision,
+            first_position: be_u64(r, 0),
+            count: be_u64(r, 8) as u32,
+            location: Location {
+                segment: be_u64(r, 16),
+                offset: be_u64(r, 24),
+            },
+        };
+        revision = run.end_revision();
+        run
+    })
 }
 
 fn rev_key(stream_id: u64, revision: u64) -> [u8; 16] {
@@ -470,5 +590,165 @@ mod tests {
         idx.clear().expect("clear");
         assert_eq!(idx.covered().expect("covered"), 0);
         assert_eq!(idx.stream("s").expect("get"), None);
+    }
+
+    /// `count`-event appends to `streams` streams in turn, `n` in all, at
+    /// consecutive positions (first ids distinct).
+    fn interleaved(streams: u64, n: usize, count: impl Fn(usize) -> u32) -> Vec<AppendEntry> {
+        let mut next_revision = vec![0u64; streams as usize];
+        let mut position = 0;
+        (0..n)
+            .map(|i| {
+                let stream = i as u64 % streams;
+                let c = count(i);
+                let revision = next_revision[stream as usize];
+                next_revision[stream as usize] += u64::from(c);
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let at = IdEntry {
+                    position,
+                    revision,
+                    stream_id: stream + 1,
+                    count: c,
+                };
+                let first = Location {
+                    segment: 0,
+                    offset: 32 + position * 100,
+                };
+                position += u64::from(c);
+                AppendEntry {
+                    first_id: EventId(id),
+                    at,
+                    first,
+                    locations: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// What `runs` must give: the appends' runs of `stream_id` that hold
+    /// revisions in `from..=to`, in the asked order.
+    fn model(
+        appends: &[AppendEntry],
+        stream_id: u64,
+        from: u64,
+        to: u64,
+        back: bool,
+    ) -> Vec<RevisionRun> {
+        let mut runs: Vec<RevisionRun> = appends
+            .iter()
+            .filter(|a| a.at.stream_id == stream_id)
+            .map(|a| RevisionRun {
+                first_revision: a.at.revision,
+                first_position: a.at.position,
+                count: a.at.count,
+                location: a.first,
+            })
+            .filter(|r| from <= to && r.end_revision() > from && r.first_revision <= to)
+            .collect();
+        if back {
+            runs.reverse();
+        }
+        runs
+    }
+
+    fn all_runs(idx: &Index, stream_id: u64, from: u64, to: u64, back: bool) -> Vec<RevisionRun> {
+        idx.runs(stream_id, from, to, back)
+            .expect("runs")
+            .map(|r| r.expect("run"))
+            .collect()
+    }
+
+    #[test]
+    fn runs_are_packed_per_stream_and_read_back_in_any_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
+        // 3 streams, 1 to 3 events per append; applied in three updates.
+        let appends = interleaved(3, 300, |i| (i % 3) as u32 + 1);
+        for part in [&appends[..7], &appends[7..150], &appends[150..]] {
+            idx.apply(part, &[], part.last().map_or(0, |a| a.at.position + 1))
+                .expect("apply");
+        }
+        // 100 runs per stream, 32 to a key: 4 keys each, not 100.
+        assert_eq!(idx.revisions.len(), 3 * 4);
+        for stream_id in 1..=3 {
+            let last = model(&appends, stream_id, 0, u64::MAX, false)
+                .last()
+                .map_or(0, |r| r.end_revision());
+            for from in (0..last + 2).step_by(7) {
+                for to in [from, from + 1, from + 40, last, u64::MAX] {
+                    for back in [false, true] {
+                        assert_eq!(
+                            all_runs(&idx, stream_id, from, to, back),
+                            model(&appends, stream_id, from, to, back),
+                            "stream {stream_id}, {from}..={to}, backwards {back}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(all_runs(&idx, 1, u64::MAX, u64::MAX, false), vec![]);
+        assert_eq!(all_runs(&idx, 9, 0, u64::MAX, true), vec![]);
+    }
+
+    #[test]
+    fn applying_appends_again_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
+        let appends = interleaved(2, 200, |_| 1);
+        idx.apply(&appends[..120], &[], 0).expect("apply");
+        // A crash after these trees were written but before `covered`
+        // moved: recovery applies again from an earlier append, in other
+        // updates, with the rest after it.
+        idx.apply(&appends[50..90], &[], 0).expect("again");
+        idx.apply(&appends[90..], &[], 200).expect("rest");
+        for stream_id in 1..=2 {
+            for back in [false, true] {
+                assert_eq!(
+                    all_runs(&idx, stream_id, 0, u64::MAX, back),
+                    model(&appends, stream_id, 0, u64::MAX, back)
+                );
+            }
+            assert_eq!(
+                all_runs(&idx, stream_id, 33, 70, false),
+                model(&appends, stream_id, 33, 70, false)
+            );
+        }
+        assert_eq!(idx.revisions.len(), 2 * 4);
+    }
+
+    #[test]
+    fn a_layout_2_index_is_kept_and_packed_onwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let appends = interleaved(1, 40, |_| 2);
+        {
+            let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
+            // As layout 2 stored them: one run per key.
+            for a in &appends[..10] {
+                let at = a.at;
+                let v = cat(at.position, 2, a.first.segment, a.first.offset);
+                idx.revisions
+                    .insert(&rev_key(1, at.revision)[..], &v[..])
+                    .expect("insert");
+            }
+            idx.meta
+                .insert(COVERED_KEY, &20u64.to_be_bytes())
+                .expect("covered");
+            idx.meta
+                .insert(LAYOUT_KEY, &2u64.to_be_bytes())
+                .expect("layout");
+            idx.flush().expect("flush");
+        }
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("reopen");
+        assert_eq!(idx.covered().expect("covered"), 20, "not rebuilt");
+        idx.apply(&appends[10..], &[], 80).expect("apply");
+        for back in [false, true] {
+            assert_eq!(
+                all_runs(&idx, 1, 0, u64::MAX, back),
+                model(&appends, 1, 0, u64::MAX, back)
+            );
+        }
+        // The last single run took in the 30 that followed it.
+        assert_eq!(idx.revisions.len(), 10);
     }
 }
