@@ -5,6 +5,7 @@
 //! rebuilt from the log. It never reads or writes segment files.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -279,22 +280,14 @@ impl Index {
         // The pack holding `from` may start before it; packs after it start
         // past `from`. Runs outside `from..=to` are dropped.
         let keep = move |r: &RevisionRun| r.end_revision() > from && r.first_revision <= to;
-        let floor: Vec<RevisionRun> = match self
-            .revisions
-            .range(rev_key(stream_id, 0)..=rev_key(stream_id, from))
-            .next_back()
-        {
-            Some(kv) => {
-                let (k, v) = kv?;
-                unpack(&k, &v).filter(keep).collect()
-            }
+        let floor: Vec<RevisionRun> = match self.pack_at(stream_id, from)? {
+            Some((k, v)) => unpack(&k, &v).filter(keep).collect(),
             None => Vec::new(),
         };
-        // Nothing comes after the last revision there can be.
-        let rest = from.checked_add(1).map(|next| {
-            self.revisions
-                .range(rev_key(stream_id, next)..=rev_key(stream_id, to))
-        });
+        let rest = self.revisions.range((
+            Bound::Excluded(rev_key(stream_id, from)),
+            Bound::Included(rev_key(stream_id, to)),
+        ));
         let pack = move |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<RevisionRun>> {
             match kv {
                 Ok((k, v)) => unpack(&k, &v).filter(keep).map(Ok).collect(),
@@ -302,18 +295,11 @@ impl Index {
             }
         };
         if backwards {
-            let rest = rest
-                .into_iter()
-                .flatten()
-                .rev()
-                .flat_map(move |kv| pack(kv).into_iter().rev());
+            let rest = rest.rev().flat_map(move |kv| pack(kv).into_iter().rev());
             Ok(Box::new(rest.chain(floor.into_iter().rev().map(Ok))))
         } else {
             Ok(Box::new(
-                floor
-                    .into_iter()
-                    .map(Ok)
-                    .chain(rest.into_iter().flatten().flat_map(pack)),
+                floor.into_iter().map(Ok).chain(rest.flat_map(pack)),
             ))
         }
     }
@@ -370,6 +356,16 @@ impl Index {
         Ok(())
     }
 
+    /// The pack of stream `stream_id` that starts at or before `revision`
+    /// (the one holding it, if any does), as its key and value.
+    fn pack_at(&self, stream_id: u64, revision: u64) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        Ok(self
+            .revisions
+            .range(rev_key(stream_id, 0)..=rev_key(stream_id, revision))
+            .next_back()
+            .transpose()?)
+    }
+
     /// The revisions-tree update that adds these appends' runs, stream by
     /// stream: to the stream's last pack while it has room and the runs
     /// follow on, then to new packs keyed by their first revision. A run
@@ -385,22 +381,12 @@ impl Index {
             // revision 0 start its first pack.
             let mut pack: Option<Pack> = match first.at.revision {
                 0 => None,
-                r => match self
-                    .revisions
-                    .range(rev_key(stream_id, 0)..=rev_key(stream_id, r))
-                    .next_back()
-                {
-                    Some(kv) => {
-                        let (k, v) = kv?;
-                        Some(Pack {
-                            key: be_u64(&k, 8),
-                            end: unpack(&k, &v).last().map_or(0, |r| r.end_revision()),
-                            runs: v.to_vec(),
-                            changed: false,
-                        })
-                    }
-                    None => None,
-                },
+                r => self.pack_at(stream_id, r)?.map(|(k, v)| Pack {
+                    key: be_u64(&k, 8),
+                    end: unpack(&k, &v).last().map_or(0, |r| r.end_revision()),
+                    runs: v.to_vec(),
+                    changed: false,
+                }),
             };
             for a in appends {
                 let at = a.at;
