@@ -170,6 +170,28 @@ fn deleting_the_index_rebuilds_the_same_store() {
     );
 }
 
+/// A reopen keeps the index: the ids of sealed segments come from their
+/// tables in sled, those of the newest segment, which only memory held,
+/// are read back from the log. Retries answer as before either way, also
+/// after a second reopen.
+#[test]
+fn retries_are_recognised_after_a_reopen() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let mut store = open(dir);
+    let done = rt.block_on(fill(&store, &STREAMS, 60, 0));
+    assert!(stats(&store).segments >= 4, "{:?}", stats(&store));
+    let head = store.head_position();
+    for _ in 0..2 {
+        store.close().expect("close");
+        drop(store);
+        store = open(dir);
+        assert_eq!(store.head_position(), head);
+        rt.block_on(retries_answer_as_before(&store, &done));
+    }
+}
+
 /// An index copied from an earlier point of the same log (as after a crash
 /// that lost sled's recent writes) is caught up by replaying the log past
 /// what it covers, across several segments, new streams included.

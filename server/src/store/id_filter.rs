@@ -30,7 +30,9 @@ const PROBES: u64 = 7;
 /// Entries of the first level.
 const FIRST_CAPACITY: usize = 1 << 16;
 
-struct Level {
+/// A Bloom filter of fixed capacity: one level of [`IdFilter`], and a
+/// sealed segment's filter in the id index.
+pub(crate) struct Bloom {
     bits: Vec<u64>,
     /// Number of bits, a power of two.
     mask: u64,
@@ -38,10 +40,10 @@ struct Level {
     len: usize,
 }
 
-impl Level {
-    fn new(capacity: usize) -> Self {
+impl Bloom {
+    pub(crate) fn new(capacity: usize) -> Self {
         let nbits = (capacity * BITS_PER_ENTRY).next_power_of_two().max(64);
-        Level {
+        Bloom {
             bits: vec![0; nbits / 64],
             mask: nbits as u64 - 1,
             capacity,
@@ -55,7 +57,7 @@ impl Level {
         (0..PROBES).map(move |i| h.wrapping_add(i.wrapping_mul(h2)) & self.mask)
     }
 
-    fn insert(&mut self, h: u64) {
+    pub(crate) fn insert(&mut self, h: u64) {
         let h2 = h.rotate_left(32) | 1;
         for i in 0..PROBES {
             let b = h.wrapping_add(i.wrapping_mul(h2)) & self.mask;
@@ -64,7 +66,7 @@ impl Level {
         self.len += 1;
     }
 
-    fn may_contain(&self, h: u64) -> bool {
+    pub(crate) fn may_contain(&self, h: u64) -> bool {
         self.probes(h)
             .all(|b| self.bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
     }
@@ -73,7 +75,7 @@ impl Level {
 /// "Definitely never written" or "maybe written" for an append's first id.
 pub(crate) struct IdFilter {
     hasher: RandomState,
-    levels: Vec<Level>,
+    levels: Vec<Bloom>,
 }
 
 impl IdFilter {
@@ -81,7 +83,7 @@ impl IdFilter {
     pub(crate) fn new() -> Self {
         IdFilter {
             hasher: RandomState::new(),
-            levels: vec![Level::new(FIRST_CAPACITY)],
+            levels: vec![Bloom::new(FIRST_CAPACITY)],
         }
     }
 
@@ -98,7 +100,7 @@ impl IdFilter {
                 .levels
                 .last()
                 .map_or(FIRST_CAPACITY, |l| l.capacity * 2);
-            self.levels.push(Level::new(capacity));
+            self.levels.push(Bloom::new(capacity));
         }
         if let Some(l) = self.levels.last_mut() {
             l.insert(h);
@@ -164,19 +166,18 @@ impl Ids {
                 let started = Instant::now();
                 let mut filter = IdFilter::new();
                 let mut count = 0u64;
-                for id in index.first_ids() {
-                    if count.is_multiple_of(4096) && stopped.load(Ordering::Relaxed) {
+                let filled = index.each_first_id(&stopped, |id| {
+                    filter.insert(id);
+                    count += 1;
+                });
+                match filled {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "filling the event id filter failed; every id is checked in the index");
+                        let _ = tx.send(None);
                         return;
                     }
-                    match id {
-                        Ok(id) => filter.insert(&id),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "filling the event id filter failed; every id is checked in the index");
-                            let _ = tx.send(None);
-                            return;
-                        }
-                    }
-                    count += 1;
                 }
                 tracing::info!(
                     ids = count,

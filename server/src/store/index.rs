@@ -1,19 +1,23 @@
 //! The derived index in sled: stream heads, (stream, revision) → position
 //! (revision runs, packed several to a key), position → log location, event
-//! id → position. It is never the source of
+//! id → position (by segment, [`super::id_index`]). It is never the source of
 //! truth: it records the log position it covers and anything it lacks is
 //! rebuilt from the log. It never reads or writes segment files.
 
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Result;
+use super::id_index::IdIndex;
 use super::types::EventId;
 
 const COVERED_KEY: &[u8] = b"covered";
 const LAYOUT_KEY: &[u8] = b"layout";
+const IDS_FROM_KEY: &[u8] = b"ids_from";
 /// The layout of the trees below. An index of another layout is cleared
 /// at open and rebuilt from the log.
 ///
@@ -24,7 +28,10 @@ const LAYOUT_KEY: &[u8] = b"layout";
 /// - 3: a stream's consecutive revision runs are packed, up to
 ///   [`PACK_RUNS`] under one key (a layout-2 run is a pack of one, so a
 ///   layout-2 index is kept as it is).
-const LAYOUT: u64 = 3;
+/// - 4: event ids in one table per sealed segment instead of one key per
+///   append (a layout-2 or -3 index is kept: its `event_ids` tree is read
+///   for the appends it holds).
+const LAYOUT: u64 = 4;
 
 /// Most revision runs under one key of the revisions tree. sled's cost is
 /// per key written far more than per byte, and a single-event append is
@@ -125,7 +132,7 @@ pub struct Index {
     streams: sled::Tree,
     revisions: sled::Tree,
     positions: sled::Tree,
-    ids: sled::Tree,
+    ids: Arc<IdIndex>,
     meta: sled::Tree,
 }
 
@@ -160,13 +167,17 @@ impl Index {
             streams: db.open_tree("streams")?,
             revisions: db.open_tree("revisions")?,
             positions: db.open_tree("positions")?,
-            ids: db.open_tree("event_ids")?,
+            ids: Arc::new(IdIndex::open(
+                db.open_tree("id_tables")?,
+                db.open_tree("event_ids")?,
+            )?),
             meta: db.open_tree("meta")?,
             db,
         };
         let layout = index.meta.get(LAYOUT_KEY)?.map(|v| be_u64(&v, 0));
-        if layout == Some(2) {
-            // Its runs read as packs of one; later updates pack.
+        if layout == Some(2) || layout == Some(3) {
+            // Its runs read as packs of one and its ids stay where they
+            // are; later updates pack runs and table ids.
             index.meta.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
         } else if layout != Some(LAYOUT) {
             if layout.is_some() || index.covered()? > 0 {
@@ -178,6 +189,7 @@ impl Index {
             }
             index.clear()?;
         }
+        index.ids.drop_tables_from(index.ids_from()?)?;
         Ok(index)
     }
 
@@ -188,6 +200,16 @@ impl Index {
             .get(COVERED_KEY)?
             .map(|v| be_u64(&v, 0))
             .unwrap_or(0))
+    }
+
+    /// Where recovery starts reading event ids back into memory: every
+    /// append at a lower position has its id in sled.
+    pub fn ids_from(&self) -> Result<u64> {
+        match self.meta.get(IDS_FROM_KEY)? {
+            Some(v) => Ok(be_u64(&v, 0)),
+            // Layout 3 and before stored every covered append's id.
+            None => self.covered(),
+        }
     }
 
     /// Head of a stream, if the stream exists.
@@ -247,22 +269,31 @@ impl Index {
 
     /// The append whose first event has this id.
     pub fn first_id(&self, id: &EventId) -> Result<Option<IdEntry>> {
-        Ok(self.ids.get(id.0)?.map(|v| IdEntry {
-            position: be_u64(&v, 0),
-            revision: be_u64(&v, 8),
-            stream_id: be_u64(&v, 16),
-            count: be_u64(&v, 24) as u32,
-        }))
+        self.ids.get(id)
     }
 
-    /// The first event id of every append the index holds.
-    pub fn first_ids(&self) -> impl Iterator<Item = Result<EventId>> + '_ {
-        self.ids.iter().keys().map(|k| {
-            let k = k?;
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&k[..16.min(k.len())]);
-            Ok(EventId(id))
-        })
+    /// Calls `f` with the first event id of every append the index holds;
+    /// `Ok(false)` if `stop` was set before the end.
+    pub fn each_first_id(&self, stop: &AtomicBool, f: impl FnMut(&EventId)) -> Result<bool> {
+        self.ids.each_id(stop, f)
+    }
+
+    /// Holds the ids of appends the index already covers, which recovery
+    /// reads back from the log from [`Index::ids_from`] on.
+    pub fn recall<'a>(&self, appends: impl IntoIterator<Item = &'a AppendEntry>) -> Result<()> {
+        self.ids.add(
+            appends
+                .into_iter()
+                .map(|a| (a.first.segment, a.first_id, a.at)),
+        )?;
+        self.note_ids_from()
+    }
+
+    fn note_ids_from(&self) -> Result<()> {
+        if let Some(from) = self.ids.ids_from() {
+            self.meta.insert(IDS_FROM_KEY, &from.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// The revision runs of a stream that hold revisions in `from..=to`, in
@@ -318,7 +349,7 @@ impl Index {
         let mut appends = appends.into_iter().peekable();
         while appends.peek().is_some() {
             let mut positions = sled::Batch::default();
-            let mut ids = sled::Batch::default();
+            let mut ids = Vec::new();
             // Each stream's appends of this chunk, in commit order (so in
             // revision order).
             let mut by_stream: HashMap<u64, Vec<&AppendEntry>> = HashMap::new();
@@ -331,14 +362,11 @@ impl Index {
                         &cat(loc.segment, loc.offset, 0, 0)[..16],
                     );
                 }
-                ids.insert(
-                    &a.first_id.0[..],
-                    &cat(at.position, at.revision, at.stream_id, u64::from(at.count))[..],
-                );
+                ids.push((a.first.segment, a.first_id, at));
             }
             self.revisions.apply_batch(self.packed_runs(by_stream)?)?;
             self.positions.apply_batch(positions)?;
-            self.ids.apply_batch(ids)?;
+            self.ids.add(ids)?;
         }
         for chunk in heads.chunks(APPLY_CHUNK) {
             let mut streams = sled::Batch::default();
@@ -350,6 +378,7 @@ impl Index {
             }
             self.streams.apply_batch(streams)?;
         }
+        self.note_ids_from()?;
         // Last: a crash before it leaves `covered` where it was, and
         // recovery re-applies the same entries.
         self.meta.insert(COVERED_KEY, &covered.to_be_bytes())?;
@@ -425,15 +454,10 @@ impl Index {
 
     /// Removes everything, for a rebuild from the log.
     pub fn clear(&self) -> Result<()> {
-        for t in [
-            &self.streams,
-            &self.revisions,
-            &self.positions,
-            &self.ids,
-            &self.meta,
-        ] {
+        for t in [&self.streams, &self.revisions, &self.positions, &self.meta] {
             t.clear()?;
         }
+        self.ids.clear()?;
         self.meta.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
@@ -701,6 +725,82 @@ mod tests {
             );
         }
         assert_eq!(idx.revisions.len(), 2 * 4);
+    }
+
+    #[test]
+    fn ids_are_tabled_per_sealed_segment_and_the_newest_recalled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 3 segments of 1,000 appends each.
+        let mut appends = interleaved(4, 3000, |i| (i % 2) as u32 + 1);
+        for (i, a) in appends.iter_mut().enumerate() {
+            a.first.segment = (i as u64 / 1000) * 1000;
+        }
+        let found = |idx: &Index, a: &AppendEntry| idx.first_id(&a.first_id).expect("id");
+        {
+            let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
+            idx.apply(&appends[..1500], &[], 1).expect("apply");
+            // Segment 0 is sealed: 1,000 ids in chunks of 512.
+            assert_eq!(idx.ids.table_keys(), 2);
+            assert_eq!(idx.ids_from().expect("from"), 1000);
+            idx.apply(&appends[1500..], &[], 2).expect("apply");
+            assert_eq!(idx.ids.table_keys(), 4);
+            assert_eq!(idx.ids_from().expect("from"), 2000);
+            for a in &appends {
+                assert_eq!(found(&idx, a), Some(a.at), "{:?}", a.first_id);
+            }
+            assert_eq!(found(&idx, &append(9, 0, 1)), None);
+            idx.flush().expect("flush");
+        }
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("reopen");
+        for a in &appends[..2000] {
+            assert_eq!(found(&idx, a), Some(a.at), "tabled: {:?}", a.first_id);
+        }
+        // Memory held the newest segment: recovery reads it back.
+        assert_eq!(found(&idx, &appends[2500]), None);
+        idx.recall(&appends[2000..]).expect("recall");
+        let stop = AtomicBool::new(false);
+        let mut every = Vec::new();
+        assert!(idx
+            .each_first_id(&stop, |id| every.push(*id))
+            .expect("each"));
+        every.sort_by_key(|id| id.0);
+        let mut want: Vec<EventId> = appends.iter().map(|a| a.first_id).collect();
+        want.sort_by_key(|id| id.0);
+        assert_eq!(every, want);
+        // The fill built the tables' filters: no id is lost to them.
+        for a in &appends {
+            assert_eq!(found(&idx, a), Some(a.at), "{:?}", a.first_id);
+        }
+        // Applying the tabled segments again changes nothing.
+        idx.apply(&appends[500..1200], &[], 2).expect("again");
+        assert_eq!(idx.ids.table_keys(), 4);
+    }
+
+    #[test]
+    fn a_table_cut_short_by_a_crash_is_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut appends = interleaved(2, 2000, |_| 1);
+        for (i, a) in appends.iter_mut().enumerate() {
+            a.first.segment = (i as u64 / 1000) * 1000;
+        }
+        {
+            let idx = Index::open(dir.path(), Duration::ZERO).expect("open");
+            idx.apply(&appends[..1500], &[], 1500).expect("apply");
+            // The first sled batch of segment 1000's table, and then the
+            // crash: `ids_from` still says memory held segment 1000.
+            idx.ids
+                .add_partial_table(1000, &appends[1000..1100])
+                .expect("partial");
+            idx.flush().expect("flush");
+        }
+        let idx = Index::open(dir.path(), Duration::ZERO).expect("reopen");
+        assert_eq!(idx.ids_from().expect("from"), 1000);
+        // Recovery reads segment 1000 back, then the log goes on.
+        idx.recall(&appends[1000..1500]).expect("recall");
+        idx.apply(&appends[1500..], &[], 2000).expect("apply");
+        for a in &appends {
+            assert_eq!(idx.first_id(&a.first_id).expect("id"), Some(a.at));
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod backup;
 mod config;
 mod error;
 mod id_filter;
+mod id_index;
 mod index;
 mod indexer;
 pub mod io;

@@ -140,8 +140,13 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         next_stream_id = next_stream_id.max(head.id + 1);
         heads.insert(name, head);
     }
+    // The ids of covered appends that only memory held are read back from
+    // the log: from the segment holding `ids_from` on.
+    let ids_from = index.ids_from()?.min(start.position);
     let mut replay = Replay {
         index,
+        covered_below: start.position,
+        recalled: Vec::new(),
         heads,
         next_stream_id,
         entries: Vec::new(),
@@ -180,10 +185,16 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         .iter()
         .position(|s| s.base == start.segment)
         .unwrap_or(segments.len() - 1);
+    let ids_idx = segments
+        .iter()
+        .rposition(|s| s.base <= ids_from)
+        .unwrap_or(0)
+        .min(first_idx);
+    let recalls = ids_from < start.position;
     let mut continues_at: Option<u64> = None;
-    for (i, seg) in segments.iter().enumerate().skip(first_idx) {
+    for (i, seg) in segments.iter().enumerate().skip(ids_idx) {
         let is_last = i + 1 == segments.len();
-        let from = if i == first_idx && !is_last {
+        let from = if i == first_idx && !is_last && !recalls {
             start.offset
         } else {
             HEADER_LEN
@@ -207,7 +218,7 @@ fn recover_segments(shared: &Shared, segments: &[Arc<Segment>]) -> Result<Recove
         }
         scan.expected = expected;
         scan_segment(seg, from, is_last, &mut scan, &mut |rec, loc| {
-            if rec.position >= start.position {
+            if rec.position >= ids_from {
                 replay.record(rec, loc)?;
             }
             Ok(())
@@ -414,6 +425,10 @@ fn zero_from(seg: &Segment, cut: u64, len: u64) -> Result<()> {
 
 struct Replay<'a> {
     index: &'a Index,
+    /// Records below it are covered by the index already: only their
+    /// appends' ids are taken, into `recalled`.
+    covered_below: u64,
+    recalled: Vec<AppendEntry>,
     heads: HashMap<String, StreamHead>,
     next_stream_id: u64,
     entries: Vec<AppendEntry>,
@@ -431,10 +446,21 @@ impl Replay<'_> {
     /// append, or (format version 2, `MultiAppend`) several appends to
     /// different streams, each a run of records of one stream.
     fn record(&mut self, rec: &EventRecord<'_>, location: Location) -> Result<()> {
+        let covered = rec.position < self.covered_below;
         let head = match self.heads.get_mut(rec.stream) {
             Some(h) => {
-                h.last_revision = h.last_revision.max(rec.revision);
+                if !covered {
+                    h.last_revision = h.last_revision.max(rec.revision);
+                }
                 *h
+            }
+            None if covered => {
+                // Every covered stream has a head in sled: an index out of
+                // step with the log. Its ids cannot be placed.
+                if rec.is_commit() {
+                    self.close_open();
+                }
+                return Ok(());
             }
             None => {
                 let h = StreamHead {
@@ -472,10 +498,12 @@ impl Replay<'_> {
             open.locations.push((rec.position, location));
         }
         open.at.count += 1;
-        self.replayed += 1;
+        if !covered {
+            self.replayed += 1;
+        }
         if rec.is_commit() {
             self.close_open();
-            if self.pending_events >= REPLAY_CHUNK {
+            if self.pending_events >= REPLAY_CHUNK || self.recalled.len() >= REPLAY_CHUNK {
                 self.flush(rec.position + 1)?;
             }
         }
@@ -485,6 +513,10 @@ impl Replay<'_> {
     /// Ends the append being replayed: its entry, and its stream's head.
     fn close_open(&mut self) {
         if let Some((done, name)) = self.open.take() {
+            if done.at.position < self.covered_below {
+                self.recalled.push(done);
+                return;
+            }
             if let Some(head) = self.heads.get(&name) {
                 self.touched.insert(name, *head);
             }
@@ -494,6 +526,10 @@ impl Replay<'_> {
     }
 
     fn flush(&mut self, covered: u64) -> Result<()> {
+        if !self.recalled.is_empty() {
+            self.index.recall(&self.recalled)?;
+            self.recalled.clear();
+        }
         if self.entries.is_empty() && self.touched.is_empty() {
             return Ok(());
         }
