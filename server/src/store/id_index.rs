@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::Result;
 use super::id_filter::Bloom;
-use super::index::IdEntry;
+use super::index::{be_u64, IdEntry};
 use super::types::EventId;
 
 /// Entries under one key of a table.
@@ -335,14 +335,6 @@ fn decode(e: &[u8]) -> (EventId, IdEntry) {
             count: u32::from_be_bytes(count),
         },
     )
-}
-
-fn be_u64(v: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = v.get(at..at + 8) {
-        b.copy_from_slice(s);
-    }
-    u64::from_be_bytes(b)
 }
 
 #[cfg(test)]

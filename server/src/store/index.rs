@@ -522,7 +522,8 @@ fn cat(a: u64, b: u64, c: u64, d: u64) -> [u8; 32] {
     v
 }
 
-fn be_u64(v: &[u8], at: usize) -> u64 {
+/// The big-endian `u64` at `at` (zero where `v` is too short).
+pub(super) fn be_u64(v: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     if let Some(s) = v.get(at..at + 8) {
         b.copy_from_slice(s);
