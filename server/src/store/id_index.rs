@@ -18,12 +18,13 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::Result;
 use super::id_filter::Bloom;
-use super::index::{be_u64, IdEntry};
+use super::index::{be_u64, AppendEntry, IdEntry};
 use super::types::EventId;
 
 /// Entries under one key of a table.
@@ -96,9 +97,7 @@ impl IdIndex {
         let mut s = self.lock();
         let stale: Vec<u64> = s.tabled.range(from..).map(|(base, _)| *base).collect();
         for base in stale {
-            let start = table_key(base, &EventId([0; 16]));
-            let end = table_key(base, &EventId([0xff; 16]));
-            for k in self.tables.range(start..=end).keys() {
+            for k in self.tables.range(table_range(base)).keys() {
                 self.tables.remove(k?)?;
             }
             s.tabled.remove(&base);
@@ -149,7 +148,7 @@ impl IdIndex {
     fn table_get(&self, base: u64, id: &EventId) -> Result<Option<IdEntry>> {
         let chunk = self
             .tables
-            .range(table_key(base, &EventId([0; 16]))..=table_key(base, id))
+            .range(*table_range(base).start()..=table_key(base, id))
             .next_back()
             .transpose()?;
         let Some((_, v)) = chunk else {
@@ -162,22 +161,19 @@ impl IdIndex {
             .map(|i| decode(entries[i]).1))
     }
 
-    /// Adds the ids of indexed appends (segment base, first id, entry), in
-    /// log order, and writes the table of every segment older than the
-    /// newest one held. Only one thread at a time adds (the indexer, or
-    /// recovery before it starts).
-    pub(crate) fn add(
-        &self,
-        appends: impl IntoIterator<Item = (u64, EventId, IdEntry)>,
-    ) -> Result<()> {
+    /// Adds the ids of indexed appends, in log order, and writes the table
+    /// of every segment older than the newest one held. Only one thread at
+    /// a time adds (the indexer, or recovery before it starts).
+    pub(crate) fn add<'a>(&self, appends: impl IntoIterator<Item = &'a AppendEntry>) -> Result<()> {
         let sealed: Vec<(u64, Arc<SegmentIds>)> = {
             let mut s = self.lock();
-            for (base, id, at) in appends {
+            for a in appends {
+                let base = a.first.segment;
                 if s.tabled.contains_key(&base) {
                     // Applied again after a crash: the table has it.
                     continue;
                 }
-                Arc::make_mut(s.recent.entry(base).or_default()).insert(id, at);
+                Arc::make_mut(s.recent.entry(base).or_default()).insert(a.first_id, a.at);
             }
             let newest = s.recent.keys().next_back().copied();
             s.recent
@@ -242,9 +238,7 @@ impl IdIndex {
         }
         for base in bases {
             let mut hashes = Vec::new();
-            let start = table_key(base, &EventId([0; 16]));
-            let end = table_key(base, &EventId([0xff; 16]));
-            for kv in self.tables.range(start..=end) {
+            for kv in self.tables.range(table_range(base)) {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(false);
                 }
@@ -283,11 +277,7 @@ impl IdIndex {
     /// Writes part of a table as a crash in the middle of
     /// [`IdIndex::write_table`] leaves it.
     #[cfg(test)]
-    pub(crate) fn add_partial_table(
-        &self,
-        base: u64,
-        appends: &[super::index::AppendEntry],
-    ) -> Result<()> {
+    pub(crate) fn add_partial_table(&self, base: u64, appends: &[AppendEntry]) -> Result<()> {
         let mut v = Vec::new();
         let mut sorted: Vec<_> = appends.iter().collect();
         sorted.sort_by_key(|a| a.first_id.0);
@@ -304,6 +294,11 @@ impl IdIndex {
     pub(crate) fn table_keys(&self) -> usize {
         self.tables.len()
     }
+}
+
+/// Every key of segment `base`'s table.
+fn table_range(base: u64) -> RangeInclusive<[u8; 24]> {
+    table_key(base, &EventId([0; 16]))..=table_key(base, &EventId([0xff; 16]))
 }
 
 fn table_key(base: u64, id: &EventId) -> [u8; 24] {
@@ -339,6 +334,7 @@ fn decode(e: &[u8]) -> (EventId, IdEntry) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::index::Location;
     use super::*;
 
     #[test]
@@ -368,7 +364,16 @@ mod tests {
             stream_id: 4,
             count: 1,
         };
-        ids.add([(0, EventId([1; 16]), new)]).expect("add");
+        let appended = AppendEntry {
+            first_id: EventId([1; 16]),
+            at: new,
+            first: Location {
+                segment: 0,
+                offset: 32,
+            },
+            locations: Vec::new(),
+        };
+        ids.add([&appended]).expect("add");
         let mut every = Vec::new();
         let done = ids
             .each_id(&AtomicBool::new(false), |id| every.push(*id))

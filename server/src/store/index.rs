@@ -281,11 +281,7 @@ impl Index {
     /// Holds the ids of appends the index already covers, which recovery
     /// reads back from the log from [`Index::ids_from`] on.
     pub fn recall<'a>(&self, appends: impl IntoIterator<Item = &'a AppendEntry>) -> Result<()> {
-        self.ids.add(
-            appends
-                .into_iter()
-                .map(|a| (a.first.segment, a.first_id, a.at)),
-        )?;
+        self.ids.add(appends)?;
         self.note_ids_from()
     }
 
@@ -362,7 +358,7 @@ impl Index {
                         &cat(loc.segment, loc.offset, 0, 0)[..16],
                     );
                 }
-                ids.push((a.first.segment, a.first_id, at));
+                ids.push(a);
             }
             self.revisions.apply_batch(self.packed_runs(by_stream)?)?;
             self.positions.apply_batch(positions)?;
