@@ -13,6 +13,8 @@ use crate::error::{BenchError, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
+    /// Each client makes calls that touch no storage (gRPC health Check; PostgreSQL `SELECT 1`).
+    Ping,
     /// Each writer appends 1 event per call to its own stream (exact expected version).
     Append,
     /// As append, but the writers share PipelinedAppend calls (one per --clients-per-connection).
@@ -45,8 +47,9 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order a full run takes them.
-    pub const ALL: [Workload; 14] = [
+    pub const ALL: [Workload; 15] = [
         Workload::ProbeDisk,
+        Workload::Ping,
         Workload::Append,
         Workload::AppendPipelined,
         Workload::AppendBatch,
@@ -65,6 +68,7 @@ impl Workload {
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
+            Workload::Ping => "ping",
             Workload::Append => "append",
             Workload::AppendPipelined => "append-pipelined",
             Workload::AppendBatch => "append-batch",
@@ -141,6 +145,10 @@ impl SystemKind {
             (SystemKind::StrataKurrentdb, Workload::AppendPipelined) => Some(
                 "KurrentDB's Append is one call per append; its pipelined \
                  counterpart (BatchAppend) is not driven here",
+            ),
+            (SystemKind::StrataKurrentdb, Workload::Ping) => Some(
+                "the health Check is the server's, whichever protocol a client speaks: \
+                 see strata's row",
             ),
             (SystemKind::StrataKurrentdb, Workload::MultiAppend) => {
                 Some("KurrentDB's protocol has no atomic multi-stream append")

@@ -48,7 +48,8 @@ pub struct Row {
     pub server_metrics: Option<ServerMetrics>,
     /// Length of the measured window, seconds.
     pub seconds: f64,
-    /// Strata's events/s divided by this row's (peer rows only).
+    /// Strata's events/s divided by this row's (peer rows only; calls/s
+    /// for `ping`, whose calls carry no events).
     pub strata_ratio: Option<f64>,
     /// `strata-kurrentdb` rows only: this row's events/s divided by native
     /// Strata's in the same workload and client count of the same run
@@ -75,7 +76,7 @@ pub fn fill_ratios(rows: &mut [Row]) {
     let strata: BTreeMap<(String, usize), f64> = rows
         .iter()
         .filter(|r| r.system == "strata")
-        .map(|r| ((r.workload.clone(), r.clients), r.events_per_s))
+        .map(|r| ((r.workload.clone(), r.clients), compared(r)))
         .collect();
     let pg_best = postgres_best_append(rows);
     for r in rows.iter_mut() {
@@ -94,15 +95,25 @@ pub fn fill_ratios(rows: &mut [Row]) {
         if r.system == KURRENTDB {
             r.kurrentdb_vs_strata = strata
                 .get(&(r.workload.clone(), r.clients))
-                .filter(|s| **s > 0.0 && r.events_per_s > 0.0)
-                .map(|s| r.events_per_s / s);
+                .filter(|s| **s > 0.0 && compared(r) > 0.0)
+                .map(|s| compared(r) / s);
             continue;
         }
         if let Some(s) = strata.get(&(r.workload.clone(), r.clients)) {
-            if r.events_per_s > 0.0 {
-                r.strata_ratio = Some(s / r.events_per_s);
+            if compared(r) > 0.0 {
+                r.strata_ratio = Some(s / compared(r));
             }
         }
+    }
+}
+
+/// What a ratio compares: events/s, or calls/s where calls carry no
+/// events (`ping`).
+fn compared(r: &Row) -> f64 {
+    if r.workload == "ping" {
+        r.ops_per_s
+    } else {
+        r.events_per_s
     }
 }
 
@@ -376,6 +387,17 @@ mod tests {
         let t = table(&rows);
         assert!(t.contains("3.00×"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn ping_compares_calls() {
+        let mut rows = vec![row("strata", 0.0), row("postgres", 0.0)];
+        for (r, calls) in rows.iter_mut().zip([8_000.0, 20_000.0]) {
+            r.workload = "ping".into();
+            r.ops_per_s = calls;
+        }
+        fill_ratios(&mut rows);
+        assert_eq!(rows[1].strata_ratio, Some(0.4));
     }
 
     #[test]

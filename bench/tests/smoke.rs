@@ -151,6 +151,7 @@ async fn every_workload_runs_at_a_tiny_size() {
     let warm = tiny(
         work_dir,
         &[
+            "ping",
             "append",
             "append-pipelined",
             "append-batch",
@@ -217,6 +218,19 @@ async fn every_workload_runs_at_a_tiny_size() {
                 "{workload}: no latency"
             );
         }
+    }
+    // Calls that carry no events: counted as calls, with their latency.
+    let pings: Vec<_> = rows.iter().filter(|r| r.workload == "ping").collect();
+    assert_eq!(pings.len(), 2, "ping: one row per client count");
+    for p in pings {
+        assert!(
+            p.ops_per_s > 0.0 && p.latency.samples > 0 && p.events_per_s == 0.0,
+            "ping {}: {} calls/s, {} samples ({})",
+            p.clients,
+            p.ops_per_s,
+            p.latency.samples,
+            p.notes
+        );
     }
     for workload in ["recovery", "recovery-no-index"] {
         let r = rows
@@ -303,6 +317,7 @@ async fn the_kurrentdb_layer_runs_beside_native_strata() {
             "append-pipelined",
             "multi-append",
             "persistent",
+            "ping",
         ],
     );
     options.systems = vec![SystemKind::Strata, SystemKind::StrataKurrentdb];
@@ -343,7 +358,7 @@ async fn the_kurrentdb_layer_runs_beside_native_strata() {
             "{workload}: no ratio to native strata"
         );
     }
-    for workload in ["append-pipelined", "multi-append", "persistent"] {
+    for workload in ["append-pipelined", "multi-append", "persistent", "ping"] {
         let r = layer
             .iter()
             .find(|r| r.workload == workload)

@@ -152,6 +152,22 @@ impl Client {
         }
     }
 
+    /// One call that touches no storage: the gRPC health Check (Strata,
+    /// UmaDB), PostgreSQL's `SELECT 1`.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Client::Strata(c) => c.ping().await,
+            // Refused before a cell starts (`SystemKind::lacks`); never sent.
+            Client::Kurrentdb(_) => Err(crate::error::BenchError::Config(
+                "strata-kurrentdb: the health Check is not a KurrentDB call".into(),
+            )),
+            #[cfg(feature = "peers")]
+            Client::Postgres(c) => c.ping().await,
+            #[cfg(feature = "peers")]
+            Client::Umadb(c) => c.ping().await,
+        }
+    }
+
     /// Number of events in `$all` (approximate for PostgreSQL: the last position).
     pub async fn head(&self) -> Result<u64> {
         match self {

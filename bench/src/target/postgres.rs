@@ -87,6 +87,7 @@ pub struct PgClient {
     read_all: Statement,
     read_stream: Statement,
     head: Statement,
+    ping: Statement,
     poll_interval: Duration,
 }
 
@@ -129,7 +130,9 @@ impl PgClient {
             .prepare("SELECT coalesce(max(position), 0) FROM events")
             .await
             .map_err(peer_err)?;
+        let ping = client.prepare("SELECT 1").await.map_err(peer_err)?;
         Ok(PgClient {
+            ping,
             client,
             append,
             multi_append,
@@ -281,6 +284,20 @@ impl PgClient {
             progress(pending);
         }
         Ok(total)
+    }
+
+    /// `SELECT 1`, prepared: a round trip that reads no table.
+    pub async fn ping(&self) -> Result<()> {
+        let row = self
+            .client
+            .query_one(&self.ping, &[])
+            .await
+            .map_err(peer_err)?;
+        let one: i32 = row.get(0);
+        if one != 1 {
+            return Err(peer_err(format!("SELECT 1 answered {one}")));
+        }
+        Ok(())
     }
 
     /// The last position (positions start at 1; rolled-back appends leave gaps).

@@ -154,6 +154,26 @@ pub struct StrataClient {
     channel: std::sync::Arc<Transport>,
 }
 
+/// Asks the server's health service about the whole server over
+/// `channel`; anything but SERVING is an error.
+pub async fn health_check(channel: &Transport) -> Result<()> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+    let status = HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    if status != ServingStatus::Serving {
+        return Err(BenchError::server(
+            SYSTEM,
+            format!("health check answered {status:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Opens one HTTP/2 connection to `url`.
 pub async fn connect(url: &str) -> Result<StrataClient> {
     let channel = transport(url).await?;
@@ -372,6 +392,11 @@ impl StrataClient {
             progress(batch.events.len());
         }
         Ok(total)
+    }
+
+    /// One gRPC health Check: a call that touches no storage.
+    pub async fn ping(&self) -> Result<()> {
+        health_check(&self.channel).await
     }
 
     /// Number of events in `$all`.

@@ -186,6 +186,15 @@ impl UmaClient {
         }
     }
 
+    /// One gRPC health Check (UmaDB's client asks the whole server).
+    pub async fn ping(&self) -> Result<()> {
+        let status = self.inner.check_health("").await.map_err(peer_err)?;
+        if status != umadb_client::ServingStatus::Serving {
+            return Err(peer_err(format!("health check answered {status:?}")));
+        }
+        Ok(())
+    }
+
     /// The last position (0 when empty).
     pub async fn head(&self) -> Result<u64> {
         Ok(self.inner.head().await.map_err(peer_err)?.unwrap_or(0))

@@ -12,6 +12,7 @@ mod catch_up;
 mod contended;
 mod multi_append;
 mod persistent;
+mod ping;
 mod preload;
 mod probe_disk;
 mod read_all;
@@ -437,6 +438,7 @@ pub async fn run_cell(
         });
     }
     match workload {
+        Workload::Ping => ping::run(ctx, running, clients).await,
         Workload::Append => append::run(ctx, running, clients, 1, Workload::Append).await,
         Workload::AppendBatch => {
             append::run(
