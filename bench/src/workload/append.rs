@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{finish, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::error::{BenchError, Result};
 use crate::report::Row;
@@ -68,17 +68,7 @@ async fn measure(
             ))
         })
         .collect();
-    let tally = gather(handles).await?;
-    let usage = usage.await?;
-    Ok(row(
-        running,
-        workload.name(),
-        count,
-        &window,
-        tally,
-        usage,
-        o.payload,
-    ))
+    finish(running, workload, count, &window, handles, usage, o.payload).await
 }
 
 /// One writer's loop: append, wait, chain the expected version, until the

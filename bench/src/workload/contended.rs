@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{finish, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::clock::Rng;
 use crate::error::Result;
@@ -65,15 +65,14 @@ pub async fn run(ctx: &Ctx, running: &Running, writers: usize) -> Result<Row> {
             })
         })
         .collect();
-    let tally = gather(handles).await?;
-    let usage = usage.await?;
-    Ok(row(
+    finish(
         running,
-        Workload::Contended.name(),
+        Workload::Contended,
         writers,
         &window,
-        tally,
+        handles,
         usage,
         o.payload,
-    ))
+    )
+    .await
 }

@@ -512,6 +512,30 @@ pub fn stamped_writers(
         .collect()
 }
 
+/// Ends a cell: waits for its clients' tallies and its usage watch, and
+/// builds the row.
+pub async fn finish(
+    running: &Running,
+    workload: Workload,
+    clients: usize,
+    window: &Window,
+    handles: Vec<tokio::task::JoinHandle<Result<Tally>>>,
+    usage: tokio::task::JoinHandle<Usage>,
+    payload: usize,
+) -> Result<Row> {
+    let tally = gather(handles).await?;
+    let usage = usage.await?;
+    Ok(row(
+        running,
+        workload.name(),
+        clients,
+        window,
+        tally,
+        usage,
+        payload,
+    ))
+}
+
 /// Waits for every worker and merges their tallies.
 pub async fn gather(handles: Vec<tokio::task::JoinHandle<Result<Tally>>>) -> Result<Tally> {
     let mut total = Tally::default();

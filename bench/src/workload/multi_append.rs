@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{finish, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::error::{BenchError, Result};
 use crate::report::Row;
@@ -34,17 +34,16 @@ pub async fn run(ctx: &Ctx, running: &Running, writers: usize) -> Result<Row> {
             ))
         })
         .collect();
-    let tally = gather(handles).await?;
-    let usage = usage.await?;
-    let mut r = row(
+    let mut r = finish(
         running,
-        Workload::MultiAppend.name(),
+        Workload::MultiAppend,
         writers,
         &window,
-        tally,
+        handles,
         usage,
         o.payload,
-    );
+    )
+    .await?;
     r.extra
         .insert("streams_per_call".into(), o.multi_streams as f64);
     Ok(r)

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, Tally, Window};
+use super::{finish, watch, Ctx, Tally, Window};
 use crate::cli::Workload;
 use crate::error::Result;
 use crate::report::Row;
@@ -37,15 +37,14 @@ pub async fn run(ctx: &Ctx, running: &Running, clients: usize) -> Result<Row> {
             })
         })
         .collect();
-    let tally = gather(handles).await?;
-    let usage = usage.await?;
-    Ok(row(
+    finish(
         running,
-        Workload::Ping.name(),
+        Workload::Ping,
         clients,
         &window,
-        tally,
+        handles,
         usage,
         o.payload,
-    ))
+    )
+    .await
 }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{gather, row, watch, Ctx, ReadSet, Tally, Window};
+use super::{finish, watch, Ctx, ReadSet, Tally, Window};
 use crate::cli::Workload;
 use crate::clock::Rng;
 use crate::error::{BenchError, Result};
@@ -55,15 +55,14 @@ pub async fn run(
             })
         })
         .collect();
-    let tally = gather(handles).await?;
-    let usage = usage.await?;
-    Ok(row(
+    finish(
         running,
-        Workload::ReadStream.name(),
+        Workload::ReadStream,
         readers,
         &window,
-        tally,
+        handles,
         usage,
         o.payload,
-    ))
+    )
+    .await
 }
