@@ -305,6 +305,13 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = Durability::Always)]
     pub durability: Durability,
 
+    /// Runs every system through every cell this many times, the systems
+    /// in a rotated order each round, each on fresh data; a row is then the
+    /// round with the median rate (the lower middle one when even), and
+    /// ratios compare those rows. probe-disk and recovery run once.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+
     /// Where temporary data directories go (default: the system temp dir).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -393,10 +400,14 @@ impl Options {
         {
             return bad("--stream-lengths and --streams-per-length must be positive".into());
         }
-        if self.subscribe_writers == 0 || self.recovery_runs == 0 || self.recovery_rebuild_runs == 0
+        if self.subscribe_writers == 0
+            || self.recovery_runs == 0
+            || self.recovery_rebuild_runs == 0
+            || self.rounds == 0
         {
             return bad(
-                "--subscribe-writers, --recovery-runs and --recovery-rebuild-runs must be at least 1"
+                "--subscribe-writers, --recovery-runs, --recovery-rebuild-runs and --rounds \
+                 must be at least 1"
                     .into(),
             );
         }

@@ -99,25 +99,36 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
         .copied()
         .filter(|w| !matches!(w, Workload::ProbeDisk | Workload::Recovery))
         .collect();
-    for &system in &o.systems {
-        if !per_client.is_empty() {
-            println!("{}: starting", system.name());
-            let ctx = ctx.for_system(system);
-            match start(system, &ctx, launcher, work.path()).await {
-                Ok(running) => run_system(&ctx, &running, &per_client, &mut rows).await,
-                Err(e) => emit(&mut rows, failed(system.name(), per_client[0], 0, &e)),
-            }
+    let mut measured: Vec<Row> = Vec::new();
+    for round in 0..o.rounds {
+        if o.rounds > 1 {
+            println!("round {} of {}", round + 1, o.rounds);
         }
-        if system == SystemKind::Strata && workloads.contains(&Workload::Recovery) {
-            match launcher {
-                Some(l) => match workload::recovery(o, l, work.path()).await {
-                    Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
-                    Err(e) => emit(&mut rows, failed("strata", Workload::Recovery, 1, &e)),
-                },
-                None => println!("recovery: skipped (it restarts the server; not with --url)"),
+        let dir = work.path().join(format!("round-{round}"));
+        for system in rotated(&o.systems, round) {
+            if !per_client.is_empty() {
+                println!("{}: starting", system.name());
+                let ctx = ctx.for_system(system);
+                match start(system, &ctx, launcher, &dir).await {
+                    Ok(running) => run_system(&ctx, &running, &per_client, &mut measured).await,
+                    Err(e) => emit(&mut measured, failed(system.name(), per_client[0], 0, &e)),
+                }
+                // Stopped: its data is not needed again.
+                let _ = std::fs::remove_dir_all(dir.join(system.name()));
+            }
+            if round == 0 && system == SystemKind::Strata && workloads.contains(&Workload::Recovery)
+            {
+                match launcher {
+                    Some(l) => match workload::recovery(o, l, &dir).await {
+                        Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
+                        Err(e) => emit(&mut rows, failed("strata", Workload::Recovery, 1, &e)),
+                    },
+                    None => println!("recovery: skipped (it restarts the server; not with --url)"),
+                }
             }
         }
     }
+    rows.extend(report::median_rounds(measured, o.rounds));
 
     report::fill_ratios(&mut rows);
     println!();
@@ -135,6 +146,18 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
         println!("results: {}", path.display());
     }
     Ok(rows)
+}
+
+/// The systems in the order round `round` runs them: each round starts one
+/// further along, so that no system always runs first (on a cold machine)
+/// or last (after the others' files).
+fn rotated(systems: &[SystemKind], round: usize) -> Vec<SystemKind> {
+    let mut order = systems.to_vec();
+    if !order.is_empty() {
+        let n = order.len();
+        order.rotate_left(round % n);
+    }
+    order
 }
 
 async fn start(
@@ -229,4 +252,20 @@ fn emit(rows: &mut Vec<Row>, row: Row) {
         );
     }
     rows.push(row);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_round_starts_with_the_next_system() {
+        use SystemKind::*;
+        let all = [Strata, Postgres, Umadb];
+        assert_eq!(rotated(&all, 0), vec![Strata, Postgres, Umadb]);
+        assert_eq!(rotated(&all, 1), vec![Postgres, Umadb, Strata]);
+        assert_eq!(rotated(&all, 2), vec![Umadb, Strata, Postgres]);
+        assert_eq!(rotated(&all, 3), vec![Strata, Postgres, Umadb]);
+        assert_eq!(rotated(&[Strata], 5), vec![Strata]);
+    }
 }

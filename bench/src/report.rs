@@ -107,6 +107,64 @@ pub fn fill_ratios(rows: &mut [Row]) {
     }
 }
 
+/// One row per (system, workload, clients) out of `rounds` rounds of
+/// them, in the order first measured: the round whose rate (what ratios
+/// compare) is the median, the lower middle one when even, so that every
+/// figure of a row comes from one measured window. Its notes give the
+/// spread and any rounds that failed. With one round, the rows as they are.
+pub fn median_rounds(rows: Vec<Row>, rounds: usize) -> Vec<Row> {
+    if rounds <= 1 {
+        return rows;
+    }
+    let mut cells: Vec<Vec<Row>> = Vec::new();
+    for r in rows {
+        match cells.iter_mut().find(|c| {
+            c[0].system == r.system && c[0].workload == r.workload && c[0].clients == r.clients
+        }) {
+            Some(cell) => cell.push(r),
+            None => cells.push(vec![r]),
+        }
+    }
+    cells.into_iter().map(median_row).collect()
+}
+
+fn median_row(cell: Vec<Row>) -> Row {
+    let measured = cell.len();
+    let (mut ok, bad): (Vec<Row>, Vec<Row>) = cell
+        .into_iter()
+        .partition(|r| !r.notes.starts_with("FAILED") && !r.notes.starts_with("n/a"));
+    if ok.is_empty() {
+        // Every round failed or does not apply: say so once.
+        return bad.into_iter().next().unwrap_or_default();
+    }
+    ok.sort_by(|a, b| compared(a).total_cmp(&compared(b)));
+    let (low, high) = (compared(&ok[0]), compared(&ok[ok.len() - 1]));
+    let rounds = ok.len();
+    let mut row = ok.swap_remove((rounds - 1) / 2);
+    let unit = if row.workload == "ping" {
+        "calls/s"
+    } else {
+        "events/s"
+    };
+    let mut notes = format!(
+        "median of {rounds} rounds ({unit} {}–{})",
+        human(low),
+        human(high)
+    );
+    if let Some(failure) = bad.first() {
+        notes.push_str(&format!(
+            "; {} of {measured} rounds {}",
+            bad.len(),
+            failure.notes
+        ));
+    }
+    if !row.notes.is_empty() {
+        notes = format!("{notes}; {}", row.notes);
+    }
+    row.notes = notes;
+    row
+}
+
 /// What a ratio compares: events/s, or calls/s where calls carry no
 /// events (`ping`).
 fn compared(r: &Row) -> f64 {
@@ -387,6 +445,64 @@ mod tests {
         let t = table(&rows);
         assert!(t.contains("3.00×"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn rounds_keep_the_median_round_of_each_cell() {
+        let mut measured = Vec::new();
+        for (strata, pg) in [(300.0, 90.0), (100.0, 110.0), (200.0, 100.0)] {
+            let mut s = row("strata", strata);
+            s.latency.p50_ms = strata / 100.0;
+            measured.push(s);
+            measured.push(row("postgres", pg));
+        }
+        let mut rows = median_rounds(measured, 3);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].system, "strata");
+        assert_eq!(rows[0].events_per_s, 200.0);
+        // Every figure of the row is the median round's own.
+        assert_eq!(rows[0].latency.p50_ms, 2.0);
+        assert!(rows[0]
+            .notes
+            .starts_with("median of 3 rounds (events/s 100–300)"));
+        assert_eq!(rows[1].events_per_s, 100.0);
+        fill_ratios(&mut rows);
+        assert_eq!(rows[1].strata_ratio, Some(2.0));
+    }
+
+    #[test]
+    fn an_even_number_of_rounds_keeps_the_lower_middle_one() {
+        let measured = [40.0, 10.0, 30.0, 20.0].map(|e| row("strata", e)).to_vec();
+        let rows = median_rounds(measured, 4);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].events_per_s, 20.0);
+    }
+
+    #[test]
+    fn failed_rounds_are_counted_and_never_the_median() {
+        let failed = |why: &str| Row {
+            notes: format!("FAILED: {why}"),
+            ..row("strata", 0.0)
+        };
+        let measured = vec![failed("timeout"), row("strata", 50.0), row("strata", 70.0)];
+        let rows = median_rounds(measured, 3);
+        assert_eq!(rows[0].events_per_s, 50.0);
+        assert!(
+            rows[0].notes.contains("1 of 3 rounds FAILED: timeout"),
+            "{}",
+            rows[0].notes
+        );
+        let rows = median_rounds(vec![failed("a"), failed("b")], 2);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].notes, "FAILED: a");
+    }
+
+    #[test]
+    fn one_round_leaves_the_rows_as_measured() {
+        let measured = vec![row("strata", 1.0), row("strata", 2.0)];
+        let rows = median_rounds(measured, 1);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.notes.is_empty()));
     }
 
     #[test]
