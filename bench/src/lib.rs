@@ -104,28 +104,31 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
         if o.rounds > 1 {
             println!("round {} of {}", round + 1, o.rounds);
         }
-        let dir = work.path().join(format!("round-{round}"));
+        if per_client.is_empty() {
+            break;
+        }
         for system in rotated(&o.systems, round) {
-            if !per_client.is_empty() {
-                println!("{}: starting", system.name());
-                let ctx = ctx.for_system(system);
-                match start(system, &ctx, launcher, &dir).await {
-                    Ok(running) => run_system(&ctx, &running, &per_client, &mut measured).await,
-                    Err(e) => emit(&mut measured, failed(system.name(), per_client[0], 0, &e)),
-                }
-                // Stopped: its data is not needed again.
-                let _ = std::fs::remove_dir_all(dir.join(system.name()));
+            println!("{}: starting", system.name());
+            let ctx = ctx.for_system(system);
+            let data = work
+                .path()
+                .join(format!("round-{round}"))
+                .join(system.name());
+            match start(system, &ctx, launcher, &data).await {
+                Ok(running) => run_system(&ctx, &running, &per_client, &mut measured).await,
+                Err(e) => emit(&mut measured, failed(system.name(), per_client[0], 0, &e)),
             }
-            if round == 0 && system == SystemKind::Strata && workloads.contains(&Workload::Recovery)
-            {
-                match launcher {
-                    Some(l) => match workload::recovery(o, l, &dir).await {
-                        Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
-                        Err(e) => emit(&mut rows, failed("strata", Workload::Recovery, 1, &e)),
-                    },
-                    None => println!("recovery: skipped (it restarts the server; not with --url)"),
-                }
-            }
+            // Stopped: its data is not needed again.
+            let _ = std::fs::remove_dir_all(&data);
+        }
+    }
+    if o.systems.contains(&SystemKind::Strata) && workloads.contains(&Workload::Recovery) {
+        match launcher {
+            Some(l) => match workload::recovery(o, l, work.path()).await {
+                Ok(r) => r.into_iter().for_each(|r| emit(&mut rows, r)),
+                Err(e) => emit(&mut rows, failed("strata", Workload::Recovery, 1, &e)),
+            },
+            None => println!("recovery: skipped (it restarts the server; not with --url)"),
         }
     }
     rows.extend(report::median_rounds(measured, o.rounds));
@@ -153,18 +156,17 @@ pub async fn run_with(options: Options, launcher: Option<&dyn Launcher>) -> Resu
 /// or last (after the others' files).
 fn rotated(systems: &[SystemKind], round: usize) -> Vec<SystemKind> {
     let mut order = systems.to_vec();
-    if !order.is_empty() {
-        let n = order.len();
-        order.rotate_left(round % n);
-    }
+    let n = order.len().max(1);
+    order.rotate_left(round % n);
     order
 }
 
+/// Starts `system`, on `data` if it keeps its data where it is told.
 async fn start(
     system: SystemKind,
     ctx: &Ctx,
     launcher: Option<&dyn Launcher>,
-    work: &Path,
+    data: &Path,
 ) -> Result<Running> {
     let o = &ctx.options;
     match system {
@@ -172,14 +174,14 @@ async fn start(
         // data directory of its own.
         SystemKind::Strata | SystemKind::StrataKurrentdb => match (&o.url, launcher) {
             (Some(url), _) => target::attach_strata(system, url, o).await,
-            (None, Some(l)) => target::start_strata(system, l, &work.join(system.name()), o).await,
+            (None, Some(l)) => target::start_strata(system, l, data, o).await,
             (None, None) => Err(BenchError::Config(format!(
                 "no way to start {}",
                 system.name()
             ))),
         },
         #[cfg(feature = "peers")]
-        SystemKind::Postgres => target::postgres::start(o, &work.join("postgres")).await,
+        SystemKind::Postgres => target::postgres::start(o, data).await,
         #[cfg(feature = "peers")]
         SystemKind::Umadb => target::umadb::start(o).await,
         #[cfg(not(feature = "peers"))]
@@ -234,7 +236,7 @@ fn failed(system: &str, workload: Workload, clients: usize, e: &BenchError) -> R
 
 /// Prints a one-line progress report and keeps the row.
 fn emit(rows: &mut Vec<Row>, row: Row) {
-    if row.notes.starts_with("FAILED") || row.notes.starts_with("n/a") {
+    if !row.measured() {
         println!(
             "  {} {} {}: {}",
             row.system, row.workload, row.clients, row.notes

@@ -65,6 +65,14 @@ pub struct Row {
     pub notes: String,
 }
 
+impl Row {
+    /// Whether the cell measured anything: it neither failed nor is
+    /// `n/a` for its system.
+    pub fn measured(&self) -> bool {
+        !self.notes.starts_with("FAILED") && !self.notes.starts_with("n/a")
+    }
+}
+
 /// The system name of Strata driven through its KurrentDB layer.
 const KURRENTDB: &str = "strata-kurrentdb";
 
@@ -130,9 +138,7 @@ pub fn median_rounds(rows: Vec<Row>, rounds: usize) -> Vec<Row> {
 
 fn median_row(cell: Vec<Row>) -> Row {
     let measured = cell.len();
-    let (mut ok, bad): (Vec<Row>, Vec<Row>) = cell
-        .into_iter()
-        .partition(|r| !r.notes.starts_with("FAILED") && !r.notes.starts_with("n/a"));
+    let (mut ok, bad): (Vec<Row>, Vec<Row>) = cell.into_iter().partition(Row::measured);
     if ok.is_empty() {
         // Every round failed or does not apply: say so once.
         return bad.into_iter().next().unwrap_or_default();
@@ -141,13 +147,9 @@ fn median_row(cell: Vec<Row>) -> Row {
     let (low, high) = (compared(&ok[0]), compared(&ok[ok.len() - 1]));
     let rounds = ok.len();
     let mut row = ok.swap_remove((rounds - 1) / 2);
-    let unit = if row.workload == "ping" {
-        "calls/s"
-    } else {
-        "events/s"
-    };
     let mut notes = format!(
-        "median of {rounds} rounds ({unit} {}–{})",
+        "median of {rounds} rounds ({} {}–{})",
+        compared_unit(&row),
         human(low),
         human(high)
     );
@@ -168,11 +170,24 @@ fn median_row(cell: Vec<Row>) -> Row {
 /// What a ratio compares: events/s, or calls/s where calls carry no
 /// events (`ping`).
 fn compared(r: &Row) -> f64 {
-    if r.workload == "ping" {
+    if counts_calls(r) {
         r.ops_per_s
     } else {
         r.events_per_s
     }
+}
+
+/// The unit of [`compared`].
+fn compared_unit(r: &Row) -> &'static str {
+    if counts_calls(r) {
+        "calls/s"
+    } else {
+        "events/s"
+    }
+}
+
+fn counts_calls(r: &Row) -> bool {
+    r.workload == "ping"
 }
 
 /// PostgreSQL's best events/s per writer count over `append` and
